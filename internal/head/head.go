@@ -1,0 +1,366 @@
+// Package head holds the traces that are still receiving spans.
+//
+// Spans are kept as their OTLP wire bytes, appended to one buffer per trace, with the resource
+// and scope they came with interned once and shared. That keeps the head to about the size of the
+// data itself (no object graph per span) and makes handing a trace to the block writer free.
+//
+// A trace leaves the live set when it has been idle for a while, when it is old, or when the head
+// is over its memory budget (oldest first). It then waits, still readable, in the flushing set
+// until the block holding it is durable, and only then is it dropped. Spans that arrive for a
+// trace after it left the live set start a new live entry: the reader merges both, and the block
+// reader merges a trace split across blocks.
+package head
+
+import (
+	"encoding/binary"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+)
+
+const shardCount = 64
+
+// Head is safe for concurrent use.
+type Head struct {
+	shards [shardCount]shard
+	groups interner
+
+	bytes  atomic.Int64 // span bytes held, live and flushing
+	spans  atomic.Int64
+	traces atomic.Int64
+	now    func() time.Time
+}
+
+type shard struct {
+	mu       sync.Mutex
+	live     map[[16]byte]*Trace
+	flushing map[[16]byte][]*Trace
+}
+
+// Trace is one trace's spans as held by the head. Its fields are read-only for everyone but the
+// head; the summary fields are maintained as spans arrive so search needs no decoding.
+type Trace struct {
+	ID     [16]byte
+	groups []*otlpwire.Group
+	buf    []byte // records: uvarint group index, uvarint length, Span message
+
+	SpanCount  int
+	ErrorCount int
+	Start, End uint64 // min start and max end over the spans, unix nanos
+	// RootName and RootService are set from a span without a parent, when one arrives.
+	RootName    string
+	RootService string
+
+	firstSeq    uint64 // oldest WAL segment holding one of its spans
+	firstAppend int64
+	lastAppend  int64
+}
+
+// New returns an empty head.
+func New() *Head {
+	h := &Head{now: time.Now}
+	for i := range h.shards {
+		h.shards[i].live = map[[16]byte]*Trace{}
+		h.shards[i].flushing = map[[16]byte][]*Trace{}
+	}
+	h.groups.init()
+	return h
+}
+
+func (h *Head) shard(id *[16]byte) *shard {
+	// Trace IDs are random; their last byte spreads traces evenly.
+	return &h.shards[id[15]%shardCount]
+}
+
+// Appender adds the spans of one request. It interns each resource/scope group once per request
+// rather than once per span. Not safe for concurrent use; get one per request.
+type Appender struct {
+	h       *Head
+	seq     uint64
+	now     int64
+	lastRaw *otlpwire.Group
+	last    *otlpwire.Group
+	lastRes []byte
+	lastSc  []byte
+}
+
+// Appender returns an appender for spans that the WAL stored in segment seq.
+func (h *Head) Appender(seq uint64) *Appender {
+	return &Appender{h: h, seq: seq, now: h.now().UnixNano()}
+}
+
+// Append adds one validated span. g and s may be reused by the caller after the call.
+func (a *Appender) Append(g *otlpwire.Group, s *otlpwire.Span) {
+	if a.last == nil || !sameBytes(g.Resource, a.lastRes) || !sameBytes(g.Scope, a.lastSc) {
+		a.last = a.h.groups.intern(g, a.now)
+		a.lastRes, a.lastSc = g.Resource, g.Scope
+	}
+	var id [16]byte
+	copy(id[:], s.TraceID)
+	sh := a.h.shard(&id)
+	sh.mu.Lock()
+	t := sh.live[id]
+	if t == nil {
+		t = &Trace{ID: id, firstSeq: a.seq, firstAppend: a.now}
+		sh.live[id] = t
+		a.h.traces.Add(1)
+	}
+	before := len(t.buf)
+	t.add(a.last, s, a.seq, a.now)
+	sh.mu.Unlock()
+	a.h.bytes.Add(int64(len(t.buf) - before))
+	a.h.spans.Add(1)
+}
+
+// sameBytes reports whether a and b are the same slice of the same request (not equal content):
+// a cheap way to notice that the scanner moved on to another group.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+func (t *Trace) add(g *otlpwire.Group, s *otlpwire.Span, seq uint64, now int64) {
+	gi := -1
+	for i, x := range t.groups {
+		if x == g {
+			gi = i
+			break
+		}
+	}
+	if gi < 0 {
+		gi = len(t.groups)
+		t.groups = append(t.groups, g)
+	}
+	t.buf = binary.AppendUvarint(t.buf, uint64(gi))
+	t.buf = binary.AppendUvarint(t.buf, uint64(len(s.Raw)))
+	t.buf = append(t.buf, s.Raw...)
+	t.SpanCount++
+	if s.StatusCode == otlpwire.StatusError {
+		t.ErrorCount++
+	}
+	if t.Start == 0 || s.Start < t.Start {
+		t.Start = s.Start
+	}
+	if s.End > t.End {
+		t.End = s.End
+	}
+	if len(s.ParentID) == 0 && t.RootName == "" {
+		t.RootName = string(s.Name)
+		t.RootService = string(g.ServiceName)
+	}
+	if seq < t.firstSeq {
+		t.firstSeq = seq
+	}
+	t.lastAppend = now
+}
+
+// Bytes is the size of the span data held.
+func (t *Trace) Bytes() int { return len(t.buf) }
+
+// Spans calls fn for each span with its group and message bytes, in arrival order. raw is valid
+// as long as the trace is.
+func (t *Trace) Spans(fn func(g *otlpwire.Group, raw []byte)) {
+	b := t.buf
+	for len(b) > 0 {
+		gi, n := binary.Uvarint(b)
+		b = b[n:]
+		l, n := binary.Uvarint(b)
+		b = b[n:]
+		fn(t.groups[gi], b[:l])
+		b = b[l:]
+	}
+}
+
+// Get returns the head's parts of a trace: its live entry and any entries waiting for a block.
+func (h *Head) Get(id [16]byte) []*Trace {
+	sh := h.shard(&id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	var out []*Trace
+	if t := sh.live[id]; t != nil {
+		out = append(out, t.snapshot())
+	}
+	out = append(out, sh.flushing[id]...)
+	return out
+}
+
+// snapshot copies what a reader needs so appends after the lock is released cannot race with it.
+// Spans only ever get appended, so a reader may share the buffer prefix.
+func (t *Trace) snapshot() *Trace {
+	c := *t
+	c.buf = t.buf[:len(t.buf):len(t.buf)]
+	c.groups = t.groups[:len(t.groups):len(t.groups)]
+	return &c
+}
+
+// Each calls fn with every trace held, live and flushing, for search. fn must not block: it runs
+// under a shard lock.
+func (h *Head) Each(fn func(t *Trace) bool) {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for _, t := range sh.live {
+			if !fn(t) {
+				sh.mu.Unlock()
+				return
+			}
+		}
+		for _, ts := range sh.flushing {
+			for _, t := range ts {
+				if !fn(t) {
+					sh.mu.Unlock()
+					return
+				}
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// CutPolicy says when a live trace is complete.
+type CutPolicy struct {
+	Idle     time.Duration // no span for this long
+	MaxAge   time.Duration // first span this long ago, however busy
+	MaxBytes int64         // head budget: past it, the least recently appended traces go first
+	All      bool          // everything (shutdown)
+}
+
+// Cut moves the traces that the policy says are complete from the live set to the flushing set
+// and returns them. They stay readable until Release.
+func (h *Head) Cut(p CutPolicy) []*Trace {
+	now := h.now().UnixNano()
+	idleBefore := now - int64(p.Idle)
+	ageBefore := now - int64(p.MaxAge)
+	var out []*Trace
+	var cutBytes int64
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for id, t := range sh.live {
+			if p.All || t.lastAppend <= idleBefore || (p.MaxAge > 0 && t.firstAppend <= ageBefore) {
+				delete(sh.live, id)
+				sh.flushing[id] = append(sh.flushing[id], t)
+				out = append(out, t)
+				cutBytes += int64(len(t.buf))
+			}
+		}
+		sh.mu.Unlock()
+	}
+	if p.MaxBytes > 0 {
+		if over := h.liveBytes() - cutBytes - p.MaxBytes; over > 0 {
+			out = append(out, h.cutOldest(over)...)
+		}
+	}
+	return out
+}
+
+func (h *Head) liveBytes() int64 {
+	var n int64
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for _, t := range sh.live {
+			n += int64(len(t.buf))
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func (h *Head) cutOldest(bytes int64) []*Trace {
+	type cand struct {
+		id   [16]byte
+		last int64
+		size int
+	}
+	var cands []cand
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for id, t := range sh.live {
+			cands = append(cands, cand{id, t.lastAppend, len(t.buf)})
+		}
+		sh.mu.Unlock()
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].last < cands[j].last })
+	var out []*Trace
+	for _, c := range cands {
+		if bytes <= 0 {
+			break
+		}
+		sh := h.shard(&c.id)
+		sh.mu.Lock()
+		if t := sh.live[c.id]; t != nil {
+			delete(sh.live, c.id)
+			sh.flushing[c.id] = append(sh.flushing[c.id], t)
+			out = append(out, t)
+			bytes -= int64(len(t.buf))
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// Release drops traces returned by Cut once they are durable elsewhere (or deliberately dropped).
+func (h *Head) Release(ts []*Trace) {
+	for _, t := range ts {
+		sh := h.shard(&t.ID)
+		sh.mu.Lock()
+		list := sh.flushing[t.ID]
+		for i, x := range list {
+			if x == t {
+				list = append(list[:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(sh.flushing, t.ID)
+		} else {
+			sh.flushing[t.ID] = list
+		}
+		sh.mu.Unlock()
+		h.bytes.Add(-int64(len(t.buf)))
+		h.spans.Add(-int64(t.SpanCount))
+		h.traces.Add(-1)
+	}
+	h.groups.sweep(h.now().Add(-10 * time.Minute).UnixNano())
+}
+
+// MinSegment is the oldest WAL segment that still holds spans of a trace in the head, or ok=false
+// when the head is empty. Everything older is in blocks.
+func (h *Head) MinSegment() (seq uint64, ok bool) {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for _, t := range sh.live {
+			if !ok || t.firstSeq < seq {
+				seq, ok = t.firstSeq, true
+			}
+		}
+		for _, ts := range sh.flushing {
+			for _, t := range ts {
+				if !ok || t.firstSeq < seq {
+					seq, ok = t.firstSeq, true
+				}
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return seq, ok
+}
+
+// Stats are the head's sizes.
+type Stats struct {
+	Traces, Spans, Bytes int64
+	Groups               int
+}
+
+// Stats returns the current sizes.
+func (h *Head) Stats() Stats {
+	return Stats{Traces: h.traces.Load(), Spans: h.spans.Load(), Bytes: h.bytes.Load(), Groups: h.groups.len()}
+}
+
+// Bytes is the span data held, cheap enough to call on every request for backpressure.
+func (h *Head) Bytes() int64 { return h.bytes.Load() }

@@ -1,0 +1,115 @@
+package head
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func testSpan(trace byte, id byte, parent bool, name string, code int32, start, end uint64) *otlpwire.Span {
+	s := &otlpwire.Span{TraceID: bytes.Repeat([]byte{trace}, 16), SpanID: bytes.Repeat([]byte{id}, 8),
+		Name: []byte(name), StatusCode: code, Start: start, End: end}
+	if parent {
+		s.ParentID = bytes.Repeat([]byte{9}, 8)
+	}
+	s.Raw = append([]byte(name), id)
+	return s
+}
+
+func TestAppendGetCutRelease(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	h := New()
+	h.now = c.now
+	// Two requests' worth of groups with equal content in different buffers must intern to one.
+	g1 := &otlpwire.Group{Resource: []byte("res-A"), Scope: []byte("scope"), ServiceName: []byte("task-api")}
+	g2 := &otlpwire.Group{Resource: []byte("res-A"), Scope: []byte("scope"), ServiceName: []byte("task-api")}
+	a := h.Appender(3)
+	a.Append(g1, testSpan(1, 1, false, "root", 0, 100, 400))
+	a.Append(g1, testSpan(1, 2, true, "child", otlpwire.StatusError, 150, 200))
+	a.Append(g1, testSpan(2, 3, true, "other", 0, 10, 20))
+	c.t = c.t.Add(3 * time.Second)
+	b := h.Appender(5)
+	b.Append(g2, testSpan(2, 4, true, "late", 0, 5, 30))
+
+	if st := h.Stats(); st.Traces != 2 || st.Spans != 4 || st.Groups != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	parts := h.Get([16]byte(bytes.Repeat([]byte{1}, 16)))
+	if len(parts) != 1 {
+		t.Fatalf("got %d parts", len(parts))
+	}
+	tr := parts[0]
+	if tr.SpanCount != 2 || tr.ErrorCount != 1 || tr.Start != 100 || tr.End != 400 || tr.RootName != "root" || tr.RootService != "task-api" {
+		t.Fatalf("summary %+v", tr)
+	}
+	var raws []string
+	tr.Spans(func(g *otlpwire.Group, raw []byte) {
+		if string(g.Resource) != "res-A" {
+			t.Errorf("group %q", g.Resource)
+		}
+		raws = append(raws, string(raw))
+	})
+	if len(raws) != 2 || raws[0] != "root\x01" || raws[1] != "child\x02" {
+		t.Fatalf("raws %q", raws)
+	}
+	if seq, ok := h.MinSegment(); !ok || seq != 3 {
+		t.Fatalf("MinSegment = %d %v", seq, ok)
+	}
+
+	// Trace 1 has been idle 3s, trace 2 was just appended to.
+	cut := h.Cut(CutPolicy{Idle: 2 * time.Second})
+	if len(cut) != 1 || cut[0].ID[0] != 1 {
+		t.Fatalf("cut %d traces", len(cut))
+	}
+	// Cut traces stay readable until released.
+	if len(h.Get(cut[0].ID)) != 1 {
+		t.Fatal("cut trace not readable")
+	}
+	// A late span for a cut trace starts a new live entry; readers see both parts.
+	h.Appender(6).Append(g1, testSpan(1, 5, true, "straggler", 0, 500, 600))
+	if got := len(h.Get(cut[0].ID)); got != 2 {
+		t.Fatalf("parts after late span = %d", got)
+	}
+	h.Release(cut)
+	if got := len(h.Get(cut[0].ID)); got != 1 {
+		t.Fatalf("parts after release = %d", got)
+	}
+	if seq, _ := h.MinSegment(); seq != 3 { // trace 2 began in segment 3
+		t.Fatalf("MinSegment after release = %d, want 3", seq)
+	}
+	all := h.Cut(CutPolicy{All: true})
+	h.Release(all)
+	if st := h.Stats(); st.Traces != 0 || st.Spans != 0 || st.Bytes != 0 {
+		t.Fatalf("after releasing everything: %+v", st)
+	}
+	if _, ok := h.MinSegment(); ok {
+		t.Fatal("empty head has a min segment")
+	}
+}
+
+func TestCutOverBudgetTakesOldest(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	h := New()
+	h.now = c.now
+	g := &otlpwire.Group{Resource: []byte("r")}
+	for i := byte(1); i <= 10; i++ {
+		c.t = c.t.Add(time.Millisecond)
+		h.Appender(1).Append(g, testSpan(i, i, false, "s", 0, 1, 2))
+	}
+	per := h.Bytes() / 10
+	cut := h.Cut(CutPolicy{Idle: time.Hour, MaxBytes: per * 7})
+	if len(cut) != 3 {
+		t.Fatalf("cut %d traces, want the 3 oldest", len(cut))
+	}
+	for _, tr := range cut {
+		if tr.ID[0] > 3 {
+			t.Fatalf("cut trace %d, not among the oldest", tr.ID[0])
+		}
+	}
+}
