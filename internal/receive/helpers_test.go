@@ -90,11 +90,19 @@ var errDisk = errors.New("wal: write: input/output error")
 
 func startGRPC(t *testing.T, c Consumer, cfg GRPCConfig) string {
 	t.Helper()
+	return startServer(t, NewGRPCServer(c, cfg))
+}
+
+func startServer(t *testing.T, s *grpc.Server) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewGRPCServer(c, cfg)
+	return serveOn(t, s, lis)
+}
+
+func serveOn(t *testing.T, s *grpc.Server, lis net.Listener) string {
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return lis.Addr().String()
