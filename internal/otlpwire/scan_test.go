@@ -172,3 +172,39 @@ func BenchmarkScanRequest(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "spans/s")
 }
+
+func FuzzScanRequest(f *testing.F) {
+	f.Add(smallRequest(2, 3))
+	f.Add([]byte{})
+	f.Add([]byte{0x0a, 0x02, 0x12, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		spans := 0
+		err := ScanRequest(b, func(g *Group, s *Span) error {
+			spans++
+			s.Valid()
+			return nil
+		})
+		if err != nil {
+			return
+		}
+		// Whatever scans must filter to a request that scans to the same valid spans.
+		out, err := FilterRequest(nil, b, func(s *Span) bool { ok, _ := s.Valid(); return ok })
+		if err != nil {
+			t.Fatalf("scan accepted what filter rejects: %v", err)
+		}
+		valid := 0
+		ScanRequest(b, func(g *Group, s *Span) error {
+			if ok, _ := s.Valid(); ok {
+				valid++
+			}
+			return nil
+		})
+		again := 0
+		if err := ScanRequest(out, func(g *Group, s *Span) error { again++; return nil }); err != nil {
+			t.Fatalf("filtered request does not scan: %v", err)
+		}
+		if again != valid {
+			t.Fatalf("filtered request has %d spans, want %d", again, valid)
+		}
+	})
+}

@@ -1,0 +1,217 @@
+// Package api serves Ariadne's query HTTP API on the query port, in the shapes Grafana Tempo's
+// API uses, so Grafana's Tempo data source and Tempo's tooling work against Ariadne unchanged.
+package api
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/ariadne-tracing/ariadne/internal/otlpjson"
+	"github.com/ariadne-tracing/ariadne/internal/query"
+)
+
+// BuildInfo describes the running binary for /api/status/buildinfo.
+type BuildInfo struct {
+	Version   string
+	Revision  string
+	Branch    string
+	BuildDate string
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	q     *query.Querier
+	build BuildInfo
+	log   *slog.Logger
+	ready atomic.Bool
+	mux   *http.ServeMux
+}
+
+// New returns the API server. It answers /ready with 503 until SetReady(true).
+func New(q *query.Querier, build BuildInfo, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{q: q, build: build, log: log, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /ready", s.handleReady)
+	s.mux.HandleFunc("GET /api/echo", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "echo") })
+	s.mux.HandleFunc("GET /api/status/buildinfo", s.handleBuildInfo)
+	s.mux.HandleFunc("GET /api/traces/{id}", s.handleTrace(false))
+	s.mux.HandleFunc("GET /api/v2/traces/{id}", s.handleTrace(true))
+	return s
+}
+
+// Handle adds a handler to the API's mux, for parts of the API that live in other packages.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// SetReady marks the server as accepting data and queries.
+func (s *Server) SetReady(v bool) { s.ready.Store(v) }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready.Load() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func (s *Server) handleBuildInfo(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{
+		"version":   s.build.Version,
+		"revision":  s.build.Revision,
+		"branch":    s.build.Branch,
+		"buildUser": "",
+		"buildDate": s.build.BuildDate,
+		"goVersion": runtime.Version(),
+	})
+}
+
+// ParseTraceID accepts a trace ID in hex, 1 to 32 digits; shorter IDs are left-padded with zeros
+// as Tempo does, since some clients strip leading zeros.
+func ParseTraceID(s string) ([16]byte, error) {
+	var id [16]byte
+	if len(s) == 0 || len(s) > 32 {
+		return id, fmt.Errorf("trace ID %q must be 1 to 32 hex digits", s)
+	}
+	padded := strings.Repeat("0", 32-len(s)) + s
+	if _, err := hex.Decode(id[:], []byte(padded)); err != nil {
+		return id, fmt.Errorf("trace ID %q is not hex", s)
+	}
+	if id == [16]byte{} {
+		return id, errors.New("trace ID must not be all zeros")
+	}
+	return id, nil
+}
+
+func parseRange(r *http.Request) (query.TimeRange, error) {
+	var tr query.TimeRange
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"start", &tr.Start}, {"end", &tr.End}} {
+		v := r.URL.Query().Get(p.name)
+		if v == "" {
+			continue
+		}
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return tr, fmt.Errorf("%s must be unix seconds, got %q", p.name, v)
+		}
+		*p.dst = time.Unix(sec, 0)
+	}
+	if !tr.Start.IsZero() && !tr.End.IsZero() && tr.End.Before(tr.Start) {
+		return tr, errors.New("end is before start")
+	}
+	// A trace's spans can run past the range given for it; widen by a minute at each end.
+	if !tr.Start.IsZero() {
+		tr.Start = tr.Start.Add(-time.Minute)
+	}
+	if !tr.End.IsZero() {
+		tr.End = tr.End.Add(time.Minute)
+	}
+	return tr, nil
+}
+
+func wantsProtobuf(r *http.Request) bool {
+	accept := r.Header.Get("Accept")
+	return strings.Contains(accept, "application/protobuf") || strings.Contains(accept, "application/x-protobuf")
+}
+
+// handleTrace serves trace by ID. v2 answers Tempo's TraceByIDResponse ({"trace":{...}}); v1
+// answers Tempo's Trace ({"batches":[...]}). In protobuf both carry the resource spans as field 1
+// of the trace message, so a Tempo client decodes them with Tempo's own types.
+func (s *Server) handleTrace(v2 bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := ParseTraceID(r.PathValue("id"))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		tr, err := parseRange(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		td, err := s.q.FindTrace(ctx, id, tr)
+		if err != nil {
+			s.log.Error("trace by ID", "id", hex.EncodeToString(id[:]), "err", err)
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		if td == nil {
+			writeError(w, http.StatusNotFound, "trace not found")
+			return
+		}
+		if wantsProtobuf(r) {
+			b, err := proto.Marshal(td)
+			if err != nil {
+				writeError(w, http.StatusInternalServerError, err.Error())
+				return
+			}
+			if v2 {
+				b = protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), b)
+			}
+			w.Header().Set("Content-Type", "application/protobuf")
+			w.Write(b)
+			return
+		}
+		b, err := traceJSON(td, v2)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	}
+}
+
+func traceJSON(td *tracepb.TracesData, v2 bool) ([]byte, error) {
+	b, err := otlpjson.Marshal(td)
+	if err != nil {
+		return nil, fmt.Errorf("encode trace: %w", err)
+	}
+	if v2 {
+		return json.Marshal(map[string]json.RawMessage{"trace": b})
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return nil, fmt.Errorf("encode trace: %w", err)
+	}
+	batches := fields["resourceSpans"]
+	if batches == nil {
+		batches = json.RawMessage("[]")
+	}
+	return json.Marshal(map[string]json.RawMessage{"batches": batches})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers with a plain-text message, as Tempo does, so Grafana shows it verbatim.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	fmt.Fprintln(w, msg)
+}

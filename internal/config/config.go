@@ -1,0 +1,138 @@
+// Package config holds every setting of `ariadne serve`, their defaults, the YAML file form and
+// the command-line flags. A flag given on the command line wins over the file, which wins over
+// the default.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration. The yaml tags are the config-file keys; docs/configuration.md
+// lists them with their defaults.
+type Config struct {
+	DataDir      string `yaml:"data_dir"`
+	OTLPGRPCAddr string `yaml:"otlp_grpc_addr"`
+	OTLPHTTPAddr string `yaml:"otlp_http_addr"`
+	HTTPAddr     string `yaml:"http_addr"`
+	LogLevel     string `yaml:"log_level"`
+
+	Retention Duration `yaml:"retention"`
+
+	Ingest  Ingest  `yaml:"ingest"`
+	Storage Storage `yaml:"storage"`
+}
+
+// Ingest are the receiving limits.
+type Ingest struct {
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	MaxHeadBytes    int64 `yaml:"max_head_bytes"`
+}
+
+// Storage tunes when traces move from memory to blocks.
+type Storage struct {
+	TraceIdle     Duration `yaml:"trace_idle"`
+	TraceMaxAge   Duration `yaml:"trace_max_age"`
+	HeadCutBytes  int64    `yaml:"head_cut_bytes"`
+	BlockMaxBytes int64    `yaml:"block_max_bytes"`
+	BlockMaxWait  Duration `yaml:"block_max_wait"`
+	WALSegment    int64    `yaml:"wal_segment_bytes"`
+}
+
+// Default returns the configuration with every default filled in.
+func Default() Config {
+	return Config{
+		DataDir:      "./data",
+		OTLPGRPCAddr: ":4317",
+		OTLPHTTPAddr: ":4318",
+		HTTPAddr:     ":3200",
+		LogLevel:     "info",
+		Retention:    Duration(14 * 24 * time.Hour),
+		Ingest: Ingest{
+			MaxRequestBytes: 16 << 20,
+			MaxHeadBytes:    256 << 20,
+		},
+		Storage: Storage{
+			TraceIdle:     Duration(5 * time.Second),
+			TraceMaxAge:   Duration(time.Minute),
+			HeadCutBytes:  64 << 20,
+			BlockMaxBytes: 64 << 20,
+			BlockMaxWait:  Duration(10 * time.Second),
+			WALSegment:    128 << 20,
+		},
+	}
+}
+
+// Load reads a YAML config file over the defaults. Unknown keys are an error: a misspelt key
+// silently ignored is a setting silently not applied.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	f, err := os.Open(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && err.Error() != "EOF" {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// RegisterFlags binds the common settings to flags on fs, with cfg's values as defaults, so
+// parsing fs after loading a file leaves the file's values unless a flag is given.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the WAL and blocks")
+	fs.StringVar(&c.OTLPGRPCAddr, "otlp-grpc-addr", c.OTLPGRPCAddr, "OTLP/gRPC listen address")
+	fs.StringVar(&c.OTLPHTTPAddr, "otlp-http-addr", c.OTLPHTTPAddr, "OTLP/HTTP listen address")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "query API and UI listen address")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.Var(&c.Retention, "retention", "delete blocks older than this (e.g. 14d, 36h)")
+	fs.Var(&c.Storage.TraceIdle, "trace-idle", "a trace with no new span for this long is complete")
+	fs.Int64Var(&c.Ingest.MaxRequestBytes, "max-request-bytes", c.Ingest.MaxRequestBytes, "largest OTLP request accepted, after decompression")
+}
+
+// Duration is a time.Duration that also accepts days ("14d") in files and flags.
+type Duration time.Duration
+
+// ParseDuration parses Go durations plus a "d" suffix for days.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasSuffix(s, "d") {
+		n, err := strconv.ParseFloat(strings.TrimSuffix(s, "d"), 64)
+		if err != nil {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	return d, nil
+}
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Set implements flag.Value.
+func (d *Duration) Set(s string) error {
+	v, err := ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return d.Set(n.Value) }
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }

@@ -1,0 +1,140 @@
+// Package server assembles a running Ariadne from its parts: the store, the ingester, the OTLP
+// receivers and the query API, each on its listener. cmd/ariadne and the end-to-end tests start
+// it the same way.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/ariadne-tracing/ariadne/internal/api"
+	"github.com/ariadne-tracing/ariadne/internal/config"
+	"github.com/ariadne-tracing/ariadne/internal/ingest"
+	"github.com/ariadne-tracing/ariadne/internal/query"
+	"github.com/ariadne-tracing/ariadne/internal/receive"
+	"github.com/ariadne-tracing/ariadne/internal/store"
+)
+
+// Server is a running Ariadne.
+type Server struct {
+	cfg   config.Config
+	log   *slog.Logger
+	Store *store.Store
+	API   *api.Server
+
+	grpc      *grpc.Server
+	otlpHTTP  *http.Server
+	queryHTTP *http.Server
+
+	// Bound addresses (useful when the config asked for port 0).
+	GRPCAddr, OTLPHTTPAddr, HTTPAddr string
+
+	errs     chan error
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// consumer adapts the ingester to the receivers' interface; the ingester does not import the
+// receivers, since data flows from them to it.
+type consumer struct{ in *ingest.Ingester }
+
+func (c consumer) ConsumeTraces(ctx context.Context, body []byte) (receive.Result, error) {
+	res, err := c.in.Consume(ctx, body)
+	return receive.Result{RejectedSpans: res.RejectedSpans, Message: res.Message}, err
+}
+
+// Start opens the store (replaying its WAL), binds every listener and starts serving. Errors from
+// serving later arrive on Err.
+func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	st, err := store.Open(store.Options{
+		Dir:           cfg.DataDir,
+		TraceIdle:     time.Duration(cfg.Storage.TraceIdle),
+		TraceMaxAge:   time.Duration(cfg.Storage.TraceMaxAge),
+		HeadMaxBytes:  cfg.Storage.HeadCutBytes,
+		BlockMaxBytes: cfg.Storage.BlockMaxBytes,
+		BlockMaxWait:  time.Duration(cfg.Storage.BlockMaxWait),
+		Retention:     time.Duration(cfg.Retention),
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, Store: st, errs: make(chan error, 3)}
+	in := ingest.New(st, ingest.Config{MaxHeadBytes: cfg.Ingest.MaxHeadBytes})
+	c := consumer{in}
+
+	s.API = api.New(query.New(st), build, log)
+
+	lg, err := net.Listen("tcp", cfg.OTLPGRPCAddr)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("listen OTLP/gRPC %s: %w", cfg.OTLPGRPCAddr, err)
+	}
+	lh, err := net.Listen("tcp", cfg.OTLPHTTPAddr)
+	if err != nil {
+		lg.Close()
+		st.Close()
+		return nil, fmt.Errorf("listen OTLP/HTTP %s: %w", cfg.OTLPHTTPAddr, err)
+	}
+	lq, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		lg.Close()
+		lh.Close()
+		st.Close()
+		return nil, fmt.Errorf("listen HTTP %s: %w", cfg.HTTPAddr, err)
+	}
+	s.GRPCAddr, s.OTLPHTTPAddr, s.HTTPAddr = lg.Addr().String(), lh.Addr().String(), lq.Addr().String()
+
+	s.grpc = receive.NewGRPCServer(c, receive.GRPCConfig{MaxRecvMsgBytes: int(cfg.Ingest.MaxRequestBytes)})
+	s.otlpHTTP = &http.Server{Handler: receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes}),
+		ReadHeaderTimeout: 10 * time.Second}
+	s.queryHTTP = &http.Server{Handler: s.API, ReadHeaderTimeout: 10 * time.Second}
+
+	go func() { s.errs <- wrapServe("OTLP/gRPC", s.grpc.Serve(lg)) }()
+	go func() { s.errs <- wrapServe("OTLP/HTTP", s.otlpHTTP.Serve(lh)) }()
+	go func() { s.errs <- wrapServe("query HTTP", s.queryHTTP.Serve(lq)) }()
+	s.API.SetReady(true)
+	log.Info("ariadne ready", "otlp_grpc", s.GRPCAddr, "otlp_http", s.OTLPHTTPAddr, "http", s.HTTPAddr, "data_dir", cfg.DataDir)
+	return s, nil
+}
+
+func wrapServe(what string, err error) error {
+	if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return fmt.Errorf("%s server: %w", what, err)
+}
+
+// Err delivers the first serving error.
+func (s *Server) Err() <-chan error { return s.errs }
+
+// Stop stops taking data (letting requests in flight finish), flushes the head into a block and
+// closes the store.
+func (s *Server) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		s.API.SetReady(false)
+		done := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.grpc.Stop()
+		}
+		herr := s.otlpHTTP.Shutdown(ctx)
+		qerr := s.queryHTTP.Shutdown(ctx)
+		serr := s.Store.Close()
+		s.stopErr = errors.Join(herr, serr, qerr)
+	})
+	return s.stopErr
+}

@@ -1,0 +1,376 @@
+// Package store is Ariadne's embedded trace store: the write-ahead log, the head of live traces
+// and the immutable blocks, and the loop that moves traces from one to the next.
+//
+// An append is durable when Append returns: the request is in the WAL (fsync'd, group-committed)
+// and its spans are in the head. The flush loop cuts complete traces from the head, passes them
+// through the sampling hook, writes the kept ones into a block, and once the block is durable
+// drops them from the head and deletes the WAL segments nothing in the head needs any more.
+// Opening a store replays what the WAL still holds, so a crash loses nothing acknowledged.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ariadne-tracing/ariadne/internal/block"
+	"github.com/ariadne-tracing/ariadne/internal/head"
+	"github.com/ariadne-tracing/ariadne/internal/objstore"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+	"github.com/ariadne-tracing/ariadne/internal/wal"
+)
+
+// Options configure a Store. Zero values take the defaults.
+type Options struct {
+	Dir string // data directory: wal/ and blocks/ below it
+
+	TraceIdle    time.Duration // a trace with no new span for this long is complete (default 5s)
+	TraceMaxAge  time.Duration // a trace is cut after this long even if busy (default 1m)
+	HeadMaxBytes int64         // live span bytes past which the oldest traces are cut early (default 64 MiB)
+
+	BlockMaxBytes int64         // cut traces are collected into one block up to this many span bytes (default 64 MiB)
+	BlockMaxWait  time.Duration // or until the oldest has waited this long (default 10s)
+	FlushInterval time.Duration // how often the loop looks for complete traces (default 1s)
+
+	Retention time.Duration // blocks whose newest span is older are deleted (default 14 days)
+
+	// Keep is the tail-sampling hook: it sees each complete trace and says whether it goes to a
+	// block. Nil keeps everything.
+	Keep func(t *head.Trace) bool
+
+	WAL    wal.Options
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.TraceIdle <= 0 {
+		o.TraceIdle = 5 * time.Second
+	}
+	if o.TraceMaxAge <= 0 {
+		o.TraceMaxAge = time.Minute
+	}
+	if o.HeadMaxBytes <= 0 {
+		o.HeadMaxBytes = 64 << 20
+	}
+	if o.BlockMaxBytes <= 0 {
+		o.BlockMaxBytes = 64 << 20
+	}
+	if o.BlockMaxWait <= 0 {
+		o.BlockMaxWait = 10 * time.Second
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = time.Second
+	}
+	if o.Retention <= 0 {
+		o.Retention = 14 * 24 * time.Hour
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.WAL.Logger == nil {
+		o.WAL.Logger = o.Logger
+	}
+}
+
+// Store is safe for concurrent use.
+type Store struct {
+	opts Options
+	log  *slog.Logger
+	wal  *wal.WAL
+	head *head.Head
+	objs objstore.Store
+
+	// appendMu orders WAL trimming against appends: an append holds it shared from the WAL write
+	// until its spans are in the head, so trimming never deletes a segment whose spans the head
+	// has not seen yet.
+	appendMu sync.RWMutex
+
+	blocksMu sync.RWMutex
+	blocks   []*block.Reader // oldest first
+
+	pending      []*head.Trace // cut, kept, waiting to fill a block
+	pendingBytes int64
+	pendingSince time.Time
+
+	flushMu sync.Mutex // one flush at a time: the loop, Flush, Close
+	stop    chan struct{}
+	stopped chan struct{}
+	closed  bool
+
+	stats Stats
+}
+
+// Stats count the store's work since it opened.
+type Stats struct {
+	BlocksWritten  int64
+	TracesFlushed  int64
+	SpansFlushed   int64
+	TracesDropped  int64 // by the sampling hook
+	BlocksDeleted  int64 // by retention
+	ReplayedSpans  int64
+	LastFlushError string
+}
+
+// Open opens or creates the store in opts.Dir, replays its WAL into the head and starts the flush
+// loop.
+func Open(opts Options) (*Store, error) {
+	opts.defaults()
+	if opts.Dir == "" {
+		return nil, errors.New("store: no data directory")
+	}
+	objs, err := objstore.NewLocal(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: open blocks: %w", err)
+	}
+	return OpenWith(opts, objs)
+}
+
+// OpenWith is Open with blocks in the given object store.
+func OpenWith(opts Options, objs objstore.Store) (*Store, error) {
+	opts.defaults()
+	s := &Store{opts: opts, log: opts.Logger, head: head.New(), objs: objs,
+		stop: make(chan struct{}), stopped: make(chan struct{})}
+	ctx := context.Background()
+	metas, err := block.List(ctx, objs)
+	if err != nil {
+		return nil, fmt.Errorf("store: list blocks: %w", err)
+	}
+	for _, m := range metas {
+		r, err := block.Open(ctx, objs, m.ID)
+		if err != nil {
+			return nil, fmt.Errorf("store: open block %s: %w", m.ID, err)
+		}
+		s.blocks = append(s.blocks, r)
+	}
+	walDir := filepath.Join(opts.Dir, "wal")
+	start := time.Now()
+	var replayed int64
+	err = wal.Replay(walDir, s.log, func(seq uint64, payload []byte) error {
+		n, err := s.appendHead(seq, payload)
+		replayed += int64(n)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: replay WAL: %w", err)
+	}
+	if replayed > 0 {
+		s.log.Info("replayed write-ahead log", "spans", replayed, "took", time.Since(start).Round(time.Millisecond))
+	}
+	s.stats.ReplayedSpans = replayed
+	s.wal, err = wal.Open(walDir, opts.WAL)
+	if err != nil {
+		return nil, err
+	}
+	go s.loop()
+	return s, nil
+}
+
+// Append makes the spans of one ExportTraceServiceRequest (already validated, protobuf wire
+// form) durable and readable. payload may be reused when Append returns.
+func (s *Store) Append(payload []byte) error {
+	s.appendMu.RLock()
+	defer s.appendMu.RUnlock()
+	seq, err := s.wal.Append(payload)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	_, err = s.appendHead(seq, payload)
+	return err
+}
+
+func (s *Store) appendHead(seq uint64, payload []byte) (int, error) {
+	app := s.head.Appender(seq)
+	n := 0
+	err := otlpwire.ScanRequest(payload, func(g *otlpwire.Group, sp *otlpwire.Span) error {
+		// Records in the WAL were validated before they were written; this guards replay against
+		// a record from a build with different rules.
+		if ok, _ := sp.Valid(); ok {
+			app.Append(g, sp)
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Head is the live part of the store, for readers.
+func (s *Store) Head() *head.Head { return s.head }
+
+// Blocks returns the open blocks, oldest first. The slice is the caller's; the readers stay valid
+// until retention deletes them, which a reader in use survives (files stay open).
+func (s *Store) Blocks() []*block.Reader {
+	s.blocksMu.RLock()
+	defer s.blocksMu.RUnlock()
+	return append([]*block.Reader(nil), s.blocks...)
+}
+
+// HeadBytes is the span data held in memory, for backpressure.
+func (s *Store) HeadBytes() int64 { return s.head.Bytes() }
+
+// WALStats reports the log's counters.
+func (s *Store) WALStats() wal.Stats { return s.wal.Stats() }
+
+// Stats reports the flush counters.
+func (s *Store) Stats() Stats {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	return s.stats
+}
+
+func (s *Store) loop() {
+	defer close(s.stopped)
+	t := time.NewTicker(s.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.flush(false); err != nil {
+				s.log.Error("flush failed; traces stay in the head and the WAL", "err", err)
+			}
+		}
+	}
+}
+
+// Flush cuts every trace in the head, complete or not, into a block now.
+func (s *Store) Flush() error { return s.flush(true) }
+
+func (s *Store) flush(all bool) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	cut := s.head.Cut(head.CutPolicy{Idle: s.opts.TraceIdle, MaxAge: s.opts.TraceMaxAge,
+		MaxBytes: s.opts.HeadMaxBytes, All: all})
+	var dropped []*head.Trace
+	for _, t := range cut {
+		if s.opts.Keep != nil && !s.opts.Keep(t) {
+			dropped = append(dropped, t)
+			continue
+		}
+		if len(s.pending) == 0 {
+			s.pendingSince = time.Now()
+		}
+		s.pending = append(s.pending, t)
+		s.pendingBytes += int64(t.Bytes())
+	}
+	if len(dropped) > 0 {
+		s.head.Release(dropped)
+		s.stats.TracesDropped += int64(len(dropped))
+	}
+	var err error
+	if len(s.pending) > 0 && (all || s.pendingBytes >= s.opts.BlockMaxBytes || time.Since(s.pendingSince) >= s.opts.BlockMaxWait) {
+		err = s.writeBlock()
+		if err != nil {
+			s.stats.LastFlushError = err.Error()
+		}
+	}
+	if len(dropped) > 0 || err == nil {
+		if terr := s.trimWAL(); terr != nil && err == nil {
+			err = terr
+		}
+	}
+	if rerr := s.applyRetention(); rerr != nil && err == nil {
+		err = rerr
+	}
+	return err
+}
+
+func (s *Store) writeBlock() error {
+	traces := make([]block.Trace, len(s.pending))
+	spans := 0
+	for i, t := range s.pending {
+		bt := &traces[i]
+		bt.ID = t.ID
+		bt.Spans = make([]block.Span, 0, t.SpanCount)
+		t.Spans(func(g *otlpwire.Group, raw []byte) {
+			bt.Spans = append(bt.Spans, block.Span{Group: g, Raw: raw})
+		})
+		spans += len(bt.Spans)
+	}
+	ctx := context.Background()
+	start := time.Now()
+	meta, err := block.Write(ctx, s.objs, traces, block.WriteOptions{})
+	if err != nil {
+		return fmt.Errorf("store: write block: %w", err)
+	}
+	r, err := block.Open(ctx, s.objs, meta.ID)
+	if err != nil {
+		return fmt.Errorf("store: open new block %s: %w", meta.ID, err)
+	}
+	s.blocksMu.Lock()
+	s.blocks = append(s.blocks, r)
+	s.blocksMu.Unlock()
+	// Only now, with the block readable, do the traces leave the head: a reader always finds
+	// them in one place or the other.
+	s.head.Release(s.pending)
+	s.log.Debug("block written", "id", meta.ID, "traces", len(traces), "spans", spans, "took", time.Since(start))
+	s.stats.BlocksWritten++
+	s.stats.TracesFlushed += int64(len(traces))
+	s.stats.SpansFlushed += int64(spans)
+	clear(s.pending)
+	s.pending = s.pending[:0]
+	s.pendingBytes = 0
+	return nil
+}
+
+func (s *Store) trimWAL() error {
+	s.appendMu.Lock()
+	seq, ok := s.head.MinSegment()
+	if !ok {
+		seq = s.wal.ActiveSegment()
+	}
+	s.appendMu.Unlock()
+	return s.wal.RemoveBefore(seq)
+}
+
+func (s *Store) applyRetention() error {
+	cutoff := time.Now().Add(-s.opts.Retention).UnixNano()
+	s.blocksMu.Lock()
+	var keep, expired []*block.Reader
+	for _, r := range s.blocks {
+		if r.Meta().MaxEnd < cutoff {
+			expired = append(expired, r)
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	s.blocks = keep
+	s.blocksMu.Unlock()
+	for _, r := range expired {
+		id := r.Meta().ID
+		if err := block.Delete(context.Background(), s.objs, id); err != nil {
+			return fmt.Errorf("store: retention: delete block %s: %w", id, err)
+		}
+		r.Close()
+		s.stats.BlocksDeleted++
+		s.log.Info("retention deleted block", "id", id, "newest_span", time.Unix(0, r.Meta().MaxEnd))
+	}
+	return nil
+}
+
+// Close flushes everything in the head into a block, trims the WAL and closes the store. Callers
+// stop appending first.
+func (s *Store) Close() error {
+	s.flushMu.Lock()
+	if s.closed {
+		s.flushMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.flushMu.Unlock()
+	close(s.stop)
+	<-s.stopped
+	ferr := s.flush(true)
+	werr := s.wal.Close()
+	s.blocksMu.Lock()
+	for _, r := range s.blocks {
+		r.Close()
+	}
+	s.blocks = nil
+	s.blocksMu.Unlock()
+	return errors.Join(ferr, werr)
+}
