@@ -113,7 +113,7 @@ func exportGuide(t *testing.T, s *server.Server, protocol string) ([]guidetrace.
 // were batched into requests.
 type flatSpan struct {
 	resource, scope string // deterministic protobuf, schema URL appended
-	span                   *tracepb.Span
+	span            *tracepb.Span
 }
 
 func flatten(rss []*tracepb.ResourceSpans) map[string]flatSpan {

@@ -75,7 +75,9 @@ func mustHex(s string) []byte {
 	return b
 }
 
-func sv(s string) *commonpb.AnyValue { return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s}} }
+func sv(s string) *commonpb.AnyValue {
+	return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s}}
+}
 
 func TestHandWrittenJSONRoundTrip(t *testing.T) {
 	s := startServer(t, testConfig(t.TempDir()))
