@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -345,6 +346,9 @@ func exceptionText(ev *tracepb.Span_Event) string {
 		switch kv.GetKey() {
 		case "exception.type":
 			typ = kv.GetValue().GetStringValue()
+			// Go names types by full import path, which would crowd the
+			// message out of the line; the last element is enough to read.
+			typ = typ[strings.LastIndex(typ, "/")+1:]
 		case "exception.message":
 			msg = kv.GetValue().GetStringValue()
 		}
