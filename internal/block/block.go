@@ -1,0 +1,212 @@
+// Package block writes and reads immutable trace blocks: the columnar, compressed form that
+// complete traces take once they leave the head.
+//
+// A block is one folder, blocks/<id>/, of flat Parquet files that share row order, so that a
+// trace is one contiguous row range in every file:
+//
+//	traces.parquet       one row per trace, sorted by trace ID: the search summary (start,
+//	                     duration, root service and name, span and error counts) and the first
+//	                     row of the trace in each other file.
+//	spans.parquet        one row per span, by trace and then start time. The parent is an index
+//	                     within the trace when the parent is in the block's copy of the trace, and
+//	                     the raw parent ID otherwise; start is an offset from the trace start.
+//	attrs.parquet        span attributes, one row per key/value: owner span row, key, type and a
+//	                     column per scalar type; other values keep their AnyValue bytes.
+//	event_attrs.parquet  event attributes, same shape, owner is the event row.
+//	link_attrs.parquet   link attributes, same shape, owner is the link row.
+//	events.parquet       span row, time offset from the span start, name, dropped count.
+//	links.parquet        span row, trace and span IDs, trace state, flags, dropped count.
+//	groups.parquet       distinct resource+scope pairs as message bytes, with the service and
+//	                     scope names beside them for search.
+//	bloom                bloom filter of the trace IDs, loaded whole at Open.
+//	meta.json            written last: a folder without it is an unfinished write.
+//
+// Why this shape:
+//   - Flat files with required columns keep the writer on parquet-go's column-at-a-time path,
+//     with no reflection and no repetition levels; nesting spans inside traces would make every
+//     span column carry levels and force the row-by-row writer.
+//   - Span attributes live in their own file so a TraceQL condition such as
+//     span.http.method = "GET" reads only the key and str columns of that file, not the event
+//     and link attributes that would dilute them in a shared file.
+//   - Resources and scopes are few per block, so they are stored whole as message bytes: that
+//     round-trips every field, including ones newer than this code, and search decodes the
+//     handful of rows at open.
+//   - Offsets (span start from trace start, event time from span start) and small parent
+//     indexes turn 8-byte timestamps and IDs into values that DELTA_BINARY_PACKED and zstd
+//     shrink to a byte or two; random span IDs use DELTA_LENGTH_BYTE_ARRAY so they cost their
+//     8 bytes and almost nothing for lengths.
+//   - Pages are small (PageSize) and dictionaries capped, so fetching one trace decompresses a
+//     few small pages per column instead of whole column chunks.
+//   - Trace lookup tests the in-memory bloom filter, binary-searches the first trace ID of each
+//     trace_id page (from the Parquet column index, loaded at open), and reads one page.
+package block
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ariadne-tracing/ariadne/internal/objstore"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+)
+
+// FormatVersion is written to meta.json; readers refuse versions they do not know.
+const FormatVersion = 1
+
+// Prefix is the folder holding all blocks in a store.
+const Prefix = "blocks/"
+
+// Trace is one complete trace handed over by the head.
+type Trace struct {
+	ID    [16]byte
+	Spans []Span // any order
+}
+
+// Span is one span in wire form.
+type Span struct {
+	// Group is the span's resource and scope. Spans from the same request share the pointer;
+	// distinct pointers with equal bytes are stored once too.
+	Group *otlpwire.Group
+	// Raw is one opentelemetry.proto.trace.v1.Span message. Its trace_id field is ignored:
+	// the trace's ID is authoritative.
+	Raw []byte
+}
+
+// Meta describes a complete block. It is what List returns, so it holds what a querier needs
+// to decide whether to open a block at all.
+type Meta struct {
+	ID         string           `json:"id"`
+	Version    int              `json:"version"`
+	Created    time.Time        `json:"created"`
+	MinTraceID string           `json:"minTraceID"` // hex
+	MaxTraceID string           `json:"maxTraceID"`
+	MinStart   int64            `json:"minStartUnixNano"`
+	MaxEnd     int64            `json:"maxEndUnixNano"`
+	Traces     int64            `json:"traces"`
+	Spans      int64            `json:"spans"`
+	Events     int64            `json:"events"`
+	Links      int64            `json:"links"`
+	Attrs      int64            `json:"attrs"`
+	EventAttrs int64            `json:"eventAttrs"`
+	LinkAttrs  int64            `json:"linkAttrs"`
+	Groups     int64            `json:"groups"`
+	Bytes      int64            `json:"bytes"` // all files, meta.json excluded
+	Files      map[string]int64 `json:"files"` // size of each file
+}
+
+func blockDir(id string) string { return Prefix + id + "/" }
+
+// List returns the metas of the complete blocks in store, sorted by ID (and so by creation
+// time). Folders without meta.json are skipped: they are writes in progress or left by a crash.
+func List(ctx context.Context, store objstore.Store) ([]Meta, error) {
+	names, err := store.List(ctx, Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("block: list: %w", err)
+	}
+	var metas []Meta
+	for _, n := range names {
+		id, file, ok := strings.Cut(strings.TrimPrefix(n, Prefix), "/")
+		if !ok || file != fileMeta {
+			continue
+		}
+		m, err := readMeta(ctx, store, id)
+		if errors.Is(err, objstore.ErrNotFound) {
+			continue // deleted since List
+		}
+		if err != nil {
+			return nil, err
+		}
+		metas = append(metas, m)
+	}
+	slices.SortFunc(metas, func(a, b Meta) int { return strings.Compare(a.ID, b.ID) })
+	return metas, nil
+}
+
+// Incomplete returns the IDs of block folders without meta.json, for a compactor or startup
+// sweep to Delete once it knows no writer is still filling them.
+func Incomplete(ctx context.Context, store objstore.Store) ([]string, error) {
+	names, err := store.List(ctx, Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("block: list: %w", err)
+	}
+	seen := map[string]bool{}
+	var ids []string
+	for _, n := range names {
+		id, file, ok := strings.Cut(strings.TrimPrefix(n, Prefix), "/")
+		if !ok {
+			continue
+		}
+		if _, known := seen[id]; !known {
+			seen[id] = false
+			ids = append(ids, id)
+		}
+		if file == fileMeta {
+			seen[id] = true
+		}
+	}
+	return slices.DeleteFunc(ids, func(id string) bool { return seen[id] }), nil
+}
+
+func readMeta(ctx context.Context, store objstore.Store, id string) (Meta, error) {
+	rc, err := store.Get(ctx, blockDir(id)+fileMeta)
+	if err != nil {
+		return Meta{}, fmt.Errorf("block %s: meta: %w", id, err)
+	}
+	defer rc.Close()
+	var m Meta
+	if err := json.NewDecoder(rc).Decode(&m); err != nil {
+		return Meta{}, fmt.Errorf("block %s: decode meta: %w", id, err)
+	}
+	if m.Version != FormatVersion {
+		return Meta{}, fmt.Errorf("block %s: format version %d, want %d", id, m.Version, FormatVersion)
+	}
+	return m, nil
+}
+
+// Delete removes a block. meta.json goes first so that a crash part-way leaves an incomplete
+// block, which List ignores, rather than a complete-looking one with missing files.
+func Delete(ctx context.Context, store objstore.Store, id string) error {
+	if err := store.Delete(ctx, blockDir(id)+fileMeta); err != nil {
+		return fmt.Errorf("block %s: delete: %w", id, err)
+	}
+	names, err := store.List(ctx, blockDir(id))
+	if err != nil {
+		return fmt.Errorf("block %s: delete: %w", id, err)
+	}
+	for _, n := range names {
+		if err := store.Delete(ctx, n); err != nil {
+			return fmt.Errorf("block %s: delete: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// crockford is the ULID alphabet: sortable as text, no ambiguous letters.
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// NewID returns a 26-character ID that sorts by t (millisecond precision) and is unique by 80
+// random bits, in the ULID layout.
+func NewID(t time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixMilli())<<16)
+	if _, err := io.ReadFull(rand.Reader, b[6:]); err != nil {
+		panic(fmt.Sprintf("block: crypto/rand: %v", err))
+	}
+	hi := binary.BigEndian.Uint64(b[:8])
+	lo := binary.BigEndian.Uint64(b[8:])
+	var out [26]byte
+	// 128 bits as 26 base-32 digits, the first carrying the top 3 bits.
+	for i := 25; i >= 0; i-- {
+		out[i] = crockford[lo&31]
+		lo = lo>>5 | hi<<59
+		hi >>= 5
+	}
+	return string(out[:])
+}

@@ -1,0 +1,569 @@
+package block
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/bits-and-blooms/bloom/v3"
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/ariadne-tracing/ariadne/internal/objstore"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+)
+
+// WriteOptions tunes Write. The zero value uses the defaults.
+type WriteOptions struct {
+	// ID of the block; NewID(time.Now()) when empty.
+	ID string
+	// PageSize is the uncompressed size at which a column page is cut. Smaller pages make
+	// FindTrace read less; larger ones compress slightly better. Default 32 KiB.
+	PageSize int
+	// RowGroupRows caps the rows of a row group in every file. Default 1<<20.
+	RowGroupRows int64
+	// BloomFPRate is the bloom filter's false positive rate. Default 0.01.
+	BloomFPRate float64
+	// Now is the creation time recorded in meta.json; time.Now when zero.
+	Now time.Time
+}
+
+const (
+	defaultPageSize     = 32 << 10
+	defaultRowGroupRows = 1 << 20
+	// dictionaryMaxBytes caps a column chunk's dictionary; past it the column falls back to
+	// plain, so a high-cardinality column never makes FindTrace read a huge dictionary page.
+	dictionaryMaxBytes = 256 << 10
+	batchRows          = 1024
+)
+
+// Write stores traces as a new block and returns its meta. Traces are sorted by ID; entries
+// with the same ID are merged. meta.json is written last, after every other file is durable.
+func Write(ctx context.Context, store objstore.Store, traces []Trace, opts WriteOptions) (Meta, error) {
+	if opts.ID == "" {
+		opts.ID = NewID(time.Now())
+	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = defaultPageSize
+	}
+	if opts.RowGroupRows <= 0 {
+		opts.RowGroupRows = defaultRowGroupRows
+	}
+	if opts.BloomFPRate <= 0 || opts.BloomFPRate >= 1 {
+		opts.BloomFPRate = 0.01
+	}
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	w := getWriter(opts.PageSize)
+	defer writerPool.Put(w)
+	meta, err := w.write(traces, opts)
+	if err != nil {
+		return Meta{}, fmt.Errorf("block %s: write: %w", opts.ID, err)
+	}
+	dir := blockDir(opts.ID)
+	meta.Files = map[string]int64{}
+	for _, f := range w.files() {
+		if err := store.Put(ctx, dir+f.name, bytes.NewReader(f.buf.Bytes())); err != nil {
+			return Meta{}, fmt.Errorf("block %s: %w", opts.ID, err)
+		}
+		meta.Files[f.name] = int64(f.buf.Len())
+		meta.Bytes += int64(f.buf.Len())
+	}
+	js, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		return Meta{}, fmt.Errorf("block %s: encode meta: %w", opts.ID, err)
+	}
+	if err := store.Put(ctx, dir+fileMeta, bytes.NewReader(js)); err != nil {
+		return Meta{}, fmt.Errorf("block %s: %w", opts.ID, err)
+	}
+	return meta, nil
+}
+
+// fileWriter accumulates one Parquet file. Rows are staged column by column in vals and handed
+// to parquet-go a batch at a time, which keeps parquet-go on its typed column-buffer path.
+type fileWriter struct {
+	name    string
+	fs      *fileSchema
+	buf     bytes.Buffer
+	w       *parquet.Writer
+	vals    [][]parquet.Value
+	rows    int64 // rows written in total
+	rgRows  int64 // rows in the current row group
+	rgLimit int64
+}
+
+func newFileWriter(name string, fs *fileSchema, pageSize int) *fileWriter {
+	f := &fileWriter{name: name, fs: fs, vals: make([][]parquet.Value, len(fs.cols))}
+	for i := range f.vals {
+		f.vals[i] = make([]parquet.Value, 0, batchRows)
+	}
+	f.w = parquet.NewWriter(&f.buf, fs.schema,
+		parquet.PageBufferSize(pageSize),
+		parquet.DictionaryMaxBytes(dictionaryMaxBytes),
+		parquet.DataPageStatistics(false),
+		parquet.CreatedBy("ariadne", "block", fmt.Sprint(FormatVersion)),
+	)
+	return f
+}
+
+func (f *fileWriter) reset(rgLimit int64) {
+	f.buf.Reset()
+	f.w.Reset(&f.buf)
+	f.rows, f.rgRows, f.rgLimit = 0, 0, rgLimit
+	for i := range f.vals {
+		f.vals[i] = f.vals[i][:0]
+	}
+}
+
+// endRow counts a row whose values are all appended; full batches go to parquet-go.
+func (f *fileWriter) endRow() error {
+	f.rows++
+	f.rgRows++
+	if len(f.vals[0]) >= batchRows || f.rgRows >= f.rgLimit {
+		return f.flushBatch()
+	}
+	return nil
+}
+
+func (f *fileWriter) flushBatch() error {
+	if len(f.vals[0]) == 0 {
+		return nil
+	}
+	cws := f.w.ColumnWriters()
+	for i, vs := range f.vals {
+		if _, err := cws[f.fs.leaf[i]].WriteRowValues(vs); err != nil {
+			return fmt.Errorf("%s: column %s: %w", f.name, f.fs.cols[i].name, err)
+		}
+		clear(vs) // drop references into the caller's span bytes
+		f.vals[i] = vs[:0]
+	}
+	if f.rgRows >= f.rgLimit {
+		if err := f.w.Flush(); err != nil {
+			return fmt.Errorf("%s: flush row group: %w", f.name, err)
+		}
+		f.rgRows = 0
+	}
+	return nil
+}
+
+func (f *fileWriter) close() error {
+	if err := f.flushBatch(); err != nil {
+		return err
+	}
+	if err := f.w.Close(); err != nil {
+		return fmt.Errorf("%s: close: %w", f.name, err)
+	}
+	return nil
+}
+
+// writer is the reusable state of Write; pooled so that steady-state block writing reuses
+// arenas, value batches and Parquet buffers.
+type writer struct {
+	pageSize int
+	dec      decoder
+
+	traces, spans, attrs, events, eventAttrs, links, linkAttrs, groups *fileWriter
+	bloomBuf                                                          bytes.Buffer
+
+	order    []int32 // trace entries sorted by ID
+	perm     []int32 // span order within the current trace
+	parentOf []int32
+	byID     map[uint64]int32
+
+	groupList  []*otlpwire.Group
+	groupByPtr map[*otlpwire.Group]int32
+	groupByKey map[string]int32
+	keyBuf     []byte
+}
+
+var writerPool sync.Pool
+
+func getWriter(pageSize int) *writer {
+	if w, ok := writerPool.Get().(*writer); ok && w.pageSize == pageSize {
+		return w
+	}
+	w := &writer{
+		pageSize:   pageSize,
+		byID:       map[uint64]int32{},
+		groupByPtr: map[*otlpwire.Group]int32{},
+		groupByKey: map[string]int32{},
+	}
+	w.traces = newFileWriter(fileTraces, tracesSchema, pageSize)
+	w.spans = newFileWriter(fileSpans, spansSchema, pageSize)
+	w.attrs = newFileWriter(fileAttrs, attrsSchema, pageSize)
+	w.events = newFileWriter(fileEvents, eventsSchema, pageSize)
+	w.eventAttrs = newFileWriter(fileEventAttrs, attrsSchema, pageSize)
+	w.links = newFileWriter(fileLinks, linksSchema, pageSize)
+	w.linkAttrs = newFileWriter(fileLinkAttrs, attrsSchema, pageSize)
+	w.groups = newFileWriter(fileGroups, groupsSchema, pageSize)
+	return w
+}
+
+func (w *writer) fileWriters() []*fileWriter {
+	return []*fileWriter{w.traces, w.spans, w.attrs, w.events, w.eventAttrs, w.links, w.linkAttrs, w.groups}
+}
+
+type namedBuf struct {
+	name string
+	buf  *bytes.Buffer
+}
+
+func (w *writer) files() []namedBuf {
+	var out []namedBuf
+	for _, f := range w.fileWriters() {
+		out = append(out, namedBuf{f.name, &f.buf})
+	}
+	return append(out, namedBuf{fileBloom, &w.bloomBuf})
+}
+
+func (w *writer) write(traces []Trace, opts WriteOptions) (Meta, error) {
+	for _, f := range w.fileWriters() {
+		f.reset(opts.RowGroupRows)
+	}
+	w.groupList = w.groupList[:0]
+	clear(w.groupByPtr)
+	clear(w.groupByKey)
+
+	w.order = w.order[:0]
+	for i := range traces {
+		w.order = append(w.order, int32(i))
+	}
+	slices.SortStableFunc(w.order, func(a, b int32) int {
+		return bytes.Compare(traces[a].ID[:], traces[b].ID[:])
+	})
+
+	meta := Meta{ID: opts.ID, Version: FormatVersion, Created: opts.Now.UTC()}
+	bf := bloom.NewWithEstimates(uint(max(len(traces), 1)), opts.BloomFPRate)
+	first := true
+	for i := 0; i < len(w.order); {
+		j := i + 1
+		id := traces[w.order[i]].ID
+		for j < len(w.order) && traces[w.order[j]].ID == id {
+			j++
+		}
+		n, start, end, err := w.writeTrace(traces, w.order[i:j])
+		i = j
+		if err != nil {
+			return Meta{}, fmt.Errorf("trace %x: %w", id, err)
+		}
+		if n == 0 {
+			continue
+		}
+		bf.Add(id[:])
+		if first {
+			meta.MinTraceID = hex.EncodeToString(id[:])
+			meta.MinStart, meta.MaxEnd = start, end
+			first = false
+		}
+		meta.MaxTraceID = hex.EncodeToString(id[:])
+		meta.MinStart = min(meta.MinStart, start)
+		meta.MaxEnd = max(meta.MaxEnd, end)
+	}
+	if err := w.writeGroups(); err != nil {
+		return Meta{}, err
+	}
+	for _, f := range w.fileWriters() {
+		if err := f.close(); err != nil {
+			return Meta{}, err
+		}
+	}
+	w.bloomBuf.Reset()
+	if _, err := bf.WriteTo(&w.bloomBuf); err != nil {
+		return Meta{}, fmt.Errorf("bloom: %w", err)
+	}
+	meta.Traces = w.traces.rows
+	meta.Spans = w.spans.rows
+	meta.Attrs = w.attrs.rows
+	meta.Events = w.events.rows
+	meta.EventAttrs = w.eventAttrs.rows
+	meta.Links = w.links.rows
+	meta.LinkAttrs = w.linkAttrs.rows
+	meta.Groups = w.groups.rows
+	return meta, nil
+}
+
+// group returns the index of g in the groups file, deduplicating first by pointer (the common,
+// cheap case) and then by content.
+func (w *writer) group(g *otlpwire.Group) int32 {
+	if i, ok := w.groupByPtr[g]; ok {
+		return i
+	}
+	k := w.keyBuf[:0]
+	pres := byte(0)
+	if g != nil {
+		if g.Resource != nil {
+			pres |= hasResource
+		}
+		if g.Scope != nil {
+			pres |= hasScope
+		}
+		k = append(k, pres)
+		for _, b := range [][]byte{g.Resource, g.ResourceSchemaURL, g.Scope, g.ScopeSchemaURL} {
+			k = binary.AppendUvarint(k, uint64(len(b)))
+			k = append(k, b...)
+		}
+	}
+	w.keyBuf = k
+	i, ok := w.groupByKey[string(k)]
+	if !ok {
+		i = int32(len(w.groupList))
+		w.groupList = append(w.groupList, g)
+		w.groupByKey[string(k)] = i
+	}
+	w.groupByPtr[g] = i
+	return i
+}
+
+func (w *writer) writeGroups() error {
+	f := w.groups
+	for _, g := range w.groupList {
+		if g == nil {
+			g = &otlpwire.Group{}
+		}
+		pres := int32(0)
+		if g.Resource != nil {
+			pres |= hasResource
+		}
+		if g.Scope != nil {
+			pres |= hasScope
+		}
+		scopeName, err := scopeNameOf(g.Scope)
+		if err != nil {
+			return fmt.Errorf("scope: %w", err)
+		}
+		f.vals[gResource] = append(f.vals[gResource], parquet.ByteArrayValue(g.Resource))
+		f.vals[gResourceSchema] = append(f.vals[gResourceSchema], parquet.ByteArrayValue(g.ResourceSchemaURL))
+		f.vals[gScope] = append(f.vals[gScope], parquet.ByteArrayValue(g.Scope))
+		f.vals[gScopeSchema] = append(f.vals[gScopeSchema], parquet.ByteArrayValue(g.ScopeSchemaURL))
+		f.vals[gService] = append(f.vals[gService], parquet.ByteArrayValue(g.ServiceName))
+		f.vals[gScopeName] = append(f.vals[gScopeName], parquet.ByteArrayValue(scopeName))
+		f.vals[gPresence] = append(f.vals[gPresence], parquet.Int32Value(pres))
+		if err := f.endRow(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func scopeNameOf(scope []byte) ([]byte, error) {
+	for b := scope; len(b) > 0; {
+		num, typ, v, _, rest, err := next(b, "scope")
+		if err != nil {
+			return nil, err
+		}
+		b = rest
+		if num == scopeName && typ == 2 {
+			return v, nil
+		}
+	}
+	return nil, nil
+}
+
+// writeTrace decodes, orders and appends one trace (possibly several input entries with the
+// same ID). It returns the number of spans and the trace's time range.
+func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end int64, err error) {
+	d := &w.dec
+	d.reset()
+	var lastG *otlpwire.Group
+	var gi int32 = -1
+	for _, e := range entries {
+		for _, s := range traces[e].Spans {
+			if s.Group != lastG || gi < 0 {
+				lastG, gi = s.Group, w.group(s.Group)
+			}
+			if err := d.decodeSpan(s.Raw, gi); err != nil {
+				return 0, 0, 0, err
+			}
+		}
+	}
+	spans := d.spans
+	n = len(spans)
+	if n == 0 {
+		return 0, 0, 0, nil
+	}
+	w.perm = w.perm[:0]
+	for i := range spans {
+		w.perm = append(w.perm, int32(i))
+	}
+	slices.SortStableFunc(w.perm, func(a, b int32) int {
+		sa, sb := spans[a].start, spans[b].start
+		switch {
+		case sa < sb:
+			return -1
+		case sa > sb:
+			return 1
+		}
+		return 0
+	})
+	perm := w.perm
+
+	// Resolve parents to positions within the trace.
+	w.parentOf = slices.Grow(w.parentOf[:0], n)[:n]
+	if n > 32 {
+		clear(w.byID)
+		for pos, si := range perm {
+			if id := spans[si].spanID; len(id) == 8 {
+				w.byID[binary.LittleEndian.Uint64(id)] = int32(pos)
+			}
+		}
+	}
+	for pos, si := range perm {
+		w.parentOf[pos] = -1
+		p := spans[si].parentID
+		if len(p) != 8 {
+			continue
+		}
+		if n > 32 {
+			if q, ok := w.byID[binary.LittleEndian.Uint64(p)]; ok && q != int32(pos) {
+				w.parentOf[pos] = q
+			}
+			continue
+		}
+		for q, sj := range perm {
+			if q != pos && bytes.Equal(spans[sj].spanID, p) {
+				w.parentOf[pos] = int32(q)
+				break
+			}
+		}
+	}
+
+	// Summary: the root is the earliest span without a parent in the trace, preferring one
+	// that has no parent at all over one whose parent is elsewhere.
+	trStart, trEnd := spans[perm[0]].start, spans[perm[0]].end
+	root, rootRank := perm[0], 3
+	nErr := int32(0)
+	for pos, si := range perm {
+		s := &spans[si]
+		trEnd = max(trEnd, s.end)
+		if s.status == otlpwire.StatusError+1 {
+			nErr++
+		}
+		rank := 2
+		switch {
+		case w.parentOf[pos] >= 0:
+			rank = 3
+		case len(s.parentID) == 0:
+			rank = 1
+		}
+		if rank < rootRank {
+			root, rootRank = si, rank
+		}
+	}
+	var rootService []byte
+	if g := w.groupList[spans[root].group]; g != nil {
+		rootService = g.ServiceName
+	}
+
+	id := traces[entries[0]].ID
+	t := w.traces
+	t.vals[tID] = append(t.vals[tID], parquet.FixedLenByteArrayValue(id[:]))
+	t.vals[tStart] = append(t.vals[tStart], parquet.Int64Value(int64(trStart)))
+	t.vals[tDuration] = append(t.vals[tDuration], parquet.Int64Value(int64(trEnd-trStart)))
+	t.vals[tRootService] = append(t.vals[tRootService], parquet.ByteArrayValue(rootService))
+	t.vals[tRootName] = append(t.vals[tRootName], parquet.ByteArrayValue(spans[root].name))
+	t.vals[tSpanCount] = append(t.vals[tSpanCount], parquet.Int64Value(int64(n)))
+	t.vals[tErrorCount] = append(t.vals[tErrorCount], parquet.Int32Value(nErr))
+	t.vals[tSpanRow] = append(t.vals[tSpanRow], parquet.Int64Value(w.spans.rows))
+	t.vals[tAttrRow] = append(t.vals[tAttrRow], parquet.Int64Value(w.attrs.rows))
+	t.vals[tEventRow] = append(t.vals[tEventRow], parquet.Int64Value(w.events.rows))
+	t.vals[tEventAttrRow] = append(t.vals[tEventAttrRow], parquet.Int64Value(w.eventAttrs.rows))
+	t.vals[tLinkRow] = append(t.vals[tLinkRow], parquet.Int64Value(w.links.rows))
+	t.vals[tLinkAttrRow] = append(t.vals[tLinkAttrRow], parquet.Int64Value(w.linkAttrs.rows))
+	if err := t.endRow(); err != nil {
+		return 0, 0, 0, err
+	}
+
+	for pos, si := range perm {
+		s := &spans[si]
+		spanRow := w.spans.rows
+		for _, a := range d.attrs[s.attr0:s.attr1] {
+			if err := appendAttrRow(w.attrs, spanRow, &a); err != nil {
+				return 0, 0, 0, err
+			}
+		}
+		for _, e := range d.events[s.event0:s.event1] {
+			ev := w.events
+			for _, a := range d.eventAttrs[e.attr0:e.attr1] {
+				if err := appendAttrRow(w.eventAttrs, ev.rows, &a); err != nil {
+					return 0, 0, 0, err
+				}
+			}
+			ev.vals[eSpan] = append(ev.vals[eSpan], parquet.Int64Value(spanRow))
+			ev.vals[eTime] = append(ev.vals[eTime], parquet.Int64Value(int64(e.time-s.start)))
+			ev.vals[eName] = append(ev.vals[eName], parquet.ByteArrayValue(e.name))
+			ev.vals[eDropped] = append(ev.vals[eDropped], parquet.Int32Value(int32(e.dropped)))
+			if err := ev.endRow(); err != nil {
+				return 0, 0, 0, err
+			}
+		}
+		for _, l := range d.links[s.link0:s.link1] {
+			lw := w.links
+			for _, a := range d.linkAttrs[l.attr0:l.attr1] {
+				if err := appendAttrRow(w.linkAttrs, lw.rows, &a); err != nil {
+					return 0, 0, 0, err
+				}
+			}
+			lw.vals[lSpan] = append(lw.vals[lSpan], parquet.Int64Value(spanRow))
+			lw.vals[lTraceID] = append(lw.vals[lTraceID], parquet.ByteArrayValue(l.traceID))
+			lw.vals[lSpanID] = append(lw.vals[lSpanID], parquet.ByteArrayValue(l.spanID))
+			lw.vals[lTraceState] = append(lw.vals[lTraceState], parquet.ByteArrayValue(l.traceState))
+			lw.vals[lFlags] = append(lw.vals[lFlags], parquet.Int32Value(int32(l.flags)))
+			lw.vals[lDropped] = append(lw.vals[lDropped], parquet.Int32Value(int32(l.dropped)))
+			if err := lw.endRow(); err != nil {
+				return 0, 0, 0, err
+			}
+		}
+
+		sw := w.spans
+		var parentID []byte
+		if w.parentOf[pos] < 0 {
+			parentID = s.parentID
+		}
+		sw.vals[sSpanID] = append(sw.vals[sSpanID], parquet.ByteArrayValue(s.spanID))
+		sw.vals[sParent] = append(sw.vals[sParent], parquet.Int32Value(w.parentOf[pos]+1))
+		sw.vals[sParentID] = append(sw.vals[sParentID], parquet.ByteArrayValue(parentID))
+		sw.vals[sStart] = append(sw.vals[sStart], parquet.Int64Value(int64(s.start-trStart)))
+		sw.vals[sDuration] = append(sw.vals[sDuration], parquet.Int64Value(int64(s.end-s.start)))
+		sw.vals[sName] = append(sw.vals[sName], parquet.ByteArrayValue(s.name))
+		sw.vals[sKind] = append(sw.vals[sKind], parquet.Int32Value(s.kind))
+		sw.vals[sStatus] = append(sw.vals[sStatus], parquet.Int32Value(s.status))
+		sw.vals[sStatusMsg] = append(sw.vals[sStatusMsg], parquet.ByteArrayValue(s.statusMsg))
+		sw.vals[sTraceState] = append(sw.vals[sTraceState], parquet.ByteArrayValue(s.traceState))
+		sw.vals[sFlags] = append(sw.vals[sFlags], parquet.Int32Value(int32(s.flags)))
+		sw.vals[sDroppedAttrs] = append(sw.vals[sDroppedAttrs], parquet.Int32Value(int32(s.droppedAttrs)))
+		sw.vals[sDroppedEvents] = append(sw.vals[sDroppedEvents], parquet.Int32Value(int32(s.droppedEvents)))
+		sw.vals[sDroppedLinks] = append(sw.vals[sDroppedLinks], parquet.Int32Value(int32(s.droppedLinks)))
+		sw.vals[sGroup] = append(sw.vals[sGroup], parquet.Int32Value(s.group))
+		if err := sw.endRow(); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	return n, int64(trStart), int64(trEnd), nil
+}
+
+func appendAttrRow(f *fileWriter, owner int64, a *attrRec) error {
+	f.vals[aOwner] = append(f.vals[aOwner], parquet.Int64Value(owner))
+	f.vals[aKey] = append(f.vals[aKey], parquet.ByteArrayValue(a.key))
+	f.vals[aType] = append(f.vals[aType], parquet.Int32Value(int32(a.typ)))
+	f.vals[aStr] = append(f.vals[aStr], parquet.ByteArrayValue(a.str))
+	var i int64
+	var dbl uint64
+	switch a.typ {
+	case ValueInt:
+		i = int64(a.num)
+	case ValueDouble:
+		dbl = a.num
+	}
+	f.vals[aInt] = append(f.vals[aInt], parquet.Int64Value(i))
+	f.vals[aDouble] = append(f.vals[aDouble], parquet.DoubleValue(math.Float64frombits(dbl)))
+	f.vals[aBool] = append(f.vals[aBool], parquet.BooleanValue(a.bool))
+	f.vals[aRaw] = append(f.vals[aRaw], parquet.ByteArrayValue(a.raw))
+	return f.endRow()
+}
