@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -69,9 +70,10 @@ type renderer struct {
 
 // Render writes td as a span tree. Spans whose parent is absent from td are
 // drawn as extra roots flagged "(parent <id> missing)", after the real roots.
-// The span marked "← slowest" is the non-root span with the largest total
-// duration (not self time), the earliest-starting one on a tie; a parent that
-// mostly waits on one child therefore wins over that child.
+// The span marked "← slowest" is the span with the largest self time (its
+// duration minus the time covered by its children), the earliest-starting one
+// on a tie: that is where the time went, as the guide marks pymongo.insert_one
+// rather than the repository call that waits on it.
 func Render(w io.Writer, td *tracepb.TracesData, opts Options) error {
 	nodes := collect(td)
 	if len(nodes) == 0 {
@@ -195,17 +197,45 @@ func sortByStart(ns []*node) {
 
 func slowest(nodes []*node) *node {
 	var best *node
+	var bestSelf time.Duration
 	for _, n := range nodes {
-		if n.parent == nil {
-			continue
-		}
-		if best == nil || n.duration() > best.duration() ||
-			(n.duration() == best.duration() && (n.start() < best.start() ||
+		self := n.selfTime()
+		if best == nil || self > bestSelf ||
+			(self == bestSelf && (n.start() < best.start() ||
 				(n.start() == best.start() && n.order < best.order))) {
-			best = n
+			best, bestSelf = n, self
 		}
 	}
 	return best
+}
+
+// selfTime is the span's duration not covered by any child, with overlapping (concurrent)
+// children counted once and children clipped to the span.
+func (n *node) selfTime() time.Duration {
+	start, end := n.start(), n.span.GetEndTimeUnixNano()
+	if end <= start {
+		return 0
+	}
+	type iv struct{ s, e uint64 }
+	var ivs []iv
+	for _, c := range n.children {
+		s, e := max(c.start(), start), min(c.span.GetEndTimeUnixNano(), end)
+		if e > s {
+			ivs = append(ivs, iv{s, e})
+		}
+	}
+	sort.Slice(ivs, func(i, j int) bool { return ivs[i].s < ivs[j].s })
+	covered, curS, curE := uint64(0), uint64(0), uint64(0)
+	for i, v := range ivs {
+		if i == 0 || v.s > curE {
+			covered += curE - curS
+			curS, curE = v.s, v.e
+		} else if v.e > curE {
+			curE = v.e
+		}
+	}
+	covered += curE - curS
+	return time.Duration(end - start - covered)
 }
 
 func plural(n int, word string) string {

@@ -150,9 +150,9 @@ func TestTreeShape(t *testing.T) {
 		"├─ create_task_entity (15ms)\n",
 		"│  ├─ validate_input (5ms)\n",
 		"│  └─ create_domain_object (10ms)\n",
-		// Total duration, not self time, picks the slowest span.
-		"├─ motor_task_repository.add (200ms) ← slowest\n",
-		"│  ├─ pymongo.insert_one (180ms)\n",
+		// Self time picks the slowest span, as the guide marks it.
+		"├─ motor_task_repository.add (200ms)\n",
+		"│  ├─ pymongo.insert_one (180ms) ← slowest\n",
 		"│  └─ publish_domain_events (10ms)\n",
 		"└─ record_metrics (5ms)\n",
 	} {
@@ -247,8 +247,9 @@ func TestErrors(t *testing.T) {
 	out := render(t, denied(), Options{Events: true})
 	for _, want := range []string{
 		"· 2 spans · 2 errors\n",
-		"DELETE /api/tasks/{id} [task-api] (12ms) ✗ ERROR: Permission denied\n",
-		"└─ check_authorization (3ms) ✗ ERROR: Forbidden ← slowest\n",
+		// The root's own 9ms outweigh the 3ms check: self time includes the root.
+		"DELETE /api/tasks/{id} [task-api] (12ms) ✗ ERROR: Permission denied ← slowest\n",
+		"└─ check_authorization (3ms) ✗ ERROR: Forbidden\n",
 		"   └─ exception (t=3ms) PermissionError: User lacks admin role\n",
 	} {
 		if !strings.Contains(out, want) {
@@ -287,9 +288,9 @@ func TestOrphansAndServices(t *testing.T) {
 	want := "Trace " + traceHex + " · task-api · 80ms · 5 spans · 0 errors\n" +
 		"\n" +
 		"POST /api/tasks/{id}/notify [task-api] (80ms)\n" +
-		"└─ POST (65ms) ← slowest\n" +
+		"└─ POST (65ms)\n" +
 		"   └─ POST /api/notify [notification-service] (55ms)\n" +
-		"      └─ send_notification (45ms)\n" +
+		"      └─ send_notification (45ms) ← slowest\n" +
 		"late_callback [task-api] (2ms) (parent 0000000000000bad missing)\n"
 	if out != want {
 		t.Errorf("got\n%s\nwant\n%s", out, want)
