@@ -243,6 +243,7 @@ func (s *Store) Flush() error { return s.flush(true) }
 func (s *Store) flush(all bool) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
+	s.wal.Roll()
 	cut := s.head.Cut(head.CutPolicy{Idle: s.opts.TraceIdle, MaxAge: s.opts.TraceMaxAge,
 		MaxBytes: s.opts.HeadMaxBytes, All: all})
 	var dropped []*head.Trace

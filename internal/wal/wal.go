@@ -67,6 +67,7 @@ type WAL struct {
 	segSeq  atomic.Uint64 // written by the writer, read by RemoveBefore
 	segSize int64
 	buf     []byte
+	roll    atomic.Bool // start a new segment before the next write
 
 	done chan struct{}
 
@@ -237,7 +238,7 @@ func (w *WAL) writer() {
 }
 
 func (w *WAL) commit(batch []*request) error {
-	if w.segSize >= w.opts.SegmentBytes {
+	if w.segSize >= w.opts.SegmentBytes || (w.segSize > 0 && w.roll.Swap(false)) {
 		if err := w.openSegment(w.segSeq.Load() + 1); err != nil {
 			return err
 		}
@@ -298,6 +299,11 @@ func (w *WAL) Stats() Stats {
 
 // ActiveSegment is the sequence number that appends are going to now.
 func (w *WAL) ActiveSegment() uint64 { return w.segSeq.Load() }
+
+// Roll makes the next append start a new segment. The store rolls when it cuts traces into a
+// block, so that once the block is durable the segments before it can go, instead of waiting
+// for the active segment to fill.
+func (w *WAL) Roll() { w.roll.Store(true) }
 
 // RemoveBefore deletes every segment whose sequence number is below seq. The active segment is
 // never removed.

@@ -178,3 +178,20 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+func TestRoll(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := Open(dir, Options{})
+	defer w.Close()
+	w.Roll() // nothing written yet: no empty segment is made for it
+	if seq, _ := w.Append([]byte("a")); seq != 1 {
+		t.Fatalf("seq %d", seq)
+	}
+	w.Roll()
+	if seq, _ := w.Append([]byte("b")); seq != 2 {
+		t.Fatalf("seq after roll %d", seq)
+	}
+	if seq, _ := w.Append([]byte("c")); seq != 2 {
+		t.Fatalf("roll applied twice: seq %d", seq)
+	}
+}

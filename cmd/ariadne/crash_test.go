@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// ariadneBinary builds the real binary once per test run: crash tests need a process to kill.
+func ariadneBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ariadne-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "ariadne")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type proc struct {
+	cmd            *exec.Cmd
+	grpcAddr, http string
+	logs           *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string               { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func startProc(t *testing.T, dataDir string, extra ...string) *proc {
+	t.Helper()
+	p := &proc{grpcAddr: freeAddr(t), http: freeAddr(t), logs: &syncBuffer{}}
+	args := append([]string{"serve", "--data-dir", dataDir, "--otlp-grpc-addr", p.grpcAddr,
+		"--otlp-http-addr", freeAddr(t), "--http-addr", p.http}, extra...)
+	p.cmd = exec.Command(ariadneBinary(t), args...)
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + p.http + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("server not ready; logs:\n%s", p.logs.String())
+	return nil
+}
+
+func (p *proc) kill9(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL: no chance to flush anything
+		t.Fatal(err)
+	}
+	p.cmd.Wait()
+}
+
+// crashRequest builds a request of traces×spans spans with random IDs.
+func crashRequest(rng *rand.Rand, traces, spans int) (*coltracepb.ExportTraceServiceRequest, map[string][]string) {
+	want := map[string][]string{}
+	ss := &tracepb.ScopeSpans{Scope: &commonpb.InstrumentationScope{Name: "crash-test"}}
+	now := uint64(time.Now().UnixNano())
+	for i := 0; i < traces; i++ {
+		tid := make([]byte, 16)
+		for j := range tid {
+			tid[j] = byte(rng.IntN(256))
+		}
+		var parent []byte
+		for j := 0; j < spans; j++ {
+			sid := make([]byte, 8)
+			for k := range sid {
+				sid[k] = byte(rng.IntN(255) + 1)
+			}
+			ss.Spans = append(ss.Spans, &tracepb.Span{TraceId: tid, SpanId: sid, ParentSpanId: parent,
+				Name: fmt.Sprintf("op-%d", j), StartTimeUnixNano: now, EndTimeUnixNano: now + 1e6,
+				Attributes: []*commonpb.KeyValue{{Key: "i", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: int64(j)}}}}})
+			parent = sid
+			want[fmt.Sprintf("%x", tid)] = append(want[fmt.Sprintf("%x", tid)], fmt.Sprintf("%x", sid))
+		}
+	}
+	return &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+		Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "crash"}}}}},
+		ScopeSpans: []*tracepb.ScopeSpans{ss},
+	}}}, want
+}
+
+// spanIDs reads a trace through the API and returns its span IDs, sorted.
+func spanIDs(t *testing.T, httpAddr, traceID string) []string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/api/v2/traces/%s", httpAddr, traceID), nil)
+	req.Header.Set("Accept", "application/protobuf")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == 404 {
+		return nil
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("trace %s: %d %s", traceID, resp.StatusCode, body)
+	}
+	_, _, n := protowire.ConsumeTag(body)
+	inner, _ := protowire.ConsumeBytes(body[n:])
+	td := &tracepb.TracesData{}
+	if err := proto.Unmarshal(inner, td); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, rs := range td.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			for _, sp := range ss.Spans {
+				ids = append(ids, fmt.Sprintf("%x", sp.SpanId))
+			}
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func checkAcknowledged(t *testing.T, httpAddr string, acked map[string][]string) {
+	t.Helper()
+	missing := 0
+	for tid, want := range acked {
+		want = append([]string(nil), want...)
+		sort.Strings(want)
+		got := spanIDs(t, httpAddr, tid)
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			missing++
+			if missing <= 3 {
+				t.Errorf("trace %s: got spans %v, want %v", tid, got, want)
+			}
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d acknowledged traces are not intact after the crash", missing, len(acked))
+	}
+}
+
+func TestKill9LosesNothingAcknowledged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a server process")
+	}
+	dir := t.TempDir()
+	// A short idle time makes blocks get written while requests arrive, so the kill lands with
+	// data in blocks, in the head and in the WAL at once.
+	p := startProc(t, dir, "--trace-idle", "300ms")
+	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := coltracepb.NewTraceServiceClient(conn)
+
+	var mu sync.Mutex
+	acked := map[string][]string{}
+	var ackCount atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, want := crashRequest(rng, 10, 5)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := client.Export(ctx, req)
+				cancel()
+				if err != nil {
+					return // the server died under us: this request was never acknowledged
+				}
+				mu.Lock()
+				for k, v := range want {
+					acked[k] = v
+				}
+				mu.Unlock()
+				ackCount.Add(1)
+			}
+		}()
+	}
+	for ackCount.Load() < 400 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.kill9(t) // while the senders are still sending
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests acknowledged before SIGKILL (%d traces)", ackCount.Load(), len(acked))
+
+	p = startProc(t, dir, "--trace-idle", "300ms")
+	checkAcknowledged(t, p.http, acked)
+}
+
+func TestTornWALRecordIsSkipped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a server process")
+	}
+	dir := t.TempDir()
+	p := startProc(t, dir, "--trace-idle", "1h") // keep everything in the WAL
+	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := coltracepb.NewTraceServiceClient(conn)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var reqs []map[string][]string
+	for i := 0; i < 20; i++ {
+		req, want := crashRequest(rng, 3, 4)
+		if _, err := client.Export(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, want)
+	}
+	p.kill9(t)
+
+	segs, _ := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))
+	sort.Strings(segs)
+	var last string
+	for _, s := range segs {
+		if fi, _ := os.Stat(s); fi.Size() > 0 {
+			last = s
+		}
+	}
+	fi, _ := os.Stat(last)
+	// Cut into the last record, as a crash in the middle of its write would.
+	if err := os.Truncate(last, fi.Size()-7); err != nil {
+		t.Fatal(err)
+	}
+
+	p = startProc(t, dir, "--trace-idle", "1h")
+	if !strings.Contains(p.logs.String(), "torn") {
+		t.Errorf("no log line about the torn record:\n%s", p.logs.String())
+	}
+	before := map[string][]string{}
+	for _, r := range reqs[:19] {
+		for k, v := range r {
+			before[k] = v
+		}
+	}
+	checkAcknowledged(t, p.http, before)
+	for tid := range reqs[19] {
+		if got := spanIDs(t, p.http, tid); len(got) != 0 {
+			t.Errorf("trace %s of the torn record came back with %d spans", tid, len(got))
+		}
+	}
+}
