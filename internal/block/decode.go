@@ -1,6 +1,7 @@
 package block
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -122,23 +123,45 @@ func malformed(what string, num protowire.Number, n int) error {
 }
 
 // next reads one field header and value. v is the payload for length-delimited fields; x the
-// value of varint and fixed-width fields.
+// value of varint and fixed-width fields. One-byte tags and lengths, which are nearly all of
+// them in span messages, take an inlined path: protowire's general decoders were a fifth of
+// the block writer's time.
 func next(b []byte, what string) (num protowire.Number, typ protowire.Type, v []byte, x uint64, rest []byte, err error) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 {
-		return 0, 0, nil, 0, nil, malformed(what, 0, n)
+	var n int
+	if len(b) > 0 && b[0] < 0x80 && b[0] >= 8 {
+		num, typ, n = protowire.Number(b[0]>>3), protowire.Type(b[0]&7), 1
+	} else {
+		num, typ, n = protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, 0, nil, 0, nil, malformed(what, 0, n)
+		}
 	}
 	b = b[n:]
 	switch typ {
 	case protowire.VarintType:
+		if len(b) > 0 && b[0] < 0x80 {
+			return num, typ, nil, uint64(b[0]), b[1:], nil
+		}
 		x, n = protowire.ConsumeVarint(b)
 	case protowire.Fixed64Type:
-		x, n = protowire.ConsumeFixed64(b)
+		if len(b) >= 8 {
+			return num, typ, nil, binary.LittleEndian.Uint64(b), b[8:], nil
+		}
+		n = -1
 	case protowire.Fixed32Type:
-		var y uint32
-		y, n = protowire.ConsumeFixed32(b)
-		x = uint64(y)
+		if len(b) >= 4 {
+			return num, typ, nil, uint64(binary.LittleEndian.Uint32(b)), b[4:], nil
+		}
+		n = -1
 	case protowire.BytesType:
+		if len(b) > 0 && b[0] < 0x80 {
+			l := int(b[0])
+			if l+1 <= len(b) {
+				return num, typ, b[1 : 1+l : 1+l], 0, b[1+l:], nil
+			}
+			n = -1
+			break
+		}
 		v, n = protowire.ConsumeBytes(b)
 	default:
 		n = protowire.ConsumeFieldValue(num, typ, b)

@@ -33,8 +33,9 @@ type Reader struct {
 	groups []groupRow
 
 	// First trace ID and first row of each page of traces.parquet's trace_id column.
-	pageID  [][16]byte
-	pageRow []int64
+	pageID    [][16]byte
+	pageIDLen []uint8 // bytes of pageID that are real, 16 unless the writer truncated
+	pageRow   []int64
 }
 
 type groupRow struct {
@@ -293,8 +294,9 @@ func (r *Reader) loadPageIndex() error {
 		for p := range oi.NumPages() {
 			var id [16]byte
 			// A truncated minimum is a prefix of the first ID, still a valid lower bound.
-			copy(id[:], ci.MinValue(p).ByteArray())
+			n := copy(id[:], ci.MinValue(p).ByteArray())
 			r.pageID = append(r.pageID, id)
+			r.pageIDLen = append(r.pageIDLen, uint8(n))
 			r.pageRow = append(r.pageRow, r.traces.rgFirst[i]+oi.FirstRowIndex(p))
 		}
 	}
@@ -330,8 +332,9 @@ func (r *Reader) findRow(id [16]byte) (int64, error) {
 	if p < 0 {
 		return -1, nil
 	}
-	// Truncated minimums can equal the ID's prefix, so the ID may start on an earlier page.
-	for p > 0 && bytes.Equal(r.pageID[p][:], id[:len(r.pageID[p])]) {
+	// A truncated minimum is only a prefix of the page's first ID, so IDs sharing that prefix
+	// may still sit at the end of the page before.
+	for p > 0 && r.pageIDLen[p] < 16 && bytes.Equal(r.pageID[p][:r.pageIDLen[p]], id[:r.pageIDLen[p]]) {
 		p--
 	}
 	first := r.pageRow[p]
@@ -376,7 +379,7 @@ func (r *Reader) wrap(err error) error {
 
 // rowRanges is where one trace lives in each file.
 type rowRanges struct {
-	start                                                int64
+	start                                              int64
 	spans, attrs, events, eventAttrs, links, linkAttrs [2]int64
 }
 

@@ -13,14 +13,15 @@ import (
 type colKind int
 
 const (
-	kDelta   colKind = iota // INT64, DELTA_BINARY_PACKED: sorted or locally small numbers
-	kInt32                  // INT32, PLAIN + zstd: enums and counts, nearly always one value
-	kInt64                  // INT64, PLAIN + zstd
-	kDouble                 // DOUBLE, PLAIN
-	kBool                   // BOOLEAN
-	kDict                   // BYTE_ARRAY, RLE_DICTIONARY: low-cardinality strings
-	kBytes                  // BYTE_ARRAY, DELTA_LENGTH_BYTE_ARRAY: IDs and opaque messages
-	kID16                   // FIXED_LEN_BYTE_ARRAY(16), PLAIN
+	kDelta  colKind = iota // INT64, DELTA_BINARY_PACKED: sorted or locally small numbers
+	kInt32                 // INT32, PLAIN + zstd: enums and counts, nearly always one value
+	kInt64                 // INT64, DELTA_BINARY_PACKED, optional: null unless the value is an int
+	kDouble                // DOUBLE, PLAIN, optional: null unless the value is a double
+	kBool                  // BOOLEAN
+	kDict                  // BYTE_ARRAY, RLE_DICTIONARY: low-cardinality strings
+	kBytes                 // BYTE_ARRAY, DELTA_LENGTH_BYTE_ARRAY + zstd: rare or opaque values
+	kID16                  // FIXED_LEN_BYTE_ARRAY(16), PLAIN, uncompressed
+	kRandom                // BYTE_ARRAY, DELTA_LENGTH_BYTE_ARRAY, uncompressed: random IDs
 )
 
 type colDef struct {
@@ -48,9 +49,9 @@ func newFileSchema(name string, cols ...colDef) *fileSchema {
 		case kDelta:
 			n, enc = parquet.Leaf(parquet.Int64Type), &parquet.DeltaBinaryPacked
 		case kInt32:
-			n = parquet.Leaf(parquet.Int32Type)
+			n, enc = parquet.Leaf(parquet.Int32Type), &parquet.DeltaBinaryPacked
 		case kInt64:
-			n = parquet.Leaf(parquet.Int64Type)
+			n, enc = parquet.Leaf(parquet.Int64Type), &parquet.RLEDictionary
 		case kDouble:
 			n = parquet.Leaf(parquet.DoubleType)
 		case kBool:
@@ -61,11 +62,22 @@ func newFileSchema(name string, cols ...colDef) *fileSchema {
 			n, enc = parquet.Leaf(parquet.ByteArrayType), &parquet.DeltaLengthByteArray
 		case kID16:
 			n = parquet.Leaf(parquet.FixedLenByteArrayType(16))
+		case kRandom:
+			n, enc = parquet.Leaf(parquet.ByteArrayType), &parquet.DeltaLengthByteArray
 		}
 		if enc != nil {
 			n = parquet.Encoded(n, enc)
 		}
-		g[c.name] = parquet.Compressed(n, codec)
+		// Typed value columns are sparse: a required column would carry a zero for every
+		// attribute of another type and push megabytes of zeros through zstd.
+		if c.kind == kInt64 || c.kind == kDouble {
+			n = parquet.Optional(n)
+		}
+		// Random IDs do not compress; running zstd over them only costs time.
+		if c.kind != kID16 && c.kind != kRandom {
+			n = parquet.Compressed(n, codec)
+		}
+		g[c.name] = n
 	}
 	fs := &fileSchema{name: name, cols: cols, schema: parquet.NewSchema(name, g)}
 	for _, c := range cols {
@@ -167,7 +179,7 @@ var (
 		colDef{"link_attr_row", kDelta},
 	)
 	spansSchema = newFileSchema("spans",
-		colDef{"span_id", kBytes},
+		colDef{"span_id", kRandom},
 		colDef{"parent", kInt32},
 		colDef{"parent_id", kBytes},
 		colDef{"start_offset", kDelta},
@@ -175,8 +187,8 @@ var (
 		colDef{"name", kDict},
 		colDef{"kind", kInt32},
 		colDef{"status", kInt32},
-		colDef{"status_message", kDict},
-		colDef{"trace_state", kDict},
+		colDef{"status_message", kBytes},
+		colDef{"trace_state", kBytes},
 		colDef{"flags", kInt32},
 		colDef{"dropped_attributes", kInt32},
 		colDef{"dropped_events", kInt32},

@@ -40,7 +40,10 @@ const (
 	// dictionaryMaxBytes caps a column chunk's dictionary; past it the column falls back to
 	// plain, so a high-cardinality column never makes FindTrace read a huge dictionary page.
 	dictionaryMaxBytes = 256 << 10
-	batchRows          = 1024
+	batchRows          = 128
+	// noID marks a span ID that is not 8 bytes. All-zero IDs are invalid in OTLP, so using
+	// zero as the marker never hides a real parent link.
+	noID = 0
 )
 
 // Write stores traces as a new block and returns its meta. Traces are sorted by ID; entries
@@ -93,57 +96,68 @@ type fileWriter struct {
 	fs      *fileSchema
 	buf     bytes.Buffer
 	w       *parquet.Writer
-	vals    [][]parquet.Value
-	rows    int64 // rows written in total
-	rgRows  int64 // rows in the current row group
+	vals    []parquet.Value // column-major batch: column c, row r at c*batchRows+r
+	n       int             // rows in the batch
+	rows    int64           // rows written in total
+	rgRows  int64           // rows in the current row group
 	rgLimit int64
 }
 
 func newFileWriter(name string, fs *fileSchema, pageSize int) *fileWriter {
-	f := &fileWriter{name: name, fs: fs, vals: make([][]parquet.Value, len(fs.cols))}
-	for i := range f.vals {
-		f.vals[i] = make([]parquet.Value, 0, batchRows)
-	}
-	f.w = parquet.NewWriter(&f.buf, fs.schema,
+	f := &fileWriter{name: name, fs: fs, vals: make([]parquet.Value, len(fs.cols)*batchRows)}
+	opts := []parquet.WriterOption{
+		fs.schema,
 		parquet.PageBufferSize(pageSize),
 		parquet.DictionaryMaxBytes(dictionaryMaxBytes),
 		parquet.DataPageStatistics(false),
 		parquet.CreatedBy("ariadne", "block", fmt.Sprint(FormatVersion)),
-	)
+	}
+	// Byte-array page bounds cost a comparison per value and serve no query; the trace ID
+	// minimums that the lookup index is built from are FIXED_LEN and keep theirs.
+	for _, c := range fs.cols {
+		if c.kind == kDict || c.kind == kBytes || c.kind == kRandom {
+			opts = append(opts, parquet.SkipPageBounds(c.name))
+		}
+	}
+	f.w = parquet.NewWriter(&f.buf, opts...)
 	return f
 }
 
 func (f *fileWriter) reset(rgLimit int64) {
 	f.buf.Reset()
 	f.w.Reset(&f.buf)
-	f.rows, f.rgRows, f.rgLimit = 0, 0, rgLimit
-	for i := range f.vals {
-		f.vals[i] = f.vals[i][:0]
-	}
+	f.rows, f.rgRows, f.rgLimit, f.n = 0, 0, rgLimit, 0
+}
+
+// set stores column c of the current row. Indexed stores into a fixed batch were measurably
+// cheaper than appending to per-column slices: there is no length to write back per value.
+func (f *fileWriter) set(c int, v parquet.Value) {
+	f.vals[c*batchRows+f.n] = v
 }
 
 // endRow counts a row whose values are all appended; full batches go to parquet-go.
 func (f *fileWriter) endRow() error {
 	f.rows++
 	f.rgRows++
-	if len(f.vals[0]) >= batchRows || f.rgRows >= f.rgLimit {
+	f.n++
+	if f.n == batchRows || f.rgRows >= f.rgLimit {
 		return f.flushBatch()
 	}
 	return nil
 }
 
 func (f *fileWriter) flushBatch() error {
-	if len(f.vals[0]) == 0 {
+	if f.n == 0 {
 		return nil
 	}
 	cws := f.w.ColumnWriters()
-	for i, vs := range f.vals {
+	for i := range f.fs.cols {
+		vs := f.vals[i*batchRows : i*batchRows+f.n]
 		if _, err := cws[f.fs.leaf[i]].WriteRowValues(vs); err != nil {
 			return fmt.Errorf("%s: column %s: %w", f.name, f.fs.cols[i].name, err)
 		}
-		clear(vs) // drop references into the caller's span bytes
-		f.vals[i] = vs[:0]
 	}
+	f.n = 0
 	if f.rgRows >= f.rgLimit {
 		if err := f.w.Flush(); err != nil {
 			return fmt.Errorf("%s: flush row group: %w", f.name, err)
@@ -160,6 +174,8 @@ func (f *fileWriter) close() error {
 	if err := f.w.Close(); err != nil {
 		return fmt.Errorf("%s: close: %w", f.name, err)
 	}
+	// The pooled batch would otherwise keep the caller's span bytes alive.
+	clear(f.vals)
 	return nil
 }
 
@@ -170,11 +186,12 @@ type writer struct {
 	dec      decoder
 
 	traces, spans, attrs, events, eventAttrs, links, linkAttrs, groups *fileWriter
-	bloomBuf                                                          bytes.Buffer
+	bloomBuf                                                           bytes.Buffer
 
 	order    []int32 // trace entries sorted by ID
 	perm     []int32 // span order within the current trace
 	parentOf []int32
+	ids      []uint64
 	byID     map[uint64]int32
 
 	groupList  []*otlpwire.Group
@@ -242,6 +259,7 @@ func (w *writer) write(traces []Trace, opts WriteOptions) (Meta, error) {
 	meta := Meta{ID: opts.ID, Version: FormatVersion, Created: opts.Now.UTC()}
 	bf := bloom.NewWithEstimates(uint(max(len(traces), 1)), opts.BloomFPRate)
 	first := true
+	var lastID [16]byte
 	for i := 0; i < len(w.order); {
 		j := i + 1
 		id := traces[w.order[i]].ID
@@ -262,9 +280,12 @@ func (w *writer) write(traces []Trace, opts WriteOptions) (Meta, error) {
 			meta.MinStart, meta.MaxEnd = start, end
 			first = false
 		}
-		meta.MaxTraceID = hex.EncodeToString(id[:])
+		lastID = id
 		meta.MinStart = min(meta.MinStart, start)
 		meta.MaxEnd = max(meta.MaxEnd, end)
+	}
+	if !first {
+		meta.MaxTraceID = hex.EncodeToString(lastID[:])
 	}
 	if err := w.writeGroups(); err != nil {
 		return Meta{}, err
@@ -338,13 +359,13 @@ func (w *writer) writeGroups() error {
 		if err != nil {
 			return fmt.Errorf("scope: %w", err)
 		}
-		f.vals[gResource] = append(f.vals[gResource], parquet.ByteArrayValue(g.Resource))
-		f.vals[gResourceSchema] = append(f.vals[gResourceSchema], parquet.ByteArrayValue(g.ResourceSchemaURL))
-		f.vals[gScope] = append(f.vals[gScope], parquet.ByteArrayValue(g.Scope))
-		f.vals[gScopeSchema] = append(f.vals[gScopeSchema], parquet.ByteArrayValue(g.ScopeSchemaURL))
-		f.vals[gService] = append(f.vals[gService], parquet.ByteArrayValue(g.ServiceName))
-		f.vals[gScopeName] = append(f.vals[gScopeName], parquet.ByteArrayValue(scopeName))
-		f.vals[gPresence] = append(f.vals[gPresence], parquet.Int32Value(pres))
+		f.set(gResource, parquet.ByteArrayValue(g.Resource))
+		f.set(gResourceSchema, parquet.ByteArrayValue(g.ResourceSchemaURL))
+		f.set(gScope, parquet.ByteArrayValue(g.Scope))
+		f.set(gScopeSchema, parquet.ByteArrayValue(g.ScopeSchemaURL))
+		f.set(gService, parquet.ByteArrayValue(g.ServiceName))
+		f.set(gScopeName, parquet.ByteArrayValue(scopeName))
+		f.set(gPresence, parquet.Int32Value(pres))
 		if err := f.endRow(); err != nil {
 			return err
 		}
@@ -406,11 +427,19 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 
 	// Resolve parents to positions within the trace.
 	w.parentOf = slices.Grow(w.parentOf[:0], n)[:n]
+	// Only 8-byte IDs take part: anything else cannot be a valid parent link and is kept raw.
+	w.ids = slices.Grow(w.ids[:0], n)[:n]
+	for pos, si := range perm {
+		w.ids[pos] = noID
+		if id := spans[si].spanID; len(id) == 8 {
+			w.ids[pos] = binary.LittleEndian.Uint64(id)
+		}
+	}
 	if n > 32 {
 		clear(w.byID)
-		for pos, si := range perm {
-			if id := spans[si].spanID; len(id) == 8 {
-				w.byID[binary.LittleEndian.Uint64(id)] = int32(pos)
+		for pos, id := range w.ids {
+			if id != noID {
+				w.byID[id] = int32(pos)
 			}
 		}
 	}
@@ -420,14 +449,18 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 		if len(p) != 8 {
 			continue
 		}
+		pid := binary.LittleEndian.Uint64(p)
+		if pid == noID {
+			continue
+		}
 		if n > 32 {
-			if q, ok := w.byID[binary.LittleEndian.Uint64(p)]; ok && q != int32(pos) {
+			if q, ok := w.byID[pid]; ok && q != int32(pos) {
 				w.parentOf[pos] = q
 			}
 			continue
 		}
-		for q, sj := range perm {
-			if q != pos && bytes.Equal(spans[sj].spanID, p) {
+		for q, id := range w.ids {
+			if id == pid && q != pos {
 				w.parentOf[pos] = int32(q)
 				break
 			}
@@ -461,21 +494,22 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 		rootService = g.ServiceName
 	}
 
-	id := traces[entries[0]].ID
+	// Point at the caller's array rather than a local copy, which would escape per trace.
+	id := traces[entries[0]].ID[:]
 	t := w.traces
-	t.vals[tID] = append(t.vals[tID], parquet.FixedLenByteArrayValue(id[:]))
-	t.vals[tStart] = append(t.vals[tStart], parquet.Int64Value(int64(trStart)))
-	t.vals[tDuration] = append(t.vals[tDuration], parquet.Int64Value(int64(trEnd-trStart)))
-	t.vals[tRootService] = append(t.vals[tRootService], parquet.ByteArrayValue(rootService))
-	t.vals[tRootName] = append(t.vals[tRootName], parquet.ByteArrayValue(spans[root].name))
-	t.vals[tSpanCount] = append(t.vals[tSpanCount], parquet.Int64Value(int64(n)))
-	t.vals[tErrorCount] = append(t.vals[tErrorCount], parquet.Int32Value(nErr))
-	t.vals[tSpanRow] = append(t.vals[tSpanRow], parquet.Int64Value(w.spans.rows))
-	t.vals[tAttrRow] = append(t.vals[tAttrRow], parquet.Int64Value(w.attrs.rows))
-	t.vals[tEventRow] = append(t.vals[tEventRow], parquet.Int64Value(w.events.rows))
-	t.vals[tEventAttrRow] = append(t.vals[tEventAttrRow], parquet.Int64Value(w.eventAttrs.rows))
-	t.vals[tLinkRow] = append(t.vals[tLinkRow], parquet.Int64Value(w.links.rows))
-	t.vals[tLinkAttrRow] = append(t.vals[tLinkAttrRow], parquet.Int64Value(w.linkAttrs.rows))
+	t.set(tID, parquet.FixedLenByteArrayValue(id))
+	t.set(tStart, parquet.Int64Value(int64(trStart)))
+	t.set(tDuration, parquet.Int64Value(int64(trEnd-trStart)))
+	t.set(tRootService, parquet.ByteArrayValue(rootService))
+	t.set(tRootName, parquet.ByteArrayValue(spans[root].name))
+	t.set(tSpanCount, parquet.Int64Value(int64(n)))
+	t.set(tErrorCount, parquet.Int32Value(nErr))
+	t.set(tSpanRow, parquet.Int64Value(w.spans.rows))
+	t.set(tAttrRow, parquet.Int64Value(w.attrs.rows))
+	t.set(tEventRow, parquet.Int64Value(w.events.rows))
+	t.set(tEventAttrRow, parquet.Int64Value(w.eventAttrs.rows))
+	t.set(tLinkRow, parquet.Int64Value(w.links.rows))
+	t.set(tLinkAttrRow, parquet.Int64Value(w.linkAttrs.rows))
 	if err := t.endRow(); err != nil {
 		return 0, 0, 0, err
 	}
@@ -495,10 +529,10 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 					return 0, 0, 0, err
 				}
 			}
-			ev.vals[eSpan] = append(ev.vals[eSpan], parquet.Int64Value(spanRow))
-			ev.vals[eTime] = append(ev.vals[eTime], parquet.Int64Value(int64(e.time-s.start)))
-			ev.vals[eName] = append(ev.vals[eName], parquet.ByteArrayValue(e.name))
-			ev.vals[eDropped] = append(ev.vals[eDropped], parquet.Int32Value(int32(e.dropped)))
+			ev.set(eSpan, parquet.Int64Value(spanRow))
+			ev.set(eTime, parquet.Int64Value(int64(e.time-s.start)))
+			ev.set(eName, parquet.ByteArrayValue(e.name))
+			ev.set(eDropped, parquet.Int32Value(int32(e.dropped)))
 			if err := ev.endRow(); err != nil {
 				return 0, 0, 0, err
 			}
@@ -510,12 +544,12 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 					return 0, 0, 0, err
 				}
 			}
-			lw.vals[lSpan] = append(lw.vals[lSpan], parquet.Int64Value(spanRow))
-			lw.vals[lTraceID] = append(lw.vals[lTraceID], parquet.ByteArrayValue(l.traceID))
-			lw.vals[lSpanID] = append(lw.vals[lSpanID], parquet.ByteArrayValue(l.spanID))
-			lw.vals[lTraceState] = append(lw.vals[lTraceState], parquet.ByteArrayValue(l.traceState))
-			lw.vals[lFlags] = append(lw.vals[lFlags], parquet.Int32Value(int32(l.flags)))
-			lw.vals[lDropped] = append(lw.vals[lDropped], parquet.Int32Value(int32(l.dropped)))
+			lw.set(lSpan, parquet.Int64Value(spanRow))
+			lw.set(lTraceID, parquet.ByteArrayValue(l.traceID))
+			lw.set(lSpanID, parquet.ByteArrayValue(l.spanID))
+			lw.set(lTraceState, parquet.ByteArrayValue(l.traceState))
+			lw.set(lFlags, parquet.Int32Value(int32(l.flags)))
+			lw.set(lDropped, parquet.Int32Value(int32(l.dropped)))
 			if err := lw.endRow(); err != nil {
 				return 0, 0, 0, err
 			}
@@ -526,21 +560,21 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 		if w.parentOf[pos] < 0 {
 			parentID = s.parentID
 		}
-		sw.vals[sSpanID] = append(sw.vals[sSpanID], parquet.ByteArrayValue(s.spanID))
-		sw.vals[sParent] = append(sw.vals[sParent], parquet.Int32Value(w.parentOf[pos]+1))
-		sw.vals[sParentID] = append(sw.vals[sParentID], parquet.ByteArrayValue(parentID))
-		sw.vals[sStart] = append(sw.vals[sStart], parquet.Int64Value(int64(s.start-trStart)))
-		sw.vals[sDuration] = append(sw.vals[sDuration], parquet.Int64Value(int64(s.end-s.start)))
-		sw.vals[sName] = append(sw.vals[sName], parquet.ByteArrayValue(s.name))
-		sw.vals[sKind] = append(sw.vals[sKind], parquet.Int32Value(s.kind))
-		sw.vals[sStatus] = append(sw.vals[sStatus], parquet.Int32Value(s.status))
-		sw.vals[sStatusMsg] = append(sw.vals[sStatusMsg], parquet.ByteArrayValue(s.statusMsg))
-		sw.vals[sTraceState] = append(sw.vals[sTraceState], parquet.ByteArrayValue(s.traceState))
-		sw.vals[sFlags] = append(sw.vals[sFlags], parquet.Int32Value(int32(s.flags)))
-		sw.vals[sDroppedAttrs] = append(sw.vals[sDroppedAttrs], parquet.Int32Value(int32(s.droppedAttrs)))
-		sw.vals[sDroppedEvents] = append(sw.vals[sDroppedEvents], parquet.Int32Value(int32(s.droppedEvents)))
-		sw.vals[sDroppedLinks] = append(sw.vals[sDroppedLinks], parquet.Int32Value(int32(s.droppedLinks)))
-		sw.vals[sGroup] = append(sw.vals[sGroup], parquet.Int32Value(s.group))
+		sw.set(sSpanID, parquet.ByteArrayValue(s.spanID))
+		sw.set(sParent, parquet.Int32Value(w.parentOf[pos]+1))
+		sw.set(sParentID, parquet.ByteArrayValue(parentID))
+		sw.set(sStart, parquet.Int64Value(int64(s.start-trStart)))
+		sw.set(sDuration, parquet.Int64Value(int64(s.end-s.start)))
+		sw.set(sName, parquet.ByteArrayValue(s.name))
+		sw.set(sKind, parquet.Int32Value(s.kind))
+		sw.set(sStatus, parquet.Int32Value(s.status))
+		sw.set(sStatusMsg, parquet.ByteArrayValue(s.statusMsg))
+		sw.set(sTraceState, parquet.ByteArrayValue(s.traceState))
+		sw.set(sFlags, parquet.Int32Value(int32(s.flags)))
+		sw.set(sDroppedAttrs, parquet.Int32Value(int32(s.droppedAttrs)))
+		sw.set(sDroppedEvents, parquet.Int32Value(int32(s.droppedEvents)))
+		sw.set(sDroppedLinks, parquet.Int32Value(int32(s.droppedLinks)))
+		sw.set(sGroup, parquet.Int32Value(s.group))
 		if err := sw.endRow(); err != nil {
 			return 0, 0, 0, err
 		}
@@ -549,21 +583,20 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 }
 
 func appendAttrRow(f *fileWriter, owner int64, a *attrRec) error {
-	f.vals[aOwner] = append(f.vals[aOwner], parquet.Int64Value(owner))
-	f.vals[aKey] = append(f.vals[aKey], parquet.ByteArrayValue(a.key))
-	f.vals[aType] = append(f.vals[aType], parquet.Int32Value(int32(a.typ)))
-	f.vals[aStr] = append(f.vals[aStr], parquet.ByteArrayValue(a.str))
-	var i int64
-	var dbl uint64
+	f.set(aOwner, parquet.Int64Value(owner))
+	f.set(aKey, parquet.ByteArrayValue(a.key))
+	f.set(aType, parquet.Int32Value(int32(a.typ)))
+	f.set(aStr, parquet.ByteArrayValue(a.str))
+	i, d := parquet.NullValue(), parquet.NullValue()
 	switch a.typ {
 	case ValueInt:
-		i = int64(a.num)
+		i = parquet.Int64Value(int64(a.num)).Level(0, 1, 0)
 	case ValueDouble:
-		dbl = a.num
+		d = parquet.DoubleValue(math.Float64frombits(a.num)).Level(0, 1, 0)
 	}
-	f.vals[aInt] = append(f.vals[aInt], parquet.Int64Value(i))
-	f.vals[aDouble] = append(f.vals[aDouble], parquet.DoubleValue(math.Float64frombits(dbl)))
-	f.vals[aBool] = append(f.vals[aBool], parquet.BooleanValue(a.bool))
-	f.vals[aRaw] = append(f.vals[aRaw], parquet.ByteArrayValue(a.raw))
+	f.set(aInt, i)
+	f.set(aDouble, d)
+	f.set(aBool, parquet.BooleanValue(a.bool))
+	f.set(aRaw, parquet.ByteArrayValue(a.raw))
 	return f.endRow()
 }
