@@ -51,7 +51,7 @@ func newFileSchema(name string, cols ...colDef) *fileSchema {
 		case kInt32:
 			n, enc = parquet.Leaf(parquet.Int32Type), &parquet.DeltaBinaryPacked
 		case kInt64:
-			n, enc = parquet.Leaf(parquet.Int64Type), &parquet.RLEDictionary
+			n, enc = parquet.Leaf(parquet.Int64Type), &parquet.DeltaBinaryPacked
 		case kDouble:
 			n = parquet.Leaf(parquet.DoubleType)
 		case kBool:
@@ -70,7 +70,7 @@ func newFileSchema(name string, cols ...colDef) *fileSchema {
 		}
 		// Typed value columns are sparse: a required column would carry a zero for every
 		// attribute of another type and push megabytes of zeros through zstd.
-		if c.kind == kInt64 || c.kind == kDouble {
+		if c.kind == kDouble {
 			n = parquet.Optional(n)
 		}
 		// Random IDs do not compress; running zstd over them only costs time.

@@ -2,6 +2,7 @@ package block
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -188,6 +189,7 @@ type writer struct {
 	traces, spans, attrs, events, eventAttrs, links, linkAttrs, groups *fileWriter
 	bloomBuf                                                           bytes.Buffer
 
+	keys     []sortKey
 	order    []int32 // trace entries sorted by ID
 	perm     []int32 // span order within the current trace
 	parentOf []int32
@@ -198,6 +200,11 @@ type writer struct {
 	groupByPtr map[*otlpwire.Group]int32
 	groupByKey map[string]int32
 	keyBuf     []byte
+}
+
+type sortKey struct {
+	hi, lo uint64 // trace ID, big-endian halves: integer order is byte order
+	idx    int32
 }
 
 var writerPool sync.Pool
@@ -248,13 +255,26 @@ func (w *writer) write(traces []Trace, opts WriteOptions) (Meta, error) {
 	clear(w.groupByPtr)
 	clear(w.groupByKey)
 
-	w.order = w.order[:0]
+	// Sorting compact keys rather than indexes into traces keeps every comparison in cache;
+	// the index breaks ties so that entries with one ID keep their input order.
+	w.keys = w.keys[:0]
 	for i := range traces {
-		w.order = append(w.order, int32(i))
+		id := &traces[i].ID
+		w.keys = append(w.keys, sortKey{binary.BigEndian.Uint64(id[:8]), binary.BigEndian.Uint64(id[8:]), int32(i)})
 	}
-	slices.SortStableFunc(w.order, func(a, b int32) int {
-		return bytes.Compare(traces[a].ID[:], traces[b].ID[:])
+	slices.SortFunc(w.keys, func(a, b sortKey) int {
+		switch {
+		case a.hi != b.hi:
+			return cmp.Compare(a.hi, b.hi)
+		case a.lo != b.lo:
+			return cmp.Compare(a.lo, b.lo)
+		}
+		return cmp.Compare(a.idx, b.idx)
 	})
+	w.order = w.order[:0]
+	for _, k := range w.keys {
+		w.order = append(w.order, k.idx)
+	}
 
 	meta := Meta{ID: opts.ID, Version: FormatVersion, Created: opts.Now.UTC()}
 	bf := bloom.NewWithEstimates(uint(max(len(traces), 1)), opts.BloomFPRate)
@@ -587,10 +607,10 @@ func appendAttrRow(f *fileWriter, owner int64, a *attrRec) error {
 	f.set(aKey, parquet.ByteArrayValue(a.key))
 	f.set(aType, parquet.Int32Value(int32(a.typ)))
 	f.set(aStr, parquet.ByteArrayValue(a.str))
-	i, d := parquet.NullValue(), parquet.NullValue()
+	i, d := parquet.Int64Value(0), parquet.NullValue()
 	switch a.typ {
 	case ValueInt:
-		i = parquet.Int64Value(int64(a.num)).Level(0, 1, 0)
+		i = parquet.Int64Value(int64(a.num))
 	case ValueDouble:
 		d = parquet.DoubleValue(math.Float64frombits(a.num)).Level(0, 1, 0)
 	}
