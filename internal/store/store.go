@@ -96,6 +96,8 @@ type Store struct {
 	pendingBytes int64
 	pendingSince time.Time
 
+	now func() time.Time // the clock retention reads; tests move it
+
 	flushMu sync.Mutex // one flush at a time: the loop, Flush, Close
 	stop    chan struct{}
 	stopped chan struct{}
@@ -132,7 +134,7 @@ func Open(opts Options) (*Store, error) {
 // OpenWith is Open with blocks in the given object store.
 func OpenWith(opts Options, objs objstore.Store) (*Store, error) {
 	opts.defaults()
-	s := &Store{opts: opts, log: opts.Logger, head: head.New(), objs: objs,
+	s := &Store{opts: opts, log: opts.Logger, head: head.New(), objs: objs, now: time.Now,
 		stop: make(chan struct{}), stopped: make(chan struct{})}
 	ctx := context.Background()
 	metas, err := block.List(ctx, objs)
@@ -329,11 +331,14 @@ func (s *Store) trimWAL() error {
 }
 
 func (s *Store) applyRetention() error {
-	cutoff := time.Now().Add(-s.opts.Retention).UnixNano()
+	cutoff := s.now().Add(-s.opts.Retention)
 	s.blocksMu.Lock()
 	var keep, expired []*block.Reader
 	for _, r := range s.blocks {
-		if r.Meta().MaxEnd < cutoff {
+		// A block goes when its newest span is past retention, but never sooner than retention
+		// after it was written: a sender replaying old data must still be able to read it back.
+		m := r.Meta()
+		if m.MaxEnd < cutoff.UnixNano() && m.Created.Before(cutoff) {
 			expired = append(expired, r)
 		} else {
 			keep = append(keep, r)
@@ -367,6 +372,10 @@ func (s *Store) Close() error {
 	<-s.stopped
 	ferr := s.flush(true)
 	werr := s.wal.Close()
+	if _, ok := s.head.MinSegment(); !ok && ferr == nil && werr == nil {
+		// Everything is in blocks: nothing for the next start to replay.
+		werr = s.wal.RemoveBefore(s.wal.ActiveSegment() + 1)
+	}
 	s.blocksMu.Lock()
 	for _, r := range s.blocks {
 		r.Close()

@@ -306,15 +306,18 @@ func (w *WAL) ActiveSegment() uint64 { return w.segSeq.Load() }
 func (w *WAL) Roll() { w.roll.Store(true) }
 
 // RemoveBefore deletes every segment whose sequence number is below seq. The active segment is
-// never removed.
+// removed only once the WAL is closed.
 func (w *WAL) RemoveBefore(seq uint64) error {
 	seqs, err := segments(w.dir)
 	if err != nil {
 		return err
 	}
+	w.mu.Lock()
+	closed := w.closed
+	w.mu.Unlock()
 	active := w.ActiveSegment()
 	for _, s := range seqs {
-		if s >= seq || s >= active {
+		if s >= seq || (s >= active && !closed) {
 			break
 		}
 		if err := os.Remove(filepath.Join(w.dir, segName(s))); err != nil && !errors.Is(err, os.ErrNotExist) {
