@@ -183,20 +183,30 @@ func spanIDs(t *testing.T, httpAddr, traceID string) []string {
 
 func checkAcknowledged(t *testing.T, httpAddr string, acked map[string][]string) {
 	t.Helper()
-	missing := 0
-	for tid, want := range acked {
-		want = append([]string(nil), want...)
-		sort.Strings(want)
-		got := spanIDs(t, httpAddr, tid)
-		if strings.Join(got, ",") != strings.Join(want, ",") {
-			missing++
-			if missing <= 3 {
-				t.Errorf("trace %s: got spans %v, want %v", tid, got, want)
+	ids := make(chan string)
+	var missing atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for tid := range ids {
+				want := append([]string(nil), acked[tid]...)
+				sort.Strings(want)
+				got := spanIDs(t, httpAddr, tid)
+				if strings.Join(got, ",") != strings.Join(want, ",") && missing.Add(1) <= 3 {
+					t.Errorf("trace %s: got spans %v, want %v", tid, got, want)
+				}
 			}
-		}
+		}()
 	}
-	if missing > 0 {
-		t.Fatalf("%d of %d acknowledged traces are not intact after the crash", missing, len(acked))
+	for tid := range acked {
+		ids <- tid
+	}
+	close(ids)
+	wg.Wait()
+	if n := missing.Load(); n > 0 {
+		t.Fatalf("%d of %d acknowledged traces are not intact after the crash", n, len(acked))
 	}
 }
 
@@ -205,9 +215,15 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 		t.Skip("builds and kills a server process")
 	}
 	dir := t.TempDir()
-	// A short idle time makes blocks get written while requests arrive, so the kill lands with
-	// data in blocks, in the head and in the WAL at once.
-	p := startProc(t, dir, "--trace-idle", "300ms")
+	// Short idle and block waits make blocks get written while requests arrive, so the kill
+	// lands with data in blocks, in the head and in the WAL at once. Set through a config file,
+	// which this also exercises.
+	cfgPath := filepath.Join(t.TempDir(), "ariadne.yaml")
+	cfgYAML := "storage:\n  trace_idle: 200ms\n  block_max_wait: 300ms\n"
+	if err := os.WriteFile(cfgPath, []byte(cfgYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, dir, "--config", cfgPath)
 	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -244,18 +260,27 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 				}
 				mu.Unlock()
 				ackCount.Add(1)
+				time.Sleep(10 * time.Millisecond) // a steady sender, not a flood: the check reads every trace back
 			}
 		}()
 	}
-	for ackCount.Load() < 400 {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		blocks, _ := filepath.Glob(filepath.Join(dir, "blocks", "*", "meta.json"))
+		if ackCount.Load() >= 400 && len(blocks) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute: %d requests acknowledged, %d blocks written", ackCount.Load(), len(blocks))
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	p.kill9(t) // while the senders are still sending
 	close(stop)
 	wg.Wait()
-	t.Logf("%d requests acknowledged before SIGKILL (%d traces)", ackCount.Load(), len(acked))
+	t.Logf("%d requests acknowledged before SIGKILL (%d traces) after %v", ackCount.Load(), len(acked), time.Since(deadline.Add(-time.Minute)))
 
-	p = startProc(t, dir, "--trace-idle", "300ms")
+	p = startProc(t, dir, "--config", cfgPath)
 	checkAcknowledged(t, p.http, acked)
 }
 
