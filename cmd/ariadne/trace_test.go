@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/ariadne-tracing/ariadne/internal/api"
+	"github.com/ariadne-tracing/ariadne/internal/config"
+	"github.com/ariadne-tracing/ariadne/internal/guidetrace"
+	"github.com/ariadne-tracing/ariadne/internal/server"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// TestTraceCommand sends the guide's create-task trace through the real SDK to a running Ariadne
+// and prints it with `ariadne trace`, as a user would.
+func TestTraceCommand(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(context.Background())
+
+	ctx := context.Background()
+	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(s.GRPCAddr), otlptracegrpc.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := guidetrace.NewTracerProvider(guidetrace.ServiceTaskAPI, sdktrace.WithBatcher(exp))
+	tr := guidetrace.CreateTask(ctx, tp, guidetrace.DefaultBase) // fixed times: the golden file holds them
+	denied := guidetrace.PermissionDenied(ctx, tp, guidetrace.DefaultBase.Add(time.Second))
+	if err := tp.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := "http://" + s.HTTPAddr
+
+	var out, errOut bytes.Buffer
+	if code := run([]string{"trace", "--server", srv, tr.TraceID.String()}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	golden(t, "create_task.txt", out.String())
+
+	out.Reset()
+	if code := run([]string{"trace", "--server", srv, "--attributes", "--events", tr.TraceID.String()}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	golden(t, "create_task_details.txt", out.String())
+
+	out.Reset()
+	if code := run([]string{"trace", "--server", srv, "--events", denied.TraceID.String()}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "✗ ERROR") || !strings.Contains(out.String(), "PermissionError") {
+		t.Errorf("permission-denied trace without its error and exception:\n%s", out.String())
+	}
+
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"trace", "--server", srv, "0123456789abcdef0123456789abcdef"}, 1, "not found"},
+		{[]string{"trace", "--server", srv, "xyz"}, 1, "hex"},
+		{[]string{"trace", "--server", "http://127.0.0.1:1", tr.TraceID.String()}, 1, "cannot reach"},
+		{[]string{"trace"}, 2, "Usage"},
+	} {
+		errOut.Reset()
+		if code := run(c.args, &out, &errOut); code != c.code || !strings.Contains(errOut.String(), c.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, errOut.String(), c.code, c.msg)
+		}
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "ariadne ") {
+		t.Fatalf("version: %d %q", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"--help"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "ariadne serve") {
+		t.Fatalf("help: %d %q", code, out.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"serve", "-h"}, &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "--data-dir") && !strings.Contains(errOut.String(), "-data-dir") {
+		t.Fatalf("serve -h: %d %q", code, errOut.String())
+	}
+	if code := run([]string{"bogus"}, &out, &errOut); code != 2 {
+		t.Fatalf("unknown command exit %d", code)
+	}
+}
