@@ -1,14 +1,23 @@
 package block
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ariadne-tracing/ariadne/internal/objstore"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
@@ -83,12 +92,26 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkWrite writes 100k small spans per op to a local directory, fsyncs included.
+// BenchmarkWrite writes 100k small spans per op. "local" includes the local store's file
+// creation and fsyncs; "mem" measures encoding alone.
 func BenchmarkWrite(b *testing.B) {
-	ctx := context.Background()
-	store := newStore(b)
 	r := rand.New(rand.NewPCG(11, 12))
 	traces := smallTraces(b, r, 10_000, 1_700_000_000_000_000_000)
+	b.Run("local", func(b *testing.B) { benchWrite(b, newStore(b), traces) })
+	b.Run("mem", func(b *testing.B) { benchWrite(b, newMemStore(), traces) })
+}
+
+// benchOptions lets BLOCK_PAGE_SIZE override the page size, to compare sizes and latencies.
+func benchOptions() WriteOptions {
+	var o WriteOptions
+	if v, err := strconv.Atoi(os.Getenv("BLOCK_PAGE_SIZE")); err == nil {
+		o.PageSize = v
+	}
+	return o
+}
+
+func benchWrite(b *testing.B, store objstore.Store, traces []Trace) {
+	ctx := context.Background()
 	spans := 0
 	for _, t := range traces {
 		spans += len(t.Spans)
@@ -96,15 +119,16 @@ func BenchmarkWrite(b *testing.B) {
 	var meta Meta
 	var err error
 	// One write outside the timer warms the pooled writer, as steady state would.
-	if meta, err = Write(ctx, store, traces, WriteOptions{}); err != nil {
+	if meta, err = Write(ctx, store, traces, benchOptions()); err != nil {
 		b.Fatal(err)
 	}
 	Delete(ctx, store, meta.ID)
+	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	for range b.N {
-		meta, err = Write(ctx, store, traces, WriteOptions{})
+		meta, err = Write(ctx, store, traces, benchOptions())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -118,24 +142,94 @@ func BenchmarkWrite(b *testing.B) {
 	b.ReportMetric(total/cpu.Seconds(), "spans/cpu-s")
 	b.ReportMetric(float64(meta.Bytes)/float64(spans), "bytes/span")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/span")
-	if testing.Verbose() {
-		for name, size := range meta.Files {
-			b.Logf("%-20s %8d bytes %6.2f bytes/span", name, size, float64(size)/float64(spans))
-		}
-	}
 }
 
-// BenchmarkFindTrace looks up random present traces among 1M spans in 5 blocks, and absent
-// ones, the way a querier fans a lookup out over every block.
+// memStore is an in-memory objstore.Store, to time encoding without the file system.
+type memStore struct {
+	mu   sync.Mutex
+	objs map[string][]byte
+}
+
+func newMemStore() *memStore { return &memStore{objs: map[string][]byte{}} }
+
+func (m *memStore) Put(_ context.Context, name string, r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.objs[name] = b
+	return nil
+}
+
+func (m *memStore) get(name string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.objs[name]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", name, objstore.ErrNotFound)
+	}
+	return b, nil
+}
+
+func (m *memStore) Get(_ context.Context, name string) (io.ReadCloser, error) {
+	b, err := m.get(name)
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+type nopCloserAt struct{ *bytes.Reader }
+
+func (nopCloserAt) Close() error { return nil }
+
+func (m *memStore) ReaderAt(_ context.Context, name string) (objstore.ReaderAtCloser, int64, error) {
+	b, err := m.get(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	return nopCloserAt{bytes.NewReader(b)}, int64(len(b)), nil
+}
+
+func (m *memStore) List(_ context.Context, prefix string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var names []string
+	for n := range m.objs {
+		if strings.HasPrefix(n, prefix) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+func (m *memStore) Delete(_ context.Context, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.objs, name)
+	return nil
+}
+
+// BenchmarkFindTrace looks up random present traces, and absent ones, across blocks of 200k
+// spans each, the way a querier fans a lookup out over every block. It uses 1M spans in 5
+// blocks; BLOCK_BENCH_SPANS=10000000 scales it to 50 blocks.
 func BenchmarkFindTrace(b *testing.B) {
 	ctx := context.Background()
 	store := newStore(b)
 	r := rand.New(rand.NewPCG(13, 14))
+	total := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("BLOCK_BENCH_SPANS")); err == nil && v > 0 {
+		total = v
+	}
+	const perBlock = 200_000
 	var readers []*Reader
 	var ids [][16]byte
-	for blk := range 5 {
-		traces := smallTraces(b, r, 20_000, 1_700_000_000_000_000_000+uint64(blk)*60e9)
-		meta, err := Write(ctx, store, traces, WriteOptions{})
+	for blk := 0; blk*perBlock < total; blk++ {
+		traces := smallTraces(b, r, perBlock/10, 1_700_000_000_000_000_000+uint64(blk)*60e9)
+		meta, err := Write(ctx, store, traces, benchOptions())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -149,6 +243,7 @@ func BenchmarkFindTrace(b *testing.B) {
 			ids = append(ids, t.ID)
 		}
 	}
+	runtime.GC()
 	find := func(id [16]byte) int {
 		n := 0
 		for _, br := range readers {
@@ -164,7 +259,7 @@ func BenchmarkFindTrace(b *testing.B) {
 		}
 		return n
 	}
-	b.Run("present", func(b *testing.B) {
+	b.Run(fmt.Sprintf("present/blocks=%d", len(readers)), func(b *testing.B) {
 		b.ReportAllocs()
 		for i := range b.N {
 			if n := find(ids[(i*7919)%len(ids)]); n != 10 {
@@ -172,7 +267,7 @@ func BenchmarkFindTrace(b *testing.B) {
 			}
 		}
 	})
-	b.Run("absent", func(b *testing.B) {
+	b.Run(fmt.Sprintf("absent/blocks=%d", len(readers)), func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
 			if n := find(traceID(r)); n != 0 {
@@ -191,7 +286,7 @@ func TestColumnSizes(t *testing.T) {
 	ctx := context.Background()
 	store := newStore(t)
 	traces := smallTraces(t, rand.New(rand.NewPCG(11, 12)), 10_000, 1_700_000_000_000_000_000)
-	meta, err := Write(ctx, store, traces, WriteOptions{})
+	meta, err := Write(ctx, store, traces, benchOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

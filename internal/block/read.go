@@ -337,18 +337,40 @@ func (r *Reader) findRow(id [16]byte) (int64, error) {
 	for p > 0 && r.pageIDLen[p] < 16 && bytes.Equal(r.pageID[p][:r.pageIDLen[p]], id[:r.pageIDLen[p]]) {
 		p--
 	}
-	first := r.pageRow[p]
-	end := r.traces.rows
-	if p+1 < len(r.pageRow) {
-		end = r.pageRow[p+1]
+	found, err := r.searchPage(p, id)
+	if err != nil {
+		return -1, fmt.Errorf("%s: trace_id page %d: %w", fileTraces, p, err)
 	}
-	found := int64(-1)
-	err := r.traces.readColumn(tID, first, end-first, func(i int64, v parquet.Value) {
-		if found < 0 && bytes.Equal(v.ByteArray(), id[:]) {
-			found = first + i
-		}
-	})
-	return found, err
+	return found, nil
+}
+
+// searchPage binary-searches the trace IDs of page p (a global page number) in their encoded
+// form, without materializing a Value per row.
+func (r *Reader) searchPage(p int, id [16]byte) (int64, error) {
+	first := r.pageRow[p]
+	pf := r.traces
+	rg := sort.Search(len(pf.rgFirst), func(i int) bool { return pf.rgFirst[i] > first }) - 1
+	pages := pf.f.RowGroups()[rg].ColumnChunks()[tracesSchema.leaf[tID]].Pages()
+	defer pages.Close()
+	if err := pages.SeekToRow(first - pf.rgFirst[rg]); err != nil {
+		return -1, err
+	}
+	page, err := pages.ReadPage()
+	if err != nil {
+		return -1, err
+	}
+	defer parquet.Release(page)
+	vals := page.Data()
+	data, size := vals.FixedLenByteArray()
+	if size != 16 {
+		return -1, fmt.Errorf("trace IDs of %d bytes", size)
+	}
+	n := len(data) / 16
+	i := sort.Search(n, func(i int) bool { return bytes.Compare(data[i*16:i*16+16], id[:]) >= 0 })
+	if i < n && bytes.Equal(data[i*16:i*16+16], id[:]) {
+		return first + int64(i), nil
+	}
+	return -1, nil
 }
 
 // FindTrace returns the part of trace id stored in this block, as OTLP ResourceSpans, or nil
