@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -125,6 +127,12 @@ func richTrace(r *rand.Rand, id [16]byte, nSpans int) []*tracepb.ResourceSpans {
 		switch i % 4 {
 		case 1:
 			s.Status = &tracepb.Status{}
+			if i%3 == 1 {
+				s.Status.Code = -1 // out-of-range enum values must survive too
+			} else if i%3 == 2 {
+				s.Status.Code = math.MaxInt32
+				s.Kind = -3
+			}
 		case 2:
 			s.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: "boom"}
 		case 3:
@@ -480,4 +488,57 @@ func TestNewID(t *testing.T) {
 	}
 	_ = filepath.Join
 	_ = os.Getpid
+}
+
+// TestDecodeTruncated feeds every prefix of a rich span to the decoder: each must fail cleanly
+// or decode, never panic.
+func TestDecodeTruncated(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	traces := toTraces(t, richTrace(r, traceID(r), 12))
+	var d decoder
+	for _, s := range traces[0].Spans {
+		for n := range len(s.Raw) {
+			d.reset()
+			_ = d.decodeSpan(s.Raw[:n], 0)
+		}
+		d.reset()
+		if err := d.decodeSpan(s.Raw, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestGroupDedupe passes equal resource and scope bytes behind distinct pointers.
+func TestGroupDedupe(t *testing.T) {
+	ctx := context.Background()
+	store := newStore(t)
+	r := rand.New(rand.NewPCG(9, 10))
+	traces := toTraces(t, richTrace(r, [16]byte{1}, 20))
+	groups := map[*otlpwire.Group]bool{}
+	for i, s := range traces[0].Spans {
+		c := *s.Group
+		c.Resource = slices.Clone(c.Resource) // same bytes, different memory
+		traces[0].Spans[i].Group = &c
+		groups[s.Group] = true
+	}
+	meta, err := Write(ctx, store, traces, WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.Groups != int64(len(groups)) {
+		t.Fatalf("%d groups stored, want %d", meta.Groups, len(groups))
+	}
+}
+
+func TestWriteCanceled(t *testing.T) {
+	store := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := rand.New(rand.NewPCG(9, 10))
+	if _, err := Write(ctx, store, toTraces(t, richTrace(r, [16]byte{1}, 5)), WriteOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	if names, _ := store.List(context.Background(), Prefix); len(names) != 0 {
+		t.Fatalf("canceled write left %v", names)
+	}
 }

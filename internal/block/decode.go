@@ -89,7 +89,8 @@ type spanRec struct {
 	spanID, parentID, traceState, name, statusMsg []byte
 	start, end                                    uint64
 	kind                                          int32
-	status                                        int32 // code+1; 0 when the span has no Status message
+	statusCode                                    int32
+	hasStatus                                     bool // proto3 tells an absent Status from an empty one
 	flags                                         uint32
 	droppedAttrs, droppedEvents, droppedLinks     uint32
 	group                                         int32
@@ -240,11 +241,9 @@ func (d *decoder) decodeSpan(raw []byte, group int32) error {
 }
 
 func decodeStatus(b []byte, s *spanRec) error {
-	// A Status message that merges several occurrences keeps the last code and message, as
-	// protobuf merging does; presence is what the +1 records.
-	if s.status == 0 {
-		s.status = 1
-	}
+	// Several occurrences of the Status field merge; the last code and message win, as in
+	// protobuf merging.
+	s.hasStatus = true
 	for len(b) > 0 {
 		num, typ, v, x, rest, err := next(b, "status")
 		if err != nil {
@@ -255,7 +254,7 @@ func decodeStatus(b []byte, s *spanRec) error {
 		case num == statusMessage && typ == protowire.BytesType:
 			s.statusMsg = v
 		case num == statusCode && typ == protowire.VarintType:
-			s.status = int32(x) + 1
+			s.statusCode = int32(x)
 		}
 	}
 	return nil
@@ -371,4 +370,28 @@ func appendAttr(dst []attrRec, kv []byte) ([]attrRec, error) {
 		a.raw = nil
 	}
 	return append(dst, a), nil
+}
+
+// statusValue folds a span's Status presence and code into the status column: 0 for no Status
+// message, code+1 for non-negative codes and the code itself for negative ones, so that every
+// int32 code survives and the common codes stay small for delta encoding.
+func statusValue(has bool, code int32) int64 {
+	switch {
+	case !has:
+		return 0
+	case code >= 0:
+		return int64(code) + 1
+	}
+	return int64(code)
+}
+
+// statusFromValue inverts statusValue.
+func statusFromValue(v int64) (has bool, code int32) {
+	switch {
+	case v == 0:
+		return false, 0
+	case v > 0:
+		return true, int32(v - 1)
+	}
+	return true, int32(v)
 }

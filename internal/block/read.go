@@ -507,7 +507,7 @@ func (r *Reader) rebuild(id [16]byte, t rowRanges) ([]*tracepb.ResourceSpans, er
 	collect(err)
 	kind, err := sp.int32s(sKind, row, n)
 	collect(err)
-	status, err := sp.int32s(sStatus, row, n)
+	status, err := sp.int64s(sStatus, row, n, nil)
 	collect(err)
 	statusMsg, err := sp.strs(sStatusMsg, row, n)
 	collect(err)
@@ -589,8 +589,8 @@ func (r *Reader) rebuild(id [16]byte, t rowRanges) ([]*tracepb.ResourceSpans, er
 		case len(parentID[i]) > 0:
 			s.ParentSpanId = parentID[i]
 		}
-		if status[i] > 0 {
-			s.Status = &tracepb.Status{Code: tracepb.Status_StatusCode(status[i] - 1), Message: statusMsg[i]}
+		if has, code := statusFromValue(status[i]); has {
+			s.Status = &tracepb.Status{Code: tracepb.Status_StatusCode(code), Message: statusMsg[i]}
 		}
 		if s.Attributes, err = attrs.keyValues(&ai, spanRow); err != nil {
 			return nil, err

@@ -67,25 +67,35 @@ func Write(ctx context.Context, store objstore.Store, traces []Trace, opts Write
 	}
 	w := getWriter(opts.PageSize)
 	defer writerPool.Put(w)
-	meta, err := w.write(traces, opts)
+	meta, err := w.write(ctx, traces, opts)
 	if err != nil {
 		return Meta{}, fmt.Errorf("block %s: write: %w", opts.ID, err)
 	}
 	dir := blockDir(opts.ID)
 	meta.Files = map[string]int64{}
+	var put []string
+	fail := func(err error) (Meta, error) {
+		// Without meta.json the files are invisible anyway; removing them is housekeeping,
+		// so it runs even if ctx is what failed.
+		for _, name := range put {
+			_ = store.Delete(context.WithoutCancel(ctx), name)
+		}
+		return Meta{}, fmt.Errorf("block %s: %w", opts.ID, err)
+	}
 	for _, f := range w.files() {
 		if err := store.Put(ctx, dir+f.name, bytes.NewReader(f.buf.Bytes())); err != nil {
-			return Meta{}, fmt.Errorf("block %s: %w", opts.ID, err)
+			return fail(err)
 		}
+		put = append(put, dir+f.name)
 		meta.Files[f.name] = int64(f.buf.Len())
 		meta.Bytes += int64(f.buf.Len())
 	}
 	js, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
-		return Meta{}, fmt.Errorf("block %s: encode meta: %w", opts.ID, err)
+		return fail(fmt.Errorf("encode meta: %w", err))
 	}
 	if err := store.Put(ctx, dir+fileMeta, bytes.NewReader(js)); err != nil {
-		return Meta{}, fmt.Errorf("block %s: %w", opts.ID, err)
+		return fail(err)
 	}
 	return meta, nil
 }
@@ -247,7 +257,7 @@ func (w *writer) files() []namedBuf {
 	return append(out, namedBuf{fileBloom, &w.bloomBuf})
 }
 
-func (w *writer) write(traces []Trace, opts WriteOptions) (Meta, error) {
+func (w *writer) write(ctx context.Context, traces []Trace, opts WriteOptions) (Meta, error) {
 	for _, f := range w.fileWriters() {
 		f.reset(opts.RowGroupRows)
 	}
@@ -280,7 +290,12 @@ func (w *writer) write(traces []Trace, opts WriteOptions) (Meta, error) {
 	bf := bloom.NewWithEstimates(uint(max(len(traces), 1)), opts.BloomFPRate)
 	first := true
 	var lastID [16]byte
-	for i := 0; i < len(w.order); {
+	for i, k := 0, 0; i < len(w.order); k++ {
+		if k%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return Meta{}, err
+			}
+		}
 		j := i + 1
 		id := traces[w.order[i]].ID
 		for j < len(w.order) && traces[w.order[j]].ID == id {
@@ -495,7 +510,7 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 	for pos, si := range perm {
 		s := &spans[si]
 		trEnd = max(trEnd, s.end)
-		if s.status == otlpwire.StatusError+1 {
+		if s.hasStatus && s.statusCode == otlpwire.StatusError {
 			nErr++
 		}
 		rank := 2
@@ -587,7 +602,7 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 		sw.set(sDuration, parquet.Int64Value(int64(s.end-s.start)))
 		sw.set(sName, parquet.ByteArrayValue(s.name))
 		sw.set(sKind, parquet.Int32Value(s.kind))
-		sw.set(sStatus, parquet.Int32Value(s.status))
+		sw.set(sStatus, parquet.Int64Value(statusValue(s.hasStatus, s.statusCode)))
 		sw.set(sStatusMsg, parquet.ByteArrayValue(s.statusMsg))
 		sw.set(sTraceState, parquet.ByteArrayValue(s.traceState))
 		sw.set(sFlags, parquet.Int32Value(int32(s.flags)))
