@@ -22,11 +22,11 @@ import (
 // collector receives what the real OTLP/HTTP exporter sends, so the analysis
 // runs on exactly the protobuf an SDK produces, not on hand-built spans.
 type collector struct {
-	t    *testing.T
-	srv  *httptest.Server
-	mu   sync.Mutex
-	got  *tracepb.TracesData
-	tps  []*sdktrace.TracerProvider
+	t   *testing.T
+	srv *httptest.Server
+	mu  sync.Mutex
+	got *tracepb.TracesData
+	tps []*sdktrace.TracerProvider
 	// ids is shared so two services' counter IDs cannot collide.
 	ids guidetrace.IDGenerator
 }
