@@ -32,13 +32,32 @@
 //     round-trips every field, including ones newer than this code, and search decodes the
 //     handful of rows at open.
 //   - Offsets (span start from trace start, event time from span start) and small parent
-//     indexes turn 8-byte timestamps and IDs into values that DELTA_BINARY_PACKED and zstd
-//     shrink to a byte or two; random span IDs use DELTA_LENGTH_BYTE_ARRAY so they cost their
-//     8 bytes and almost nothing for lengths.
-//   - Pages are small (PageSize) and dictionaries capped, so fetching one trace decompresses a
-//     few small pages per column instead of whole column chunks.
+//     indexes turn 8-byte timestamps and IDs into values that DELTA_BINARY_PACKED shrinks to a
+//     few bytes. Every integer column is delta-encoded: enums and counts that are nearly always
+//     one value cost nothing, and, unlike PLAIN, they do not push 4 or 8 bytes per row through
+//     zstd, which was a third of the writer's time when they were PLAIN.
+//   - Random IDs (span, link) are DELTA_LENGTH_BYTE_ARRAY and trace IDs FIXED_LEN, all without
+//     compression: they cost their 8 or 16 bytes either way, and zstd over them only burns CPU.
+//   - In attribute files the double column is optional, so only doubles are stored; the int
+//     column is required and delta-encoded (zeros for other types). Measured against a
+//     dictionary-encoded optional int column it is 0.16 bytes per span larger and 25% faster
+//     to write.
+//   - Low-cardinality strings that search compares (names, keys, string values, services) are
+//     dictionary-encoded, with dictionaries capped so a high-cardinality column falls back to
+//     plain instead of making every lookup read a huge dictionary page. Rare strings (status
+//     message, trace state) skip the dictionary.
+//   - Pages are cut at 32 KiB uncompressed (WriteOptions.PageSize). On the benchmark shape,
+//     4/8/16/32 KiB pages gave 25.1/23.1/22.1/21.6 bytes per span, and FindTrace stays well
+//     under a millisecond at 32 KiB, so size won.
 //   - Trace lookup tests the in-memory bloom filter, binary-searches the first trace ID of each
-//     trace_id page (from the Parquet column index, loaded at open), and reads one page.
+//     trace_id page (from the Parquet column index, loaded at open), and binary-searches that
+//     one page in its encoded form; the trace's rows are then read from the one or two pages
+//     that hold them in each column.
+//
+// Measured on the benchmark shape (10-span traces, two short attributes per span, random IDs,
+// log-normal durations) on 2 vCPUs: about 21.6 bytes per span on disk, 1.3 to 1.6 million spans
+// per CPU-second written, FindTrace about 0.6 ms for a present trace with 10M spans in 50
+// blocks and a few microseconds for an absent one. See BenchmarkWrite and BenchmarkFindTrace.
 package block
 
 import (
