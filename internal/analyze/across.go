@@ -24,7 +24,8 @@ func LintAcross(traces []*tracepb.TracesData, cfg LintConfig) []Finding {
 	return out
 }
 
-// lostPropagation pairs a CLIENT span that has no child with a SERVER span
+// lostPropagation pairs a CLIENT span that has no child in another service
+// (a client library may add local children of its own) with a SERVER span
 // of another service that starts a trace of its own within
 // cfg.PropagationGap after the client started, and before it ended: the
 // call arrived, but its traceparent did not. Database clients are left out,
@@ -35,7 +36,7 @@ func lostPropagation(trees []*Tree, cfg LintConfig) []Finding {
 	var clients, servers []*Span
 	for _, t := range trees {
 		for _, s := range t.Spans {
-			if s.Kind == kindClient && len(s.Children) == 0 && s.firstAttr(keysDBSystem...) == "" && !s.hasPrefix("db.") {
+			if s.Kind == kindClient && !hasRemoteChild(s) && !s.hasPrefix("db.") {
 				clients = append(clients, s)
 			}
 		}
@@ -135,6 +136,15 @@ func lostInGoroutine(trees []*Tree, cfg LintConfig) []Finding {
 func sameScopeAbove(p, r *Span) bool {
 	for s := p; s != nil && s.Service == r.Service; s = s.Parent {
 		if s.Scope == r.Scope {
+			return true
+		}
+	}
+	return false
+}
+
+func hasRemoteChild(s *Span) bool {
+	for _, c := range s.Children {
+		if c.Service != s.Service || hasRemoteChild(c) {
 			return true
 		}
 	}

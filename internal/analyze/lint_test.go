@@ -387,3 +387,26 @@ func TestAggregate(t *testing.T) {
 		t.Errorf("tiny spans: %+v", r)
 	}
 }
+
+func TestIDInName(t *testing.T) {
+	for name, want := range map[string]string{
+		"GET /api/tasks/123":            "123",
+		"load_user_5678":                "5678",
+		"fetch 7d2ea792e2df6a01":        "7d2ea792e2df6a01",
+		"notify alice@example.com":      "alice@example.com",
+		"GET /api/v1/tasks/7":           "7",
+		"DELETE /api/tasks/{id}":        "",
+		"pymongo.insert_one":            "",
+		"oauth2.refresh_token":          "",
+		"GET /api/v2/users":             "",
+		"process_single_task":           "",
+		"POST /api/tasks/{id}/notify":   "",
+		"grpc.health.v1.Health/Check":   "",
+		"render_pdf_a4":                 "",
+		"call_service 0af7651916cd43dd": "0af7651916cd43dd",
+	} {
+		if got := idInName(name); got != want {
+			t.Errorf("idInName(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
