@@ -17,6 +17,7 @@ import (
 
 	"github.com/ariadne-tracing/ariadne/internal/api"
 	"github.com/ariadne-tracing/ariadne/internal/config"
+	"github.com/ariadne-tracing/ariadne/internal/loadgen"
 	"github.com/ariadne-tracing/ariadne/internal/server"
 	"github.com/ariadne-tracing/ariadne/internal/treeview"
 )
@@ -32,6 +33,7 @@ const usage = `Ariadne: distributed tracing in one binary.
 Usage:
   ariadne serve [flags]           run the server (OTLP on :4317/:4318, query API on :3200)
   ariadne trace [flags] <id>      print a trace as a tree
+  ariadne loadgen [flags]         send OTLP load and report throughput and server cost
   ariadne version                 print the version
 
 Run 'ariadne <command> -h' for a command's flags.
@@ -51,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "trace":
 		return traceCmd(args[1:], stdout, stderr)
+	case "loadgen":
+		return loadgenCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "ariadne %s (revision %s)\n", version, revision)
 		return 0
@@ -189,4 +193,45 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func loadgenCmd(args []string, stdout, stderr io.Writer) int {
+	var cfg loadgen.Config
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Endpoint, "endpoint", "localhost:4317", "OTLP receiver host:port (4317 for grpc, 4318 for http)")
+	fs.StringVar(&cfg.Protocol, "protocol", "grpc", "grpc or http")
+	fs.StringVar(&cfg.Profile, "profile", "small", "small (10-span traces, 2 attributes per span), guide (the guide's shapes, ~500 B/span) or wide (large attributes)")
+	fs.IntVar(&cfg.Batch, "batch", 512, "spans per request")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 4, "concurrent exporters")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "spans per second in total; 0 = as fast as the server acknowledges")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to send")
+	fs.Int64Var(&cfg.Requests, "requests", 0, "stop after this many requests (overrides --duration when set)")
+	fs.IntVar(&cfg.PID, "pid", 0, "the server's process ID, to report its CPU-seconds and peak memory")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: ariadne loadgen [flags]\n\nSends OTLP traces with fresh IDs and reports spans/s, latency and, with --pid, the server's cost.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if cfg.Requests > 0 {
+		cfg.Duration = 0
+	}
+	cfg.Progress = stderr
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := loadgen.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "ariadne:", err)
+		return 1
+	}
+	rep.Print(stdout)
+	if rep.Spans == 0 {
+		return 1
+	}
+	return 0
 }

@@ -1,0 +1,97 @@
+package loadgen
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+
+	"github.com/ariadne-tracing/ariadne/internal/api"
+	"github.com/ariadne-tracing/ariadne/internal/config"
+	"github.com/ariadne-tracing/ariadne/internal/server"
+)
+
+func TestTemplateFillsFreshIDsAndTimes(t *testing.T) {
+	for _, profile := range Profiles {
+		tmpl, err := buildProfile(profile, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := &fastRand{s: 42}
+		seenSpan := map[string]bool{}
+		seenTrace := map[string]bool{}
+		now := uint64(1_800_000_000_000_000_000)
+		for round := 0; round < 3; round++ {
+			var req coltracepb.ExportTraceServiceRequest
+			if err := proto.Unmarshal(tmpl.fill(nil, rng, now), &req); err != nil {
+				t.Fatalf("%s: filled request does not decode: %v", profile, err)
+			}
+			ids := map[string]bool{}
+			roundTraces := map[string]bool{}
+			for _, rs := range req.ResourceSpans {
+				for _, ss := range rs.ScopeSpans {
+					for _, sp := range ss.Spans {
+						if seenSpan[string(sp.SpanId)] {
+							t.Fatalf("%s: span ID reused across sends", profile)
+						}
+						seenSpan[string(sp.SpanId)] = true
+						ids[string(sp.SpanId)] = true
+						roundTraces[string(sp.TraceId)] = true
+						if sp.StartTimeUnixNano < now || sp.StartTimeUnixNano > now+uint64(1e12) || sp.EndTimeUnixNano < sp.StartTimeUnixNano {
+							t.Fatalf("%s: times not shifted to now: %d..%d", profile, sp.StartTimeUnixNano, sp.EndTimeUnixNano)
+						}
+					}
+				}
+			}
+			for tid := range roundTraces {
+				if seenTrace[tid] {
+					t.Fatalf("%s: trace ID reused across sends", profile)
+				}
+				seenTrace[tid] = true
+			}
+			// Parents must still point at spans of the same request (the tree survives patching).
+			for _, rs := range req.ResourceSpans {
+				for _, ss := range rs.ScopeSpans {
+					for _, sp := range ss.Spans {
+						if len(sp.ParentSpanId) > 0 && !ids[string(sp.ParentSpanId)] {
+							t.Fatalf("%s: parent %x not in the request", profile, sp.ParentSpanId)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestRunAgainstServer(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(context.Background())
+	for _, c := range []struct{ protocol, addr, profile string }{
+		{"grpc", s.GRPCAddr, "small"}, {"http", s.OTLPHTTPAddr, "guide"}, {"grpc", s.GRPCAddr, "wide"},
+	} {
+		before := s.Store.Head().Stats().Spans
+		rep, err := Run(context.Background(), Config{Endpoint: c.addr, Protocol: c.protocol, Profile: c.profile,
+			Batch: 100, Concurrency: 2, Requests: 10, PID: os.Getpid()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Failed != 0 || rep.Refused != 0 || rep.Requests != 10 {
+			t.Fatalf("%+v", rep)
+		}
+		if got := s.Store.Head().Stats().Spans - before; got != rep.Spans {
+			t.Fatalf("%s: server holds %d new spans, loadgen reports %d acknowledged", c.profile, got, rep.Spans)
+		}
+		if rep.Server == nil || rep.ServerPeakRSS == 0 {
+			t.Fatalf("no process stats: %+v", rep)
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package loadgen
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+)
+
+// template is one request encoded once, with the byte offsets of every ID and timestamp in it.
+// Each send copies the bytes and patches fresh IDs and current times in place, so the generator
+// spends microseconds per request, not per span, and leaves the CPU to the server it measures.
+type template struct {
+	wire   []byte
+	traces [][]int // offsets of each trace's 16-byte ID (span trace_id fields)
+	spans  [][]int // offsets of each span's 8-byte ID (its span_id and its children's parent_span_id)
+	times  []int   // offsets of fixed64 timestamps
+	base   uint64  // the template's time origin, unix nanos
+	nspans int
+}
+
+// newTemplate encodes req, whose trace IDs, span IDs and timestamps must be distinct byte
+// patterns (the profiles make them so), and finds where each one landed.
+func newTemplate(req *coltracepb.ExportTraceServiceRequest, base uint64) (*template, error) {
+	wire, err := proto.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: encode template: %w", err)
+	}
+	t := &template{wire: wire, base: base}
+	seenTrace := map[string]int{}
+	seenSpan := map[string]bool{}
+	seenTime := map[uint64]bool{}
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			for _, sp := range ss.Spans {
+				t.nspans++
+				if _, ok := seenTrace[string(sp.TraceId)]; !ok {
+					seenTrace[string(sp.TraceId)] = len(t.traces)
+					t.traces = append(t.traces, allOffsets(wire, sp.TraceId))
+				}
+				if !seenSpan[string(sp.SpanId)] {
+					seenSpan[string(sp.SpanId)] = true
+					t.spans = append(t.spans, allOffsets(wire, sp.SpanId))
+				}
+				for _, ts := range []uint64{sp.StartTimeUnixNano, sp.EndTimeUnixNano} {
+					seenTime[ts] = true
+				}
+				for _, ev := range sp.Events {
+					seenTime[ev.TimeUnixNano] = true
+				}
+			}
+		}
+	}
+	for ts := range seenTime {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], ts)
+		offs := allOffsets(wire, b[:])
+		// A timestamp pattern must appear only as a fixed64 field value: the profiles space
+		// times so no ID or string can contain one.
+		t.times = append(t.times, offs...)
+	}
+	return t, nil
+}
+
+func allOffsets(b, pat []byte) []int {
+	var offs []int
+	for i := 0; ; {
+		j := bytes.Index(b[i:], pat)
+		if j < 0 {
+			return offs
+		}
+		offs = append(offs, i+j)
+		i += j + len(pat)
+	}
+}
+
+// fill writes the template into dst with fresh IDs from rng and times shifted to now.
+func (t *template) fill(dst []byte, rng *fastRand, now uint64) []byte {
+	dst = append(dst[:0], t.wire...)
+	for _, offs := range t.traces {
+		var id [16]byte
+		rng.fill(id[:])
+		for _, o := range offs {
+			copy(dst[o:o+16], id[:])
+		}
+	}
+	for _, offs := range t.spans {
+		var id [8]byte
+		rng.fill(id[:])
+		if id == [8]byte{} {
+			id[0] = 1
+		}
+		for _, o := range offs {
+			copy(dst[o:o+8], id[:])
+		}
+	}
+	shift := now - t.base
+	for _, o := range t.times {
+		v := binary.LittleEndian.Uint64(dst[o:])
+		binary.LittleEndian.PutUint64(dst[o:], v+shift)
+	}
+	return dst
+}
+
+// fastRand is a per-worker xorshift generator: IDs need to be unique, not secret.
+type fastRand struct{ s uint64 }
+
+func (r *fastRand) next() uint64 {
+	r.s ^= r.s << 13
+	r.s ^= r.s >> 7
+	r.s ^= r.s << 17
+	return r.s
+}
+
+func (r *fastRand) fill(b []byte) {
+	for len(b) >= 8 {
+		binary.LittleEndian.PutUint64(b, r.next())
+		b = b[8:]
+	}
+	if len(b) > 0 {
+		var tmp [8]byte
+		binary.LittleEndian.PutUint64(tmp[:], r.next())
+		copy(b, tmp[:])
+	}
+}
