@@ -79,9 +79,11 @@ func lostPropagation(trees []*Tree, cfg LintConfig) []Finding {
 
 // lostInGoroutine finds work that a request handed to a goroutine or
 // background task without its context, so the work started a trace of its
-// own. The heuristic, over a window of traces: a root span of kind INTERNAL
-// (the kind a span started from an empty context gets, as opposed to an
-// entry span of a request or message) is reported when
+// own. The heuristic, over a window of traces: a root span that is not an
+// entry span (INTERNAL, the kind a span started from an empty context
+// usually gets, or CLIENT/PRODUCER for a call made from such a goroutine;
+// SERVER and CONSUMER roots are requests and messages arriving) is reported
+// when
 //
 //   - it starts inside the window of a span of the same service in exactly
 //     one other trace; with several candidates the service is busy and the
@@ -103,7 +105,7 @@ func lostInGoroutine(trees []*Tree, cfg LintConfig) []Finding {
 	var out []Finding
 	for _, t := range trees {
 		for _, r := range t.Roots {
-			if r.Kind != kindInternal && r.Kind != kindUnspecified {
+			if r.Kind == kindServer || r.Kind == kindConsumer {
 				continue
 			}
 			var inner *Span

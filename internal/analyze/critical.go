@@ -145,12 +145,16 @@ func criticalPath(t *Tree, adj []Adjustment) Path {
 // with it instead. The whole subtree moves with the child, and the check
 // repeats below it with the corrected times. It returns one Adjustment per
 // moved subtree, in tree order.
+//
+// Messaging is left alone: a consumer legitimately runs after the producer
+// span that sent its message has ended, so its position says nothing about
+// clocks.
 func (t *Tree) AdjustSkew() []Adjustment {
 	var out []Adjustment
 	var walk func(s *Span)
 	walk = func(s *Span) {
 		for _, c := range s.Children {
-			if c.Service != s.Service && (c.Start.Before(s.Start) || c.End.After(s.End)) {
+			if c.Service != s.Service && !async(s, c) && (c.Start.Before(s.Start) || c.End.After(s.End)) {
 				shift, how := skewShift(s, c)
 				if shift != 0 {
 					descendants(c, func(d *Span) {
@@ -172,6 +176,10 @@ func (t *Tree) AdjustSkew() []Adjustment {
 		walk(o)
 	}
 	return out
+}
+
+func async(parent, child *Span) bool {
+	return parent.Kind == kindProducer || child.Kind == kindConsumer
 }
 
 func skewShift(parent, child *Span) (time.Duration, string) {

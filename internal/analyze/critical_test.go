@@ -151,3 +151,26 @@ func TestCriticalPathClockSkew(t *testing.T) {
 		t.Errorf("sentence: %s", e.Sentence)
 	}
 }
+
+// A consumer runs after the producer span that sent its message ended: that
+// is how messaging works, not clock skew.
+func TestAdjustSkewLeavesMessagingAlone(t *testing.T) {
+	c := newCollector(t)
+	orders := c.provider("order-service").Tracer("src.orders")
+	mailer := c.provider("mail-service").Tracer("src.mailer")
+	ctx, root := orders.Start(context.Background(), "place_order", at(0))
+	pctx, prod := orders.Start(ctx, "publish orders", at(1), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", "orders")))
+	prod.End(endAt(3))
+	root.End(endAt(5))
+	_, cons := mailer.Start(pctx, "process orders", at(20), trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", "orders")))
+	cons.End(endAt(40))
+	td := c.all()
+	if p := CriticalPath(td); len(p.Adjustments) != 0 || p.Total != ms(5) {
+		t.Errorf("path %+v", p)
+	}
+	if fs := Lint(td, LintConfig{}); len(fs) != 0 {
+		t.Errorf("lint: %+v", fs)
+	}
+}
