@@ -1,0 +1,583 @@
+package traceql
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Parse parses and type-checks a TraceQL query. Every error it returns is a
+// *ParseError carrying the position of the offending token.
+func Parse(q string) (query *Query, err error) {
+	p := &parser{lx: lexer{src: q}}
+	// Errors unwind by panic so that each grammar rule reads straight
+	// through; only *ParseError is caught, so real bugs still crash.
+	defer func() {
+		if r := recover(); r != nil {
+			pe, ok := r.(*ParseError)
+			if !ok {
+				panic(r)
+			}
+			query, err = nil, pe
+		}
+	}()
+	p.next()
+	if p.tok.kind == tEOF {
+		p.failAt(p.tok.pos, nil, "empty query: expected a spanset such as \"{ }\"")
+	}
+	return p.query(), nil
+}
+
+type parser struct {
+	lx   lexer
+	tok  token // current, not yet consumed
+	prev token // last consumed, for "after X" messages
+}
+
+func (p *parser) next() {
+	p.prev = p.tok
+	tok, err := p.lx.next()
+	if err != nil {
+		panic(err)
+	}
+	p.tok = tok
+}
+
+func (p *parser) failAt(pos int, err error, format string, args ...any) {
+	panic(newParseError(p.lx.src, pos, err, fmt.Sprintf(format, args...)))
+}
+
+// describe names a token for an error message.
+func describe(t token) string {
+	if t.kind == tEOF {
+		return "end of query"
+	}
+	text := t.text
+	if r := []rune(text); len(r) > 24 {
+		text = string(r[:24]) + "…"
+	}
+	return strconv.Quote(text)
+}
+
+func (p *parser) expect(kind tokenKind, what string) token {
+	if p.tok.kind != kind {
+		p.failAt(p.tok.pos, nil, "expected %s, found %s", what, describe(p.tok))
+	}
+	t := p.tok
+	p.next()
+	return t
+}
+
+func (p *parser) isIdent(word string) bool { return p.tok.kind == tIdent && p.tok.text == word }
+
+func (p *parser) query() *Query {
+	q := &Query{Stages: []Stage{p.spansetExpr(1)}}
+	for p.tok.kind == tPipe {
+		if q.Metrics != nil {
+			p.failAt(p.tok.pos, nil, "%s must be the last stage of the pipeline, found \"|\" after it", q.Metrics.Func)
+		}
+		p.next()
+		if stage := p.stage(q); stage != nil {
+			q.Stages = append(q.Stages, stage)
+		}
+	}
+	if p.isIdent("with") {
+		q.Hints = p.hints()
+	}
+	if p.tok.kind != tEOF {
+		p.failAt(p.tok.pos, nil, "unexpected %s after the end of the query", describe(p.tok))
+	}
+	return q
+}
+
+// stage parses what follows a "|". A metrics function is stored on q rather
+// than returned, since it is not a Stage.
+func (p *parser) stage(q *Query) Stage {
+	switch p.tok.kind {
+	case tLBrace, tLParen:
+		return p.spansetExpr(1)
+	case tIdent:
+	default:
+		p.failAt(p.tok.pos, nil, "expected a spanset, an aggregate or a function after \"|\", found %s", describe(p.tok))
+	}
+	word := p.tok
+	if agg, ok := aggregateByName[word.text]; ok {
+		return p.scalarFilter(agg)
+	}
+	if fn, ok := metricsByName[word.text]; ok {
+		q.Metrics = p.metrics(fn)
+		return nil
+	}
+	switch word.text {
+	case "by":
+		p.next()
+		return &GroupBy{Fields: p.fieldList("by", false)}
+	case "select":
+		p.next()
+		return &Select{Fields: p.fieldList("select", true)}
+	case "coalesce":
+		p.next()
+		p.expect(tLParen, `"(" after coalesce`)
+		p.expect(tRParen, `")": coalesce() takes no arguments`)
+		return &Coalesce{}
+	}
+	p.failAt(word.pos, nil, "unknown pipeline function %q", word.text)
+	return nil
+}
+
+var aggregateByName = map[string]AggregateFunc{
+	"count": AggCount, "avg": AggAvg, "min": AggMin, "max": AggMax, "sum": AggSum,
+}
+
+var metricsByName = func() map[string]MetricsFunc {
+	m := map[string]MetricsFunc{}
+	for f, n := range metricsNames {
+		m[n] = f
+	}
+	return m
+}()
+
+func (p *parser) scalarFilter(fn AggregateFunc) *ScalarFilter {
+	p.next()
+	p.expect(tLParen, fmt.Sprintf("\"(\" after %s", fn))
+	agg := Aggregate{Func: fn}
+	if fn == AggCount {
+		p.expect(tRParen, `")": count() takes no arguments`)
+	} else {
+		agg.Field = p.numericArg(fn.String())
+		p.expect(tRParen, fmt.Sprintf("\")\" to close %s(", fn))
+	}
+	opTok := p.tok
+	op, ok := fieldOperator(opTok.kind)
+	if !ok || !op.IsComparison() || op == OpRegex || op == OpNotRegex {
+		p.failAt(opTok.pos, nil, "expected a comparison (=, !=, <, <=, >, >=) after %s, found %s", agg, describe(opTok))
+	}
+	p.next()
+	valTok := p.tok
+	v, isStatic := p.unary().(Static)
+	if !isStatic {
+		p.failAt(valTok.pos, nil, "expected a literal after %s %s, found %s", agg, op, describe(valTok))
+	}
+	if !isNumeric(v.Type) {
+		p.failAt(valTok.pos, nil, "cannot compare %s with %s", agg, describeExpr(v))
+	}
+	if fn != AggCount && agg.Field.StaticType() == TypeDuration && v.Type != TypeDuration {
+		p.failAt(valTok.pos, nil, "cannot compare %s, a duration, with %s", agg, describeExpr(v))
+	}
+	if fn == AggCount && v.Type == TypeDuration {
+		p.failAt(valTok.pos, nil, "cannot compare count(), a number, with %s", describeExpr(v))
+	}
+	return &ScalarFilter{Agg: agg, Op: op, Value: v}
+}
+
+// numericArg parses the field an aggregate reads, which must be able to hold
+// a number.
+func (p *parser) numericArg(fn string) FieldExpr {
+	start := p.tok
+	e := p.field(1)
+	if !isNumeric(e.StaticType()) && e.StaticType() != TypeAttribute {
+		p.failAt(start.pos, nil, "%s() needs a numeric field, found %s", fn, describeExpr(e))
+	}
+	if _, ok := e.(Static); ok {
+		p.failAt(start.pos, nil, "%s() needs a field, found %s", fn, describeExpr(e))
+	}
+	return e
+}
+
+// fieldList parses "(f, ...)" after by or select. select only takes plain
+// fields because it names what to return, not a computation.
+func (p *parser) fieldList(fn string, plain bool) []FieldExpr {
+	p.expect(tLParen, fmt.Sprintf("\"(\" after %s", fn))
+	var fields []FieldExpr
+	for {
+		start := p.tok
+		e := p.field(1)
+		switch e.(type) {
+		case Attribute, Intrinsic:
+		case Static:
+			p.failAt(start.pos, nil, "%s() needs attributes or intrinsics, found %s", fn, describeExpr(e))
+		default:
+			if plain {
+				p.failAt(start.pos, nil, "%s() takes attributes and intrinsics, found %s", fn, describeExpr(e))
+			}
+		}
+		fields = append(fields, e)
+		if p.tok.kind != tComma {
+			break
+		}
+		p.next()
+	}
+	p.expect(tRParen, fmt.Sprintf("\",\" or \")\" in %s(...)", fn))
+	return fields
+}
+
+func (p *parser) metrics(fn MetricsFunc) *MetricsAggregate {
+	p.next()
+	p.expect(tLParen, fmt.Sprintf("\"(\" after %s", fn))
+	m := &MetricsAggregate{Func: fn}
+	switch fn {
+	case MetricsRate, MetricsCountOverTime:
+		p.expect(tRParen, fmt.Sprintf("\")\": %s() takes no arguments", fn))
+	case MetricsQuantileOverTime:
+		m.Field = p.numericArg(fn.String())
+		if p.tok.kind != tComma {
+			p.failAt(p.tok.pos, nil, "expected \",\" and at least one quantile in %s(), found %s", fn, describe(p.tok))
+		}
+		for p.tok.kind == tComma {
+			p.next()
+			m.Quantiles = append(m.Quantiles, p.quantile())
+		}
+		p.expect(tRParen, fmt.Sprintf("\",\" or \")\" in %s(...)", fn))
+	default:
+		m.Field = p.numericArg(fn.String())
+		p.expect(tRParen, fmt.Sprintf("\")\" to close %s(", fn))
+	}
+	if p.isIdent("by") {
+		p.next()
+		m.By = p.fieldList("by", false)
+	}
+	return m
+}
+
+func (p *parser) quantile() float64 {
+	t := p.tok
+	var q float64
+	switch t.kind {
+	case tFloat:
+		q = t.f
+	case tInt:
+		q = float64(t.i)
+	default:
+		p.failAt(t.pos, nil, "expected a quantile between 0 and 1, found %s", describe(t))
+	}
+	if q < 0 || q > 1 {
+		p.failAt(t.pos, nil, "quantile %s is outside [0, 1]", t.text)
+	}
+	p.next()
+	return q
+}
+
+func (p *parser) hints() []Hint {
+	p.next()
+	p.expect(tLParen, `"(" after with`)
+	var hints []Hint
+	for {
+		name := p.tok
+		if name.kind != tIdent || strings.Contains(name.text, ":") {
+			p.failAt(name.pos, nil, "expected a hint name in with(...), found %s", describe(name))
+		}
+		p.next()
+		p.expect(tEq, fmt.Sprintf("\"=\" after hint %q", name.text))
+		valTok := p.tok
+		v, ok := p.unary().(Static)
+		if !ok {
+			p.failAt(valTok.pos, nil, "expected a literal value for hint %q, found %s", name.text, describe(valTok))
+		}
+		hints = append(hints, Hint{Name: name.text, Value: v})
+		if p.tok.kind != tComma {
+			break
+		}
+		p.next()
+	}
+	p.expect(tRParen, `"," or ")" in with(...)`)
+	return hints
+}
+
+var spansetOperators = map[tokenKind]SpansetOperator{
+	tAnd: SpansetAnd, tOr: SpansetOr,
+	tDesc: Descendant, tGt: Child, tTilde: Sibling, tAnc: Ancestor, tLt: Parent,
+	tNotDesc: NotDescendant, tNotChild: NotChild, tNre: NotSibling, tNotAnc: NotAncestor, tNotParent: NotParent,
+	tUnionDesc: UnionDescendant, tUnionChild: UnionChild, tUnionSib: UnionSibling, tUnionAnc: UnionAncestor, tUnionParent: UnionParent,
+}
+
+// spansetExpr parses by precedence climbing; every spanset operator is
+// left-associative, so "{a} >> {b} >> {c}" chains left to right and
+// returns the c spans.
+func (p *parser) spansetExpr(minPrec int) SpansetExpr {
+	lhs := p.spansetPrimary()
+	for {
+		op, ok := spansetOperators[p.tok.kind]
+		if !ok || op.precedence() < minPrec {
+			return lhs
+		}
+		p.next()
+		rhs := p.spansetExpr(op.precedence() + 1)
+		lhs = &SpansetOp{Op: op, LHS: lhs, RHS: rhs}
+	}
+}
+
+func (p *parser) spansetPrimary() SpansetExpr {
+	open := p.tok
+	switch open.kind {
+	case tLBrace:
+		p.next()
+		f := &SpansetFilter{}
+		if p.tok.kind != tRBrace {
+			start := p.tok
+			f.Cond = p.boolOperand(p.field(1), start)
+		}
+		if p.tok.kind != tRBrace {
+			p.failAt(p.tok.pos, nil, "expected \"}\" to close the spanset at %s, found %s", p.where(open.pos), describe(p.tok))
+		}
+		p.next()
+		return f
+	case tLParen:
+		p.next()
+		e := p.spansetExpr(1)
+		if p.tok.kind != tRParen {
+			p.failAt(p.tok.pos, nil, "expected \")\" to close \"(\" at %s, found %s", p.where(open.pos), describe(p.tok))
+		}
+		p.next()
+		return e
+	}
+	if p.prev.kind == tEOF { // nothing consumed yet: the query's first token
+		p.failAt(open.pos, nil, "expected \"{\" to start a spanset, found %s", describe(open))
+	}
+	p.failAt(open.pos, nil, "expected a spanset \"{ ... }\" after %s, found %s", describe(p.prev), describe(open))
+	return nil
+}
+
+func (p *parser) where(pos int) string {
+	e := newParseError(p.lx.src, pos, nil, "")
+	return fmt.Sprintf("%d:%d", e.Line, e.Col)
+}
+
+var fieldOperators = map[tokenKind]Operator{
+	tOr: OpOr, tAnd: OpAnd,
+	tEq: OpEq, tNeq: OpNeq, tRe: OpRegex, tNre: OpNotRegex,
+	tGt: OpGt, tGte: OpGte, tLt: OpLt, tLte: OpLte,
+	tPlus: OpAdd, tMinus: OpSub, tStar: OpMul, tSlash: OpDiv, tPercent: OpMod, tCaret: OpPow,
+}
+
+func fieldOperator(k tokenKind) (Operator, bool) {
+	op, ok := fieldOperators[k]
+	return op, ok
+}
+
+// field parses a field expression by precedence climbing. "^" is
+// right-associative; comparisons do not chain.
+func (p *parser) field(minPrec int) FieldExpr {
+	start := p.tok
+	lhs := p.unary()
+	justCompared := false
+	for {
+		opTok := p.tok
+		op, ok := fieldOperator(opTok.kind)
+		if !ok || op.precedence() < minPrec {
+			return lhs
+		}
+		if justCompared && op.IsComparison() {
+			p.failAt(opTok.pos, nil, "comparisons do not chain: found %s after a comparison; use \"&&\" or parentheses", describe(opTok))
+		}
+		p.next()
+		next := op.precedence() + 1
+		if op == OpPow {
+			next = op.precedence()
+		}
+		rhsTok := p.tok
+		rhs := p.field(next)
+		lhs = p.binary(op, opTok, lhs, start, rhs, rhsTok)
+		justCompared = op.IsComparison()
+	}
+}
+
+func (p *parser) unary() FieldExpr {
+	t := p.tok
+	switch t.kind {
+	case tNot:
+		p.next()
+		operand := p.tok
+		return &UnaryOp{Op: OpNot, Expr: p.boolOperand(p.unary(), operand)}
+	case tMinus:
+		p.next()
+		operand := p.tok
+		e := p.unary()
+		if s, ok := e.(Static); ok {
+			switch s.Type {
+			case TypeInt:
+				s.Int = -s.Int
+				return s
+			case TypeFloat:
+				s.Float = -s.Float
+				return s
+			case TypeDuration:
+				s.Dur = -s.Dur
+				return s
+			}
+		}
+		if !isNumeric(e.StaticType()) && e.StaticType() != TypeAttribute {
+			p.failAt(operand.pos, nil, "cannot negate %s", describeExpr(e))
+		}
+		return &UnaryOp{Op: OpNeg, Expr: e}
+	}
+	return p.primary()
+}
+
+var keywordValues = map[string]Static{
+	"true":  {Type: TypeBool, Bool: true},
+	"false": {Type: TypeBool},
+	"nil":   {Type: TypeNil},
+}
+
+func init() {
+	for s, n := range statusNames {
+		keywordValues[n] = Static{Type: TypeStatus, Status: s}
+	}
+	for k, n := range kindNames {
+		keywordValues[n] = Static{Type: TypeKind, Kind: k}
+	}
+}
+
+func (p *parser) primary() FieldExpr {
+	t := p.tok
+	switch t.kind {
+	case tLParen:
+		p.next()
+		e := p.field(1)
+		if p.tok.kind != tRParen {
+			p.failAt(p.tok.pos, nil, "expected \")\" to close \"(\" at %s, found %s", p.where(t.pos), describe(p.tok))
+		}
+		p.next()
+		return e
+	case tAttr:
+		p.next()
+		return t.attr
+	case tString:
+		p.next()
+		return Static{Type: TypeString, Str: t.str}
+	case tInt:
+		p.next()
+		return Static{Type: TypeInt, Int: t.i}
+	case tFloat:
+		p.next()
+		return Static{Type: TypeFloat, Float: t.f}
+	case tDuration:
+		p.next()
+		return Static{Type: TypeDuration, Dur: t.d}
+	case tIdent:
+		if v, ok := keywordValues[t.text]; ok {
+			p.next()
+			return v
+		}
+		if in, ok := intrinsicByName[t.text]; ok {
+			p.next()
+			return in
+		}
+		if strings.Contains(t.text, ":") {
+			p.failAt(t.pos, nil, "unknown intrinsic %q", t.text)
+		}
+		p.failAt(t.pos, nil, "unknown intrinsic %q; attributes need a scope, as in \".%s\" or \"span.%s\"", t.text, t.text, t.text)
+	}
+	p.failAt(t.pos, nil, "expected a value after %s, found %s", describe(p.prev), describe(t))
+	return nil
+}
+
+// boolOperand checks e where a condition is required. A bare attribute
+// there means "attribute = true", as in "{ span.cache_hit }".
+func (p *parser) boolOperand(e FieldExpr, start token) FieldExpr {
+	if a, ok := e.(Attribute); ok {
+		return &BinaryOp{Op: OpEq, LHS: a, RHS: Static{Type: TypeBool, Bool: true}}
+	}
+	if e.StaticType() != TypeBool {
+		p.failAt(start.pos, nil, "expected a condition, found %s", describeExpr(e))
+	}
+	return e
+}
+
+func (p *parser) binary(op Operator, opTok token, lhs FieldExpr, lhsTok token, rhs FieldExpr, rhsTok token) FieldExpr {
+	b := &BinaryOp{Op: op, LHS: lhs, RHS: rhs}
+	switch {
+	case op == OpAnd || op == OpOr:
+		b.LHS = p.boolOperand(lhs, lhsTok)
+		b.RHS = p.boolOperand(rhs, rhsTok)
+	case op == OpRegex || op == OpNotRegex:
+		b.Regex = p.regex(op, lhs, lhsTok, rhs, rhsTok)
+	case op.IsComparison():
+		p.checkComparison(op, opTok, lhs, rhs)
+	default:
+		for _, side := range []struct {
+			e FieldExpr
+			t token
+		}{{lhs, lhsTok}, {rhs, rhsTok}} {
+			if !isNumeric(side.e.StaticType()) && side.e.StaticType() != TypeAttribute {
+				p.failAt(side.t.pos, nil, "%q needs numbers, found %s", op.String(), describeExpr(side.e))
+			}
+		}
+	}
+	return b
+}
+
+func (p *parser) regex(op Operator, lhs FieldExpr, lhsTok token, rhs FieldExpr, rhsTok token) *regexp.Regexp {
+	if t := lhs.StaticType(); t != TypeString && t != TypeAttribute {
+		p.failAt(lhsTok.pos, nil, "%q matches strings, found %s", op.String(), describeExpr(lhs))
+	}
+	s, ok := rhs.(Static)
+	if !ok || s.Type != TypeString {
+		p.failAt(rhsTok.pos, nil, "the right side of %q must be a string literal holding a regular expression, found %s", op.String(), describeExpr(rhs))
+	}
+	// Compiling the bare pattern first rejects inputs such as "a)|(b" that
+	// would otherwise slip out of the anchoring group below.
+	if _, err := regexp.Compile(s.Str); err != nil {
+		p.failAt(rhsTok.pos, err, "invalid regular expression %s: %v", strconv.Quote(s.Str), err)
+	}
+	re, err := regexp.Compile("^(?:" + s.Str + ")$")
+	if err != nil {
+		p.failAt(rhsTok.pos, err, "invalid regular expression %s: %v", strconv.Quote(s.Str), err)
+	}
+	return re
+}
+
+func (p *parser) checkComparison(op Operator, opTok token, lhs, rhs FieldExpr) {
+	lt, rt := lhs.StaticType(), rhs.StaticType()
+	if op != OpEq && op != OpNeq {
+		for _, t := range []Type{lt, rt} {
+			switch t {
+			case TypeBool, TypeStatus, TypeKind, TypeNil:
+				p.failAt(opTok.pos, nil, "%q cannot order %s values (only = and != apply)", op.String(), t)
+			}
+		}
+	}
+	if !comparable(lt, rt) {
+		p.failAt(opTok.pos, nil, "cannot compare %s with %s", describeExpr(lhs), describeExpr(rhs))
+	}
+}
+
+// comparable reports whether values of the two static types can ever be
+// compared. Attributes are untyped until read but never hold a status or a
+// kind, and ints, floats and durations compare as numbers (a bare number
+// against a duration counts nanoseconds).
+func comparable(a, b Type) bool {
+	switch {
+	case a == TypeNil || b == TypeNil:
+		return true
+	case a == TypeAttribute:
+		return b != TypeStatus && b != TypeKind
+	case b == TypeAttribute:
+		return a != TypeStatus && a != TypeKind
+	case isNumeric(a) && isNumeric(b):
+		return true
+	}
+	return a == b
+}
+
+func isNumeric(t Type) bool { return t == TypeInt || t == TypeFloat || t == TypeDuration }
+
+// describeExpr names an expression and its type for error messages.
+func describeExpr(e FieldExpr) string {
+	switch e := e.(type) {
+	case Static:
+		if e.Type == TypeNil {
+			return "nil"
+		}
+		return e.Type.String() + " " + e.String()
+	case Intrinsic:
+		if e.String() == e.StaticType().String() {
+			return e.String()
+		}
+		return e.String() + " (" + e.StaticType().String() + ")"
+	case Attribute:
+		return "attribute " + e.String()
+	}
+	return e.StaticType().String() + " expression " + e.String()
+}
