@@ -174,3 +174,21 @@ func TestAdjustSkewLeavesMessagingAlone(t *testing.T) {
 		t.Errorf("lint: %+v", fs)
 	}
 }
+
+// A trace with two roots is broken; the longer root is what someone waited for.
+func TestCriticalPathSeveralRoots(t *testing.T) {
+	c := newCollector(t)
+	tr := c.provider("importer").Tracer("src.importer")
+	for i, r := range []struct {
+		name       string
+		start, end float64
+	}{{"import_tasks", 0, 10}, {"notify_owner", 1, 30}} {
+		ctx := guidetrace.ContextWithIDs(context.Background(), guidetrace.CreateTaskTraceID, trace.SpanID{0xbb, byte(i + 1)})
+		_, s := tr.Start(ctx, r.name, at(r.start), trace.WithNewRoot())
+		s.End(endAt(r.end))
+	}
+	p := CriticalPath(c.all())
+	if p.Total != ms(29) || len(p.Segments) != 1 || p.Segments[0].Name != "notify_owner" {
+		t.Errorf("path %+v", p)
+	}
+}
