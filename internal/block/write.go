@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -72,23 +73,31 @@ func Write(ctx context.Context, store objstore.Store, traces []Trace, opts Write
 		return Meta{}, fmt.Errorf("block %s: write: %w", opts.ID, err)
 	}
 	dir := blockDir(opts.ID)
+	files := w.files()
 	meta.Files = map[string]int64{}
-	var put []string
+	for _, f := range files {
+		meta.Files[f.name] = int64(f.buf.Len())
+		meta.Bytes += int64(f.buf.Len())
+	}
 	fail := func(err error) (Meta, error) {
 		// Without meta.json the files are invisible anyway; removing them is housekeeping,
 		// so it runs even if ctx is what failed.
-		for _, name := range put {
-			_ = store.Delete(context.WithoutCancel(ctx), name)
+		for _, f := range files {
+			_ = store.Delete(context.WithoutCancel(ctx), dir+f.name)
 		}
 		return Meta{}, fmt.Errorf("block %s: %w", opts.ID, err)
 	}
-	for _, f := range w.files() {
-		if err := store.Put(ctx, dir+f.name, bytes.NewReader(f.buf.Bytes())); err != nil {
-			return fail(err)
-		}
-		put = append(put, dir+f.name)
-		meta.Files[f.name] = int64(f.buf.Len())
-		meta.Bytes += int64(f.buf.Len())
+	// The files are independent, so their uploads (and, locally, their fsyncs) overlap.
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	for i, f := range files {
+		wg.Go(func() {
+			errs[i] = store.Put(ctx, dir+f.name, bytes.NewReader(f.buf.Bytes()))
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fail(err)
 	}
 	js, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
