@@ -16,6 +16,7 @@ import (
 
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/parquet-go/parquet-go"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/ariadne-tracing/ariadne/internal/objstore"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
@@ -67,7 +68,7 @@ func Write(ctx context.Context, store objstore.Store, traces []Trace, opts Write
 		opts.Now = time.Now()
 	}
 	w := getWriter(opts.PageSize)
-	defer writerPool.Put(w)
+	defer w.release()
 	meta, err := w.write(ctx, traces, opts)
 	if err != nil {
 		return Meta{}, fmt.Errorf("block %s: write: %w", opts.ID, err)
@@ -249,6 +250,21 @@ func getWriter(pageSize int) *writer {
 	return w
 }
 
+// release returns w to the pool without references to the caller's spans and groups, which
+// the pool would otherwise keep alive until the next block.
+func (w *writer) release() {
+	d := &w.dec
+	for _, a := range [][]attrRec{d.attrs, d.eventAttrs, d.linkAttrs} {
+		clear(a[:cap(a)])
+	}
+	clear(d.spans[:cap(d.spans)])
+	clear(d.events[:cap(d.events)])
+	clear(d.links[:cap(d.links)])
+	clear(w.groupList[:cap(w.groupList)])
+	clear(w.groupByPtr)
+	writerPool.Put(w)
+}
+
 func (w *writer) fileWriters() []*fileWriter {
 	return []*fileWriter{w.traces, w.spans, w.attrs, w.events, w.eventAttrs, w.links, w.linkAttrs, w.groups}
 }
@@ -424,7 +440,7 @@ func scopeNameOf(scope []byte) ([]byte, error) {
 			return nil, err
 		}
 		b = rest
-		if num == scopeName && typ == 2 {
+		if num == scopeName && typ == protowire.BytesType {
 			return v, nil
 		}
 	}
