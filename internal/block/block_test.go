@@ -542,3 +542,47 @@ func TestWriteCanceled(t *testing.T) {
 		t.Fatalf("canceled write left %v", names)
 	}
 }
+
+// TestConcurrentFind shares one Reader between goroutines, as a querier does.
+func TestConcurrentFind(t *testing.T) {
+	ctx := context.Background()
+	store := newStore(t)
+	r := rand.New(rand.NewPCG(15, 16))
+	want := map[[16]byte][]*tracepb.ResourceSpans{}
+	var all []*tracepb.ResourceSpans
+	for range 40 {
+		id := traceID(r)
+		want[id] = richTrace(r, id, 8)
+		all = append(all, want[id]...)
+	}
+	meta, err := Write(ctx, store, toTraces(t, all), WriteOptions{PageSize: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, err := Open(ctx, store, meta.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for id, w := range want {
+				got, err := br.FindTrace(ctx, id)
+				if err == nil && len(canonical(t, got)) != len(canonical(t, w)) {
+					err = fmt.Errorf("trace %x: wrong span count", id)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
