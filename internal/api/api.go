@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"strconv"
 	"strings"
@@ -53,6 +54,11 @@ func New(q *query.Querier, build BuildInfo, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /api/status/buildinfo", s.handleBuildInfo)
 	s.mux.HandleFunc("GET /api/traces/{id}", s.handleTrace(false))
 	s.mux.HandleFunc("GET /api/v2/traces/{id}", s.handleTrace(true))
+	// Go's profiler, as Prometheus and Tempo expose it: how BENCHMARKS.md's profiles are taken.
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	return s
 }
 

@@ -22,6 +22,9 @@ type Config struct {
 	OTLPHTTPAddr string `yaml:"otlp_http_addr"`
 	HTTPAddr     string `yaml:"http_addr"`
 	LogLevel     string `yaml:"log_level"`
+	// MemoryLimit is the Go runtime's soft memory limit: the garbage collector works harder as
+	// the heap nears it, which keeps the process's memory flat under sustained load.
+	MemoryLimit int64 `yaml:"memory_limit_bytes"`
 
 	Retention Duration `yaml:"retention"`
 
@@ -53,16 +56,17 @@ func Default() Config {
 		OTLPHTTPAddr: ":4318",
 		HTTPAddr:     ":3200",
 		LogLevel:     "info",
+		MemoryLimit:  200 << 20,
 		Retention:    Duration(14 * 24 * time.Hour),
 		Ingest: Ingest{
 			MaxRequestBytes: 16 << 20,
-			MaxHeadBytes:    256 << 20,
+			MaxHeadBytes:    96 << 20,
 		},
 		Storage: Storage{
 			TraceIdle:     Duration(5 * time.Second),
 			TraceMaxAge:   Duration(time.Minute),
-			HeadCutBytes:  64 << 20,
-			BlockMaxBytes: 64 << 20,
+			HeadCutBytes:  32 << 20,
+			BlockMaxBytes: 32 << 20,
 			BlockMaxWait:  Duration(10 * time.Second),
 			WALSegment:    128 << 20,
 		},
@@ -96,6 +100,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Var(&c.Retention, "retention", "delete blocks older than this (e.g. 14d, 36h)")
 	fs.Var(&c.Storage.TraceIdle, "trace-idle", "a trace with no new span for this long is complete")
+	fs.Int64Var(&c.MemoryLimit, "memory-limit-bytes", c.MemoryLimit, "Go soft memory limit; 0 leaves the runtime's default")
 	fs.Int64Var(&c.Ingest.MaxRequestBytes, "max-request-bytes", c.Ingest.MaxRequestBytes, "largest OTLP request accepted, after decompression")
 }
 

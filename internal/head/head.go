@@ -12,8 +12,9 @@
 package head
 
 import (
+	"cmp"
 	"encoding/binary"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,8 @@ const shardCount = 64
 type Head struct {
 	shards [shardCount]shard
 	groups interner
+
+	cands []cutCand // scratch for cutOldest
 
 	bytes  atomic.Int64 // span bytes held, live and flushing
 	spans  atomic.Int64
@@ -76,15 +79,26 @@ func (h *Head) shard(id *[16]byte) *shard {
 }
 
 // Appender adds the spans of one request. It interns each resource/scope group once per request
-// rather than once per span. Not safe for concurrent use; get one per request.
+// rather than once per span, and appends a run of spans of the same trace (SDKs and collectors
+// send a trace's spans together) under one lock with one exactly-sized buffer growth, rather than
+// letting the buffer double its way up span by span. Not safe for concurrent use; get one per
+// request and call Commit at its end.
 type Appender struct {
 	h       *Head
 	seq     uint64
 	now     int64
-	lastRaw *otlpwire.Group
 	last    *otlpwire.Group
 	lastRes []byte
 	lastSc  []byte
+
+	run     [16]byte // trace of the buffered run
+	runLen  int      // encoded size of the run
+	pending []pendingSpan
+}
+
+type pendingSpan struct {
+	g *otlpwire.Group
+	s otlpwire.Span
 }
 
 // Appender returns an appender for spans that the WAL stored in segment seq.
@@ -92,27 +106,50 @@ func (h *Head) Appender(seq uint64) *Appender {
 	return &Appender{h: h, seq: seq, now: h.now().UnixNano()}
 }
 
-// Append adds one validated span. g and s may be reused by the caller after the call.
+// Append adds one validated span. g and s may be reused by the caller after the call, but the
+// bytes they point into must stay valid until Commit.
 func (a *Appender) Append(g *otlpwire.Group, s *otlpwire.Span) {
 	if a.last == nil || !sameBytes(g.Resource, a.lastRes) || !sameBytes(g.Scope, a.lastSc) {
 		a.last = a.h.groups.intern(g, a.now)
 		a.lastRes, a.lastSc = g.Resource, g.Scope
 	}
-	var id [16]byte
-	copy(id[:], s.TraceID)
+	if len(a.pending) > 0 && string(s.TraceID) != string(a.run[:]) {
+		a.Commit()
+	}
+	if len(a.pending) == 0 {
+		copy(a.run[:], s.TraceID)
+	}
+	a.pending = append(a.pending, pendingSpan{a.last, *s})
+	a.runLen += 2*binary.MaxVarintLen32 + len(s.Raw)
+}
+
+// Commit adds the buffered run of spans to the head.
+func (a *Appender) Commit() {
+	if len(a.pending) == 0 {
+		return
+	}
+	id := a.run
 	sh := a.h.shard(&id)
 	sh.mu.Lock()
 	t := sh.live[id]
 	if t == nil {
-		t = &Trace{ID: id, firstSeq: a.seq, firstAppend: a.now}
+		t = &Trace{ID: id, firstSeq: a.seq, firstAppend: a.now, buf: make([]byte, 0, a.runLen)}
 		sh.live[id] = t
 		a.h.traces.Add(1)
+	} else if free := cap(t.buf) - len(t.buf); free < a.runLen {
+		// Grow by at least a quarter so a trace fed one span per request is not copied each time.
+		t.buf = slices.Grow(t.buf, max(a.runLen, cap(t.buf)/4))
 	}
 	before := len(t.buf)
-	t.add(a.last, s, a.seq, a.now)
+	for i := range a.pending {
+		t.add(a.pending[i].g, &a.pending[i].s, a.seq, a.now)
+	}
 	sh.mu.Unlock()
 	a.h.bytes.Add(int64(len(t.buf) - before))
-	a.h.spans.Add(1)
+	a.h.spans.Add(int64(len(a.pending)))
+	clear(a.pending)
+	a.pending = a.pending[:0]
+	a.runLen = 0
 }
 
 // sameBytes reports whether a and b are the same slice of the same request (not equal content):
@@ -269,22 +306,26 @@ func (h *Head) liveBytes() int64 {
 	return n
 }
 
+// cutCand is a live trace considered by cutOldest.
+type cutCand struct {
+	id   [16]byte
+	last int64
+}
+
 func (h *Head) cutOldest(bytes int64) []*Trace {
-	type cand struct {
-		id   [16]byte
-		last int64
-		size int
-	}
-	var cands []cand
+	// Under sustained load this runs on every flush; reuse the candidate list (Cut is never
+	// called concurrently: the store's flush holds its lock).
+	cands := h.cands[:0]
+	defer func() { h.cands = cands[:0] }()
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
 		for id, t := range sh.live {
-			cands = append(cands, cand{id, t.lastAppend, len(t.buf)})
+			cands = append(cands, cutCand{id, t.lastAppend})
 		}
 		sh.mu.Unlock()
 	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].last < cands[j].last })
+	slices.SortFunc(cands, func(a, b cutCand) int { return cmp.Compare(a.last, b.last) })
 	var out []*Trace
 	for _, c := range cands {
 		if bytes <= 0 {

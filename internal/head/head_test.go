@@ -34,8 +34,10 @@ func TestAppendGetCutRelease(t *testing.T) {
 	a.Append(g1, testSpan(1, 2, true, "child", otlpwire.StatusError, 150, 200))
 	a.Append(g1, testSpan(2, 3, true, "other", 0, 10, 20))
 	c.t = c.t.Add(3 * time.Second)
+	a.Commit()
 	b := h.Appender(5)
 	b.Append(g2, testSpan(2, 4, true, "late", 0, 5, 30))
+	b.Commit()
 
 	if st := h.Stats(); st.Traces != 2 || st.Spans != 4 || st.Groups != 1 {
 		t.Fatalf("stats %+v", st)
@@ -72,7 +74,9 @@ func TestAppendGetCutRelease(t *testing.T) {
 		t.Fatal("cut trace not readable")
 	}
 	// A late span for a cut trace starts a new live entry; readers see both parts.
-	h.Appender(6).Append(g1, testSpan(1, 5, true, "straggler", 0, 500, 600))
+	late := h.Appender(6)
+	late.Append(g1, testSpan(1, 5, true, "straggler", 0, 500, 600))
+	late.Commit()
 	if got := len(h.Get(cut[0].ID)); got != 2 {
 		t.Fatalf("parts after late span = %d", got)
 	}
@@ -100,7 +104,9 @@ func TestCutOverBudgetTakesOldest(t *testing.T) {
 	g := &otlpwire.Group{Resource: []byte("r")}
 	for i := byte(1); i <= 10; i++ {
 		c.t = c.t.Add(time.Millisecond)
-		h.Appender(1).Append(g, testSpan(i, i, false, "s", 0, 1, 2))
+		a := h.Appender(1)
+		a.Append(g, testSpan(i, i, false, "s", 0, 1, 2))
+		a.Commit()
 	}
 	per := h.Bytes() / 10
 	cut := h.Cut(CutPolicy{Idle: time.Hour, MaxBytes: per * 7})

@@ -25,7 +25,7 @@ type Store interface {
 // Config are the ingest limits.
 type Config struct {
 	// MaxHeadBytes: past this much span data in memory, requests are refused as overloaded until
-	// the store catches up (default 256 MiB).
+	// the store catches up (default 96 MiB).
 	MaxHeadBytes int64
 	// RetryAfter is what overloaded senders are told to wait (default 1s).
 	RetryAfter time.Duration
@@ -41,7 +41,7 @@ type Ingester struct {
 // New returns an Ingester writing to store.
 func New(store Store, cfg Config) *Ingester {
 	if cfg.MaxHeadBytes <= 0 {
-		cfg.MaxHeadBytes = 256 << 20
+		cfg.MaxHeadBytes = 96 << 20
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = time.Second

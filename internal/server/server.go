@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/query"
 	"github.com/ariadne-tracing/ariadne/internal/receive"
 	"github.com/ariadne-tracing/ariadne/internal/store"
+	"github.com/ariadne-tracing/ariadne/internal/wal"
 )
 
 // Server is a running Ariadne.
@@ -57,6 +59,9 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
 	st, err := store.Open(store.Options{
 		Dir:           cfg.DataDir,
 		TraceIdle:     time.Duration(cfg.Storage.TraceIdle),
@@ -64,6 +69,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 		HeadMaxBytes:  cfg.Storage.HeadCutBytes,
 		BlockMaxBytes: cfg.Storage.BlockMaxBytes,
 		BlockMaxWait:  time.Duration(cfg.Storage.BlockMaxWait),
+		WAL:           wal.Options{SegmentBytes: cfg.Storage.WALSegment},
 		Retention:     time.Duration(cfg.Retention),
 		Logger:        log,
 	})

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,9 +31,9 @@ type Options struct {
 
 	TraceIdle    time.Duration // a trace with no new span for this long is complete (default 5s)
 	TraceMaxAge  time.Duration // a trace is cut after this long even if busy (default 1m)
-	HeadMaxBytes int64         // live span bytes past which the oldest traces are cut early (default 64 MiB)
+	HeadMaxBytes int64         // live span bytes past which the oldest traces are cut early (default 32 MiB)
 
-	BlockMaxBytes int64         // cut traces are collected into one block up to this many span bytes (default 64 MiB)
+	BlockMaxBytes int64         // cut traces are collected into one block up to this many span bytes (default 32 MiB)
 	BlockMaxWait  time.Duration // or until the oldest has waited this long (default 10s)
 	FlushInterval time.Duration // how often the loop looks for complete traces (default 1s)
 
@@ -54,10 +55,10 @@ func (o *Options) defaults() {
 		o.TraceMaxAge = time.Minute
 	}
 	if o.HeadMaxBytes <= 0 {
-		o.HeadMaxBytes = 64 << 20
+		o.HeadMaxBytes = 32 << 20
 	}
 	if o.BlockMaxBytes <= 0 {
-		o.BlockMaxBytes = 64 << 20
+		o.BlockMaxBytes = 32 << 20
 	}
 	if o.BlockMaxWait <= 0 {
 		o.BlockMaxWait = 10 * time.Second
@@ -92,9 +93,12 @@ type Store struct {
 	blocksMu sync.RWMutex
 	blocks   []*block.Reader // oldest first
 
-	pending      []*head.Trace // cut, kept, waiting to fill a block
-	pendingBytes int64
-	pendingSince time.Time
+	pending []*head.Trace // cut, kept, waiting to fill a block
+	// Reused by writeBlock under flushMu.
+	scratchTraces []block.Trace
+	scratchSpans  []block.Span
+	pendingBytes  int64
+	pendingSince  time.Time
 
 	now func() time.Time // the clock retention reads; tests move it
 
@@ -196,6 +200,7 @@ func (s *Store) appendHead(seq uint64, payload []byte) (int, error) {
 		}
 		return nil
 	})
+	app.Commit()
 	return n, err
 }
 
@@ -283,17 +288,28 @@ func (s *Store) flush(all bool) error {
 }
 
 func (s *Store) writeBlock() error {
-	traces := make([]block.Trace, len(s.pending))
-	spans := 0
-	for i, t := range s.pending {
-		bt := &traces[i]
-		bt.ID = t.ID
-		bt.Spans = make([]block.Span, 0, t.SpanCount)
-		t.Spans(func(g *otlpwire.Group, raw []byte) {
-			bt.Spans = append(bt.Spans, block.Span{Group: g, Raw: raw})
-		})
-		spans += len(bt.Spans)
+	// One slab of spans for the whole block, reused from block to block: a slice per trace
+	// would be a heap object per trace for the collector to track.
+	total := 0
+	for _, t := range s.pending {
+		total += t.SpanCount
 	}
+	traces := slices.Grow(s.scratchTraces[:0], len(s.pending))[:len(s.pending)]
+	slab := slices.Grow(s.scratchSpans[:0], total)
+	for i, t := range s.pending {
+		from := len(slab)
+		t.Spans(func(g *otlpwire.Group, raw []byte) {
+			slab = append(slab, block.Span{Group: g, Raw: raw})
+		})
+		traces[i] = block.Trace{ID: t.ID, Spans: slab[from:len(slab):len(slab)]}
+	}
+	spans := len(slab)
+	defer func() {
+		// Drop the references so released traces can be collected, keep the capacity.
+		clear(traces)
+		clear(slab)
+		s.scratchTraces, s.scratchSpans = traces[:0], slab[:0]
+	}()
 	ctx := context.Background()
 	start := time.Now()
 	meta, err := block.Write(ctx, s.objs, traces, block.WriteOptions{})
