@@ -30,10 +30,27 @@ func Parse(q string) (query *Query, err error) {
 }
 
 type parser struct {
-	lx   lexer
-	tok  token // current, not yet consumed
-	prev token // last consumed, for "after X" messages
+	lx    lexer
+	tok   token // current, not yet consumed
+	prev  token // last consumed, for "after X" messages
+	depth int   // current nesting, see enter
 }
+
+// maxDepth bounds the depth of the AST: parentheses, unary operators and
+// each operator of a chain all count. The parser, String and the engine
+// recurse once per level, and a Go stack overflow kills the process
+// instead of returning an error; typing arithmetic is also quadratic in
+// chain length. Generated queries with hundreds of "||" terms still fit.
+const maxDepth = 1000
+
+func (p *parser) enter() {
+	p.depth++
+	if p.depth > maxDepth {
+		p.failAt(p.tok.pos, nil, "query nested more than %d levels deep", maxDepth)
+	}
+}
+
+func (p *parser) leave() { p.depth-- }
 
 func (p *parser) next() {
 	p.prev = p.tok
@@ -296,11 +313,15 @@ var spansetOperators = map[tokenKind]SpansetOperator{
 // returns the c spans.
 func (p *parser) spansetExpr(minPrec int) SpansetExpr {
 	lhs := p.spansetPrimary()
+	levels := 0
+	defer func() { p.depth -= levels }()
 	for {
 		op, ok := spansetOperators[p.tok.kind]
 		if !ok || op.precedence() < minPrec {
 			return lhs
 		}
+		p.enter()
+		levels++
 		p.next()
 		rhs := p.spansetExpr(op.precedence() + 1)
 		lhs = &SpansetOp{Op: op, LHS: lhs, RHS: rhs}
@@ -308,6 +329,8 @@ func (p *parser) spansetExpr(minPrec int) SpansetExpr {
 }
 
 func (p *parser) spansetPrimary() SpansetExpr {
+	p.enter()
+	defer p.leave()
 	open := p.tok
 	switch open.kind {
 	case tLBrace:
@@ -361,12 +384,16 @@ func (p *parser) field(minPrec int) FieldExpr {
 	start := p.tok
 	lhs := p.unary()
 	justCompared := false
+	levels := 0
+	defer func() { p.depth -= levels }()
 	for {
 		opTok := p.tok
 		op, ok := fieldOperator(opTok.kind)
 		if !ok || op.precedence() < minPrec {
 			return lhs
 		}
+		p.enter()
+		levels++
 		if justCompared && op.IsComparison() {
 			p.failAt(opTok.pos, nil, "comparisons do not chain: found %s after a comparison; use \"&&\" or parentheses", describe(opTok))
 		}
@@ -383,6 +410,8 @@ func (p *parser) field(minPrec int) FieldExpr {
 }
 
 func (p *parser) unary() FieldExpr {
+	p.enter()
+	defer p.leave()
 	t := p.tok
 	switch t.kind {
 	case tNot:

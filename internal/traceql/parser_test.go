@@ -515,3 +515,28 @@ func TestStaticTypes(t *testing.T) {
 		}
 	}
 }
+
+func TestDeepNesting(t *testing.T) {
+	for name, q := range map[string]string{
+		"spanset parens": strings.Repeat("(", 100000) + "{ }" + strings.Repeat(")", 100000),
+		"field parens":   "{ " + strings.Repeat("(", 100000) + "true" + strings.Repeat(")", 100000) + " }",
+		"negations":      "{ " + strings.Repeat("!", 100000) + "true }",
+		"powers":         "{ 1" + strings.Repeat(" ^ 1", 100000) + " = 1 }",
+		"sums":           "{ span.a" + strings.Repeat(" + 1", 100000) + " = 1 }",
+		"or chain":       "{ true" + strings.Repeat(" || true", 100000) + " }",
+		"spanset chain":  "{ }" + strings.Repeat(" >> { }", 100000),
+	} {
+		_, err := Parse(q)
+		var pe *ParseError
+		if !errors.As(err, &pe) || !strings.Contains(pe.Msg, "nested more than") {
+			t.Errorf("%s: got %v, want a nesting error", name, err)
+		}
+	}
+	// A generated query with hundreds of alternatives must still parse.
+	within := "{ " + strings.Repeat(`name = "x" || `, 500) + `name = "y" }`
+	q, err := Parse(within)
+	if err != nil {
+		t.Fatalf("500 alternatives: %v", err)
+	}
+	assertRoundTrip(t, within, q)
+}
