@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -118,7 +119,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		ready.DBPath = filepath.Join(cfg.DataDir, "tasks.db")
 	}
-	log.Info("demo: preparing the task database (the first run seeds the archive)", "path", ready.DBPath)
+	if ready.DBPath != "" {
+		log.Info("demo: opening the task database; the first run seeds the archive", "path", ready.DBPath)
+	}
 	svc, err := taskapi.New(ctx, taskapi.Options{
 		DBPath: ready.DBPath, NotificationURL: ready.NotificationURL, ArchiveRows: cfg.ArchiveRows, TracerProvider: taskTP,
 	})
@@ -211,16 +214,26 @@ func standalone(ctx context.Context, service string) (*sdktrace.TracerProvider, 
 	return tp, nil
 }
 
+// ArchiveRowsEnv, when set to an integer, sizes RunTaskAPI's archive table instead of
+// taskapi.DefaultArchiveRows; a smaller archive seeds faster and searches faster.
+const ArchiveRowsEnv = "ARIADNE_DEMO_ARCHIVE_ROWS"
+
 // RunTaskAPI serves the task API on addr until ctx is done, exporting to wherever the OTEL_*
 // environment variables say. notificationURL is the notification service's base URL (empty
 // disables notify); an empty dbPath means a temporary database.
 func RunTaskAPI(ctx context.Context, addr, notificationURL, dbPath string) (err error) {
+	rows := 0
+	if v := os.Getenv(ArchiveRowsEnv); v != "" {
+		if rows, err = strconv.Atoi(v); err != nil {
+			return fmt.Errorf("task-api: %s: %w", ArchiveRowsEnv, err)
+		}
+	}
 	tp, err := standalone(ctx, taskapi.ServiceName)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, shutdownProviders(ctx, []*sdktrace.TracerProvider{tp})) }()
-	svc, err := taskapi.New(ctx, taskapi.Options{DBPath: dbPath, NotificationURL: notificationURL, TracerProvider: tp})
+	svc, err := taskapi.New(ctx, taskapi.Options{DBPath: dbPath, NotificationURL: notificationURL, ArchiveRows: rows, TracerProvider: tp})
 	if err != nil {
 		return fmt.Errorf("task-api: %w", err)
 	}

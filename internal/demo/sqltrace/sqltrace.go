@@ -168,7 +168,11 @@ func describe(query string) (op, table string) {
 	after := func(keyword string) string {
 		for i := 1; i < len(words)-1; i++ {
 			if strings.EqualFold(words[i], keyword) {
-				return strings.Trim(words[i+1], "(),;")
+				// A subquery has no single table to name.
+				if strings.HasPrefix(words[i+1], "(") {
+					return ""
+				}
+				return strings.Trim(words[i+1], "),;")
 			}
 		}
 		return ""

@@ -93,8 +93,13 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	var notifier commands.Notifier
 	if o.NotificationURL != "" {
 		notifier = &httpNotifier{
-			url:    strings.TrimRight(o.NotificationURL, "/") + "/api/notify",
-			client: &http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport, otelhttp.WithTracerProvider(tp)), Timeout: 10 * time.Second},
+			url: strings.TrimRight(o.NotificationURL, "/") + "/api/notify",
+			client: &http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport,
+				otelhttp.WithTracerProvider(tp),
+				// The path is fixed here, so it is a template in the semantic conventions' sense
+				// and names the client span better than the bare method.
+				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }),
+			), Timeout: 10 * time.Second},
 		}
 	}
 	s.handlers = commands.New(repo, notifier, tp)
