@@ -19,6 +19,19 @@
 // Inside a spanset filter, conditions are FieldExprs: Attribute, Intrinsic,
 // Static, *BinaryOp and *UnaryOp.
 //
+// Precedence, loosest first; every binary operator is left-associative
+// except "^", and comparisons do not chain:
+//
+//	between spansets:  ||   &&   structural (>> > ~ << < and their ! and & forms)
+//	inside a filter:   ||   &&   = != =~ !~ < <= > >=   + -   * / %   ^   unary ! -
+//
+// So "{a} && {b} >> {c}" is "{a} && ({b} >> {c})": the structural
+// operators bind tighter, as comparisons do inside a filter.
+//
+// Bare attribute names end at whitespace or one of {}()=!~<>&|,"`+*%^ and
+// may contain "-", "/", ":" and ".", so arithmetic needs spaces:
+// "span.a - 1". Other names are quoted: span."with space".
+//
 // Every node prints a canonical form with String, and that form parses back
 // to an equal AST, which is what the tests rely on.
 package traceql

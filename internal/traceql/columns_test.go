@@ -91,3 +91,24 @@ func TestConditions(t *testing.T) {
 		}
 	}
 }
+
+// TestIntrinsicSpellings covers every accepted spelling, aliases included:
+// each must parse to its intrinsic and print the canonical name.
+func TestIntrinsicSpellings(t *testing.T) {
+	for spelling, want := range intrinsicByName {
+		q, err := Parse(`{ } | select(` + spelling + `)`)
+		if err != nil {
+			t.Fatalf("%s: %v", spelling, err)
+		}
+		got := q.Stages[1].(*Select).Fields[0]
+		if got != want {
+			t.Errorf("%s parsed as %v, want %v", spelling, got, want)
+		}
+		if q.String() != `{ } | select(`+intrinsicNames[want]+`)` {
+			t.Errorf("%s printed as %s", spelling, q)
+		}
+	}
+	if len(intrinsicNames) != int(IntrinsicInstrumentationVersion) {
+		t.Errorf("%d canonical names for %d intrinsics", len(intrinsicNames), IntrinsicInstrumentationVersion)
+	}
+}

@@ -74,6 +74,10 @@ func describe(t token) string {
 	if r := []rune(text); len(r) > 24 {
 		text = string(r[:24]) + "…"
 	}
+	if t.kind == tString {
+		// Already quoted in the source; quoting again would show \".
+		return "string " + text
+	}
 	return strconv.Quote(text)
 }
 
@@ -92,7 +96,7 @@ func (p *parser) query() *Query {
 	q := &Query{Stages: []Stage{p.spansetExpr(1)}}
 	for p.tok.kind == tPipe {
 		if q.Metrics != nil {
-			p.failAt(p.tok.pos, nil, "%s must be the last stage of the pipeline, found \"|\" after it", q.Metrics.Func)
+			p.failAt(p.tok.pos, nil, "%s() must be the last stage of the pipeline, found \"|\" after it", q.Metrics.Func)
 		}
 		p.next()
 		if stage := p.stage(q); stage != nil {

@@ -340,9 +340,9 @@ var parseCases = []parseCase{
 	bad(`{ } | count_over_time(x)`, "1:23", `count_over_time() takes no arguments`),
 	bad(`{ } | quantile_over_time(duration)`, "1:34", `at least one quantile`),
 	bad(`{ } | quantile_over_time(duration, 1.5)`, "1:36", `quantile 1.5 is outside [0, 1]`),
-	bad(`{ } | quantile_over_time(duration, "x")`, "1:36", `expected a quantile between 0 and 1, found "\"x\""`),
+	bad(`{ } | quantile_over_time(duration, "x")`, "1:36", `expected a quantile between 0 and 1, found string "x"`),
 	bad(`{ } | histogram_over_time(name)`, "1:27", `histogram_over_time() needs a numeric field`),
-	bad(`{ } | rate() | count() > 1`, "1:14", `rate must be the last stage`),
+	bad(`{ } | rate() | count() > 1`, "1:14", `rate() must be the last stage`),
 	bad(`{ } | rate() by ()`, "1:18", `expected a value after "(", found ")"`),
 	bad(`{ } | min_over_time() `, "1:21", `expected a value after "(", found ")"`),
 

@@ -117,15 +117,38 @@ var typeNames = map[Type]string{
 	TypeKind:      "kind",
 }
 
-func (i Intrinsic) String() string        { return nameOr(intrinsicNames, i) }
-func (s AttributeScope) String() string   { return nameOr(scopeNames, s) }
-func (s Status) String() string           { return nameOr(statusNames, s) }
-func (k Kind) String() string             { return nameOr(kindNames, k) }
-func (op Operator) String() string        { return nameOr(operatorText, op) }
+// String returns the canonical spelling, the short legacy name where TraceQL
+// has one, else the scoped name ("span:id").
+func (i Intrinsic) String() string { return nameOr(intrinsicNames, i) }
+
+// String returns the scope's prefix without the dot, or "" for ScopeNone.
+func (s AttributeScope) String() string {
+	if s == ScopeNone {
+		return ""
+	}
+	return nameOr(scopeNames, s)
+}
+
+// String returns the status literal as written in queries.
+func (s Status) String() string { return nameOr(statusNames, s) }
+
+// String returns the kind literal as written in queries.
+func (k Kind) String() string { return nameOr(kindNames, k) }
+
+// String returns the operator as written in queries.
+func (op Operator) String() string { return nameOr(operatorText, op) }
+
+// String returns the operator as written in queries.
 func (op SpansetOperator) String() string { return nameOr(spansetOperatorText, op) }
-func (f AggregateFunc) String() string    { return nameOr(aggregateNames, f) }
-func (f MetricsFunc) String() string      { return nameOr(metricsNames, f) }
-func (t Type) String() string             { return nameOr(typeNames, t) }
+
+// String returns the function name as written in queries.
+func (f AggregateFunc) String() string { return nameOr(aggregateNames, f) }
+
+// String returns the function name as written in queries.
+func (f MetricsFunc) String() string { return nameOr(metricsNames, f) }
+
+// String returns the type's name as used in error messages.
+func (t Type) String() string { return nameOr(typeNames, t) }
 
 // nameOr keeps a corrupt enum value visible in output instead of printing
 // an empty string that would hide the bug.
