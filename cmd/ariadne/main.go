@@ -33,6 +33,9 @@ const usage = `Ariadne: distributed tracing in one binary.
 Usage:
   ariadne serve [flags]           run the server (OTLP on :4317/:4318, query API on :3200)
   ariadne trace [flags] <id>      print a trace as a tree
+  ariadne why [flags] <id>        explain why a trace was slow
+  ariadne lint [flags]            find instrumentation problems in recent traces
+  ariadne diff [flags] <a> <b>    compare two traces of the same operation
   ariadne loadgen [flags]         send OTLP load and report throughput and server cost
   ariadne version                 print the version
 
@@ -53,6 +56,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "trace":
 		return traceCmd(args[1:], stdout, stderr)
+	case "why":
+		return whyCmd(args[1:], stdout, stderr)
+	case "lint":
+		return lintCmd(args[1:], stdout, stderr)
+	case "diff":
+		return diffCmd(args[1:], stdout, stderr)
 	case "loadgen":
 		return loadgenCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

@@ -117,3 +117,47 @@ func TestVersionAndHelp(t *testing.T) {
 		t.Fatalf("unknown command exit %d", code)
 	}
 }
+
+// TestAnalysisCommands runs why, lint and diff against a running Ariadne holding the guide's traces.
+func TestAnalysisCommands(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(context.Background())
+	ctx := context.Background()
+	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(s.GRPCAddr), otlptracegrpc.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := guidetrace.NewTracerProvider(guidetrace.ServiceTaskAPI, sdktrace.WithBatcher(exp))
+	base := time.Now().Add(-time.Minute)
+	tr := guidetrace.CreateTask(ctx, tp, base)
+	denied := guidetrace.PermissionDenied(ctx, tp, base.Add(time.Second))
+	if err := tp.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := "http://" + s.HTTPAddr
+	var out, errOut bytes.Buffer
+	if code := run([]string{"why", "--server", srv, tr.TraceID.String()}, &out, &errOut); code != 0 {
+		t.Fatalf("why: exit %d %s", code, errOut.String())
+	}
+	if !strings.HasPrefix(out.String(), "POST /api/tasks took 250ms; 180ms (72%) is pymongo.insert_one") {
+		t.Errorf("why:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"lint", "--server", srv, "--since", "1h"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "2 traces examined") {
+		t.Errorf("lint: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	if code := run([]string{"diff", "--server", srv, tr.TraceID.String(), denied.TraceID.String()}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "+ DELETE") {
+		t.Errorf("diff: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"why", "--server", srv, "0123456789abcdef0123456789abcdef"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "not found") {
+		t.Errorf("why unknown: exit %d %s", code, errOut.String())
+	}
+}

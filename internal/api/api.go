@@ -22,6 +22,7 @@ import (
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
+	"github.com/ariadne-tracing/ariadne/internal/analyze"
 	"github.com/ariadne-tracing/ariadne/internal/otlpjson"
 	"github.com/ariadne-tracing/ariadne/internal/query"
 )
@@ -36,11 +37,12 @@ type BuildInfo struct {
 
 // Server holds the handlers' dependencies.
 type Server struct {
-	q     *query.Querier
-	build BuildInfo
-	log   *slog.Logger
-	ready atomic.Bool
-	mux   *http.ServeMux
+	q       *query.Querier
+	typical analyze.Typical // an operation's usual duration, for why-slow; nil when unknown
+	build   BuildInfo
+	log     *slog.Logger
+	ready   atomic.Bool
+	mux     *http.ServeMux
 }
 
 // New returns the API server. It answers /ready with 503 until SetReady(true).
@@ -54,6 +56,9 @@ func New(q *query.Querier, build BuildInfo, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /api/status/buildinfo", s.handleBuildInfo)
 	s.mux.HandleFunc("GET /api/traces/{id}", s.handleTrace(false))
 	s.mux.HandleFunc("GET /api/v2/traces/{id}", s.handleTrace(true))
+	s.mux.HandleFunc("GET /api/analysis/traces/{id}", s.handleTraceAnalysis)
+	s.mux.HandleFunc("GET /api/analysis/diff", s.handleDiff)
+	s.mux.HandleFunc("GET /api/analysis/lints", s.handleLintReport)
 	// Go's profiler, as Prometheus and Tempo expose it: how BENCHMARKS.md's profiles are taken.
 	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -64,6 +69,9 @@ func New(q *query.Querier, build BuildInfo, log *slog.Logger) *Server {
 
 // Handle adds a handler to the API's mux, for parts of the API that live in other packages.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// SetTypical gives why-slow a source of operations' usual durations (span metrics).
+func (s *Server) SetTypical(t analyze.Typical) { s.typical = t }
 
 // SetReady marks the server as accepting data and queries.
 func (s *Server) SetReady(v bool) { s.ready.Store(v) }
