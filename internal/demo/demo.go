@@ -14,11 +14,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ariadne-tracing/ariadne/internal/demo/notification"
 	"github.com/ariadne-tracing/ariadne/internal/demo/taskapi"
@@ -58,7 +60,8 @@ type Config struct {
 	ArchiveRows int
 	// OnReady, if set, is called once both services listen.
 	OnReady func(Ready)
-	// OnTrace, if set, is called after every generated request, concurrently. Filter with
+	// OnTrace, if set, is called after every generated request, concurrently, and for every
+	// trace that starts at an internal span (Story traffic.StoryOrphan). Filter with
 	// t.Story.Interesting() to print only the stories worth opening.
 	OnTrace func(Trace)
 	// SpanProcessors are added to both services' tracer providers, e.g. to watch spans in tests.
@@ -91,6 +94,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		providers = append(providers, tp)
 		return tp, nil
+	}
+	if cfg.OnTrace != nil {
+		cfg.SpanProcessors = append(slices.Clip(cfg.SpanProcessors), orphanWatch(cfg.OnTrace))
 	}
 	taskTP, err := newProvider(taskapi.ServiceName)
 	if err != nil {
@@ -201,6 +207,27 @@ func shutdownProviders(ctx context.Context, tps []*sdktrace.TracerProvider) erro
 	}
 	return err
 }
+
+// orphanWatch reports traces whose root is neither a server span nor a client span: in these
+// services every legitimate trace starts at an incoming request, so such a root means some code
+// started a span without the request's context.
+type orphanWatch func(Trace)
+
+func (w orphanWatch) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+
+func (w orphanWatch) OnEnd(s sdktrace.ReadOnlySpan) {
+	if s.Parent().IsValid() {
+		return
+	}
+	switch s.SpanKind() {
+	case trace.SpanKindServer, trace.SpanKindClient, trace.SpanKindConsumer:
+		return
+	}
+	w(Trace{Story: traffic.StoryOrphan, TraceID: s.SpanContext().TraceID().String(), Duration: s.EndTime().Sub(s.StartTime())})
+}
+
+func (w orphanWatch) Shutdown(context.Context) error   { return nil }
+func (w orphanWatch) ForceFlush(context.Context) error { return nil }
 
 // standalone sets up one service's SDK from the environment and installs it globally, as a
 // service running on its own would.

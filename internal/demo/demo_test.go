@@ -382,6 +382,9 @@ func TestDemoAgainstAriadne(t *testing.T) {
 		if hex.EncodeToString(orphanTrace[:]) == reqTrace {
 			t.Errorf("rebuild_search_index is in the request's trace")
 		}
+		if _, ok := first[traffic.StoryOrphan]; !ok {
+			t.Errorf("the orphan trace was not reported")
+		}
 		ot := fetch(t, s, hex.EncodeToString(orphanTrace[:]), 2)
 		ot.one(t, "rebuild_search_index")
 		ot.one(t, "task_repository.mark_indexed")

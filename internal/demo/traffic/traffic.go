@@ -34,13 +34,16 @@ const (
 	StoryPermissionDenied Story = "permission-denied"
 	StoryBatch            Story = "batch-with-failures"
 	StoryBroken           Story = "broken-instrumentation"
+	// StoryOrphan is not a request but its consequence: a trace whose root is not a server span,
+	// as the broken reindex endpoint's background work produces. demo.Run reports it.
+	StoryOrphan Story = "orphan-root"
 )
 
 // Interesting reports whether a story's traces are worth pointing a user at; the others are the
 // background of ordinary requests.
 func (s Story) Interesting() bool {
 	switch s {
-	case StoryNotify, StorySlowQuery, StoryPermissionDenied, StoryBatch, StoryBroken:
+	case StoryNotify, StorySlowQuery, StoryPermissionDenied, StoryBatch, StoryBroken, StoryOrphan:
 		return true
 	}
 	return false
@@ -67,6 +70,8 @@ func (s Story) Description() string {
 		return "process_multiple_tasks: concurrent process_single_task spans, some failing"
 	case StoryBroken:
 		return "reindex: reindex_task is never ended, rebuild_search_index starts a separate trace"
+	case StoryOrphan:
+		return "a trace rooted in an internal span: context was dropped on the way (see reindex)"
 	}
 	return string(s)
 }
