@@ -134,6 +134,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		notifyLn.Close()
 		taskLn.Close()
+		if ctx.Err() != nil {
+			// Stopped while seeding: what the user asked for, not a failure.
+			return nil
+		}
 		return fmt.Errorf("demo task-api: %w", err)
 	}
 	defer func() { err = errors.Join(err, svc.Close()) }()

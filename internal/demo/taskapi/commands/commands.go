@@ -218,7 +218,7 @@ func (h *Handlers) UpdateTask(ctx context.Context, id string, updates map[string
 	oldAssignee := task.AssigneeID
 
 	_, validate := h.tracer.Start(ctx, "validate_updates", trace.WithAttributes(attribute.StringSlice("updates.fields", fields)))
-	probe := *task
+	probe := task.Clone()
 	for _, f := range fields {
 		if err = probe.Set(f, updates[f], time.Now()); err != nil {
 			break

@@ -118,6 +118,13 @@ func (t *Task) Set(field, value string, now time.Time) error {
 	return nil
 }
 
+// Clone returns a copy with no queued events, to try changes on without touching t.
+func (t *Task) Clone() *Task {
+	c := *t
+	c.events = nil
+	return &c
+}
+
 // MarkDeleted queues TaskDeleted; the repository removes the row.
 func (t *Task) MarkDeleted(by string) {
 	t.events = append(t.events, TaskDeleted{TaskID: t.ID, By: by})
