@@ -77,7 +77,7 @@ import (
 )
 
 // FormatVersion is written to meta.json; readers refuse versions they do not know.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Prefix is the folder holding all blocks in a store.
 const Prefix = "blocks/"
@@ -86,6 +86,12 @@ const Prefix = "blocks/"
 type Trace struct {
 	ID    [16]byte
 	Spans []Span // any order
+	// SampleRatio is the probability with which tail sampling kept the trace, so that counts
+	// over stored traces can be scaled back (a trace kept at 0.1 stands for ten). 0 means 1:
+	// kept unconditionally.
+	SampleRatio float64
+	// Truncated marks a trace that hit the spans-per-trace limit: spans past it were refused.
+	Truncated bool
 }
 
 // Span is one span in wire form.

@@ -312,6 +312,7 @@ func TestSummary(t *testing.T) {
 		{TraceId: id[:], SpanId: []byte{3, 0, 0, 0, 0, 0, 0, 0}, ParentSpanId: []byte{9, 0, 0, 0, 0, 0, 0, 0}, Name: "orphan", StartTimeUnixNano: 50, EndTimeUnixNano: 60},
 	}
 	traces := toTraces(t, []*tracepb.ResourceSpans{{Resource: res, ScopeSpans: []*tracepb.ScopeSpans{{Spans: spans}}}})
+	traces[0].SampleRatio, traces[0].Truncated = 0.25, true
 	meta, err := Write(ctx, store, traces, WriteOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -326,7 +327,8 @@ func TestSummary(t *testing.T) {
 	defer br.Close()
 	var got []TraceSummary
 	br.Traces(ctx, func(s *TraceSummary) bool { got = append(got, *s); return true })
-	want := TraceSummary{ID: id, StartUnixNano: 50, DurationNano: 350, RootService: "checkout", RootName: "root", SpanCount: 3, ErrorCount: 1}
+	want := TraceSummary{ID: id, StartUnixNano: 50, DurationNano: 350, RootService: "checkout", RootName: "root", SpanCount: 3, ErrorCount: 1,
+		SampleRatio: 0.25, Truncated: true}
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}

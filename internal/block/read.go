@@ -668,6 +668,8 @@ type TraceSummary struct {
 	RootName      string
 	SpanCount     int64
 	ErrorCount    int32
+	SampleRatio   float64 // see Trace.SampleRatio; 1 when kept unconditionally
+	Truncated     bool
 }
 
 // Traces calls fn with the summary of every trace in the block, in trace ID order, reading
@@ -678,6 +680,8 @@ func (r *Reader) Traces(ctx context.Context, fn func(*TraceSummary) bool) error 
 	var ids [][16]byte
 	var start, dur, count []int64
 	var errs []int32
+	var ratios []float64
+	var truncs []bool
 	for row := int64(0); row < p.rows; row += chunk {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -694,12 +698,16 @@ func (r *Reader) Traces(ctx context.Context, fn func(*TraceSummary) bool) error 
 		errs = slices.Grow(errs[:0], int(n))[:n]
 		e[4], e[5] = err4, err5
 		e[6] = p.readColumn(tErrorCount, row, n, func(i int64, v parquet.Value) { errs[i] = v.Int32() })
-		if err := errors.Join(e[:]...); err != nil {
+		ratios = slices.Grow(ratios[:0], int(n))[:n]
+		truncs = slices.Grow(truncs[:0], int(n))[:n]
+		e7 := p.readColumn(tSampleRatio, row, n, func(i int64, v parquet.Value) { ratios[i] = v.Double() })
+		e8 := p.readColumn(tTruncated, row, n, func(i int64, v parquet.Value) { truncs[i] = v.Boolean() })
+		if err := errors.Join(append(e[:], e7, e8)...); err != nil {
 			return r.wrap(err)
 		}
 		var s TraceSummary
 		for i := range n {
-			s = TraceSummary{ids[i], start[i], dur[i], svc[i], name[i], count[i], errs[i]}
+			s = TraceSummary{ids[i], start[i], dur[i], svc[i], name[i], count[i], errs[i], ratios[i], truncs[i]}
 			if !fn(&s) {
 				return nil
 			}

@@ -105,6 +105,8 @@ const (
 	tEventAttrRow
 	tLinkRow
 	tLinkAttrRow
+	tSampleRatio
+	tTruncated
 )
 
 const (
@@ -177,6 +179,8 @@ var (
 		colDef{"event_attr_row", kDelta},
 		colDef{"link_row", kDelta},
 		colDef{"link_attr_row", kDelta},
+		colDef{"sample_ratio", kDouble},
+		colDef{"truncated", kBool},
 	)
 	spansSchema = newFileSchema("spans",
 		colDef{"span_id", kRandom},

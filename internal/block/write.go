@@ -570,6 +570,15 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 	t.set(tEventAttrRow, parquet.Int64Value(w.eventAttrs.rows))
 	t.set(tLinkRow, parquet.Int64Value(w.links.rows))
 	t.set(tLinkAttrRow, parquet.Int64Value(w.linkAttrs.rows))
+	ratio, truncated := 1.0, false
+	for _, e := range entries {
+		if r := traces[e].SampleRatio; r > 0 && r < ratio {
+			ratio = r
+		}
+		truncated = truncated || traces[e].Truncated
+	}
+	t.set(tSampleRatio, parquet.DoubleValue(ratio).Level(0, 1, 0))
+	t.set(tTruncated, parquet.BooleanValue(truncated))
 	if err := t.endRow(); err != nil {
 		return 0, 0, 0, err
 	}
