@@ -2,7 +2,6 @@ package demo_test
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
+	"github.com/ariadne-tracing/ariadne/internal/analyze"
 	"github.com/ariadne-tracing/ariadne/internal/api"
 	"github.com/ariadne-tracing/ariadne/internal/config"
 	"github.com/ariadne-tracing/ariadne/internal/demo"
@@ -67,6 +67,7 @@ func anyString(v *commonpb.AnyValue) string {
 }
 
 type traceTree struct {
+	td    *tracepb.TracesData
 	spans []span
 }
 
@@ -168,7 +169,7 @@ func fetchOnce(s *server.Server, traceID string) (traceTree, error) {
 	if err := proto.Unmarshal(inner, td); err != nil {
 		return traceTree{}, err
 	}
-	var tr traceTree
+	tr := traceTree{td: td}
 	for _, rs := range td.ResourceSpans {
 		service := ""
 		for _, kv := range rs.GetResource().GetAttributes() {
@@ -358,35 +359,67 @@ func TestDemoAgainstAriadne(t *testing.T) {
 
 	t.Run("broken instrumentation", func(t *testing.T) {
 		reqTrace := first[traffic.StoryBroken].TraceID
-		tr := fetch(t, s, reqTrace, 1)
+		tr := fetch(t, s, reqTrace, 4)
 		tr.one(t, "POST /api/tasks/{id}/reindex")
 		if n := len(tr.named("reindex_task")); n != 0 {
 			t.Errorf("reindex_task was exported, but it is never ended")
 		}
-		var orphan sdktrace.ReadOnlySpan
+		// Its children were ended and exported, naming a parent the trace lacks.
+		sched := tr.one(t, "schedule_reindex")
+		load := tr.one(t, "task_repository.get_by_id")
+		if string(sched.ParentSpanId) != string(load.ParentSpanId) {
+			t.Errorf("schedule_reindex and the task lookup should share the unended parent")
+		}
+		for _, sp := range tr.spans {
+			if string(sp.SpanId) == string(sched.ParentSpanId) {
+				t.Errorf("the parent of schedule_reindex, %s, was exported", sp.Name)
+			}
+		}
 		for _, sp := range rec.Ended() {
 			if sp.Name() == "reindex_task" {
 				t.Errorf("reindex_task ended")
 			}
-			if sp.Name() == "rebuild_search_index" && orphan == nil {
-				orphan = sp
+		}
+
+		// The background work of this very request, found by its job id.
+		var orphan sdktrace.ReadOnlySpan
+		for _, sp := range rec.Ended() {
+			for _, kv := range sp.Attributes() {
+				if sp.Name() == "rebuild_search_index" && kv.Key == "reindex.job_id" && kv.Value.AsString() == sched.attr("reindex.job_id") {
+					orphan = sp
+				}
 			}
 		}
 		if orphan == nil {
-			t.Fatal("no rebuild_search_index span")
+			t.Fatal("no rebuild_search_index span for the request's job")
 		}
 		if orphan.Parent().IsValid() {
 			t.Errorf("rebuild_search_index has a parent, want a root")
 		}
-		orphanTrace := orphan.SpanContext().TraceID()
-		if hex.EncodeToString(orphanTrace[:]) == reqTrace {
-			t.Errorf("rebuild_search_index is in the request's trace")
+		orphanTrace := orphan.SpanContext().TraceID().String()
+		if orphanTrace == reqTrace {
+			t.Fatalf("rebuild_search_index is in the request's trace")
 		}
-		if _, ok := first[traffic.StoryOrphan]; !ok {
-			t.Errorf("the orphan trace was not reported")
+		mu.Lock()
+		_, reported := first[traffic.StoryOrphan]
+		mu.Unlock()
+		if !reported {
+			t.Errorf("no orphan trace was reported")
 		}
-		ot := fetch(t, s, hex.EncodeToString(orphanTrace[:]), 2)
+		ot := fetch(t, s, orphanTrace, 3)
 		ot.one(t, "rebuild_search_index")
 		ot.one(t, "task_repository.mark_indexed")
+
+		// And Ariadne's lints name both mistakes.
+		rules := map[string]bool{}
+		for _, f := range analyze.Lint(tr.td, analyze.LintConfig{}) {
+			rules[f.Rule] = true
+		}
+		for _, f := range analyze.LintAcross([]*tracepb.TracesData{tr.td, ot.td}, analyze.LintConfig{}) {
+			rules[f.Rule] = true
+		}
+		if !rules[analyze.RuleUnendedParent] || !rules[analyze.RuleLostInGoroutine] {
+			t.Errorf("lint findings %v, want %s and %s", rules, analyze.RuleUnendedParent, analyze.RuleLostInGoroutine)
+		}
 	})
 }
