@@ -62,7 +62,8 @@ type Config struct {
 	OnReady func(Ready)
 	// OnTrace, if set, is called after every generated request, concurrently, and for every
 	// trace that starts at an internal span (Story traffic.StoryOrphan). Filter with
-	// t.Story.Interesting() to print only the stories worth opening.
+	// t.Story.Interesting() to print only the stories worth opening. It must return quickly:
+	// orphan reports are made from inside span.End.
 	OnTrace func(Trace)
 	// SpanProcessors are added to both services' tracer providers, e.g. to watch spans in tests.
 	SpanProcessors []sdktrace.SpanProcessor
