@@ -50,6 +50,9 @@ func (p *parser) enter() {
 	}
 }
 
+// leave undoes enter. It is called directly rather than deferred: a
+// failed parse is abandoned anyway, and deferred calls in every frame make
+// unwinding a deep stack slow.
 func (p *parser) leave() { p.depth-- }
 
 func (p *parser) next() {
@@ -318,10 +321,10 @@ var spansetOperators = map[tokenKind]SpansetOperator{
 func (p *parser) spansetExpr(minPrec int) SpansetExpr {
 	lhs := p.spansetPrimary()
 	levels := 0
-	defer func() { p.depth -= levels }()
 	for {
 		op, ok := spansetOperators[p.tok.kind]
 		if !ok || op.precedence() < minPrec {
+			p.depth -= levels
 			return lhs
 		}
 		p.enter()
@@ -334,7 +337,12 @@ func (p *parser) spansetExpr(minPrec int) SpansetExpr {
 
 func (p *parser) spansetPrimary() SpansetExpr {
 	p.enter()
-	defer p.leave()
+	e := p.spansetPrimaryInner()
+	p.leave()
+	return e
+}
+
+func (p *parser) spansetPrimaryInner() SpansetExpr {
 	open := p.tok
 	switch open.kind {
 	case tLBrace:
@@ -389,11 +397,11 @@ func (p *parser) field(minPrec int) FieldExpr {
 	lhs := p.unary()
 	justCompared := false
 	levels := 0
-	defer func() { p.depth -= levels }()
 	for {
 		opTok := p.tok
 		op, ok := fieldOperator(opTok.kind)
 		if !ok || op.precedence() < minPrec {
+			p.depth -= levels
 			return lhs
 		}
 		p.enter()
@@ -415,7 +423,12 @@ func (p *parser) field(minPrec int) FieldExpr {
 
 func (p *parser) unary() FieldExpr {
 	p.enter()
-	defer p.leave()
+	e := p.unaryInner()
+	p.leave()
+	return e
+}
+
+func (p *parser) unaryInner() FieldExpr {
 	t := p.tok
 	switch t.kind {
 	case tNot:
