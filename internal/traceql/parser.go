@@ -46,7 +46,7 @@ const maxDepth = 1000
 func (p *parser) enter() {
 	p.depth++
 	if p.depth > maxDepth {
-		p.failAt(p.tok.pos, nil, "query nested more than %d levels deep", maxDepth)
+		p.failAt(p.tok.pos, nil, "query too deep: more than %d levels of nesting and chained operators", maxDepth)
 	}
 }
 
@@ -185,9 +185,6 @@ func (p *parser) scalarFilter(fn AggregateFunc) *ScalarFilter {
 	}
 	if !isNumeric(v.Type) {
 		p.failAt(valTok.pos, nil, "cannot compare %s with %s", agg, describeExpr(v))
-	}
-	if fn != AggCount && agg.Field.StaticType() == TypeDuration && v.Type != TypeDuration {
-		p.failAt(valTok.pos, nil, "cannot compare %s, a duration, with %s", agg, describeExpr(v))
 	}
 	if fn == AggCount && v.Type == TypeDuration {
 		p.failAt(valTok.pos, nil, "cannot compare count(), a number, with %s", describeExpr(v))
