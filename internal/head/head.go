@@ -56,6 +56,8 @@ type Trace struct {
 	// RootName and RootService are set from a span without a parent, when one arrives.
 	RootName    string
 	RootService string
+	// Truncated marks a trace that reached the spans-per-trace limit: later spans were refused.
+	Truncated bool
 
 	firstSeq    uint64 // oldest WAL segment holding one of its spans
 	firstAppend int64

@@ -145,7 +145,7 @@ func (s *grpcTraceService) export(ctx context.Context, req *rawRequest) (*coltra
 		// The empty message is a valid request with nothing in it.
 		return &coltracepb.ExportTraceServiceResponse{}, nil
 	}
-	res, err := s.consumer.ConsumeTraces(ctx, body)
+	res, err := s.consumer.ConsumeTraces(withTenant(ctx, grpcTenant(ctx)), body)
 	if err != nil {
 		return nil, grpcError(err)
 	}

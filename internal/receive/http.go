@@ -23,6 +23,10 @@ import (
 
 // HTTPConfig configures the OTLP/HTTP receiver.
 type HTTPConfig struct {
+	// Refused, when set, is told the reason of every request refused before it reaches the
+	// consumer ("too_large", "bad_content_type", "malformed"), for self-monitoring.
+	Refused func(reason string)
+
 	// MaxRequestBytes bounds a request body, both as sent and after
 	// decompression. Zero means DefaultMaxRequestBytes.
 	MaxRequestBytes int64
@@ -42,12 +46,17 @@ func NewHTTPHandler(c Consumer, cfg HTTPConfig) http.Handler {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
-	return &httpHandler{consumer: c, max: cfg.MaxRequestBytes}
+	refused := cfg.Refused
+	if refused == nil {
+		refused = func(string) {}
+	}
+	return &httpHandler{consumer: c, max: cfg.MaxRequestBytes, refused: refused}
 }
 
 type httpHandler struct {
 	consumer Consumer
 	max      int64
+	refused  func(reason string)
 }
 
 type encodingKind int
@@ -69,6 +78,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	enc, ok := requestEncoding(r.Header.Get("Content-Type"))
 	if !ok {
+		h.refused("bad_content_type")
 		http.Error(w, fmt.Sprintf("unsupported content type %q, want %s or %s",
 			r.Header.Get("Content-Type"), contentTypeProtobuf, contentTypeJSON), http.StatusUnsupportedMediaType)
 		return
@@ -77,6 +87,11 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	buf := getBuffer()
 	defer putBuffer(buf)
 	if status, err := h.readBody(r, buf); err != nil {
+		if status == http.StatusRequestEntityTooLarge {
+			h.refused("too_large")
+		} else {
+			h.refused("malformed")
+		}
 		writeStatus(w, enc, status, err.Error(), 0)
 		return
 	}
@@ -85,6 +100,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if enc == encJSON {
 		wire, err := otlpjson.RequestToProto(body)
 		if err != nil {
+			h.refused("malformed")
 			writeStatus(w, enc, http.StatusBadRequest, err.Error(), 0)
 			return
 		}
@@ -94,7 +110,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var res Result
 	if len(body) > 0 {
 		var err error
-		res, err = h.consumer.ConsumeTraces(r.Context(), body)
+		res, err = h.consumer.ConsumeTraces(withTenant(r.Context(), r.Header.Get(TenantHeader)), body)
 		if err != nil {
 			writeConsumerError(w, enc, err)
 			return

@@ -40,8 +40,8 @@ type Options struct {
 	Retention time.Duration // blocks whose newest span is older are deleted (default 14 days)
 
 	// Keep is the tail-sampling hook: it sees each complete trace and says whether it goes to a
-	// block. Nil keeps everything.
-	Keep func(t *head.Trace) bool
+	// block, and with what sampling ratio (see block.Trace.SampleRatio). Nil keeps everything.
+	Keep func(t *head.Trace) (keep bool, ratio float64)
 
 	WAL    wal.Options
 	Logger *slog.Logger
@@ -94,6 +94,7 @@ type Store struct {
 	blocks   []*block.Reader // oldest first
 
 	pending []*head.Trace // cut, kept, waiting to fill a block
+	ratios  []float64     // the sampling ratio of each pending trace
 	// Reused by writeBlock under flushMu.
 	scratchTraces []block.Trace
 	scratchSpans  []block.Span
@@ -255,14 +256,19 @@ func (s *Store) flush(all bool) error {
 		MaxBytes: s.opts.HeadMaxBytes, All: all})
 	var dropped []*head.Trace
 	for _, t := range cut {
-		if s.opts.Keep != nil && !s.opts.Keep(t) {
-			dropped = append(dropped, t)
-			continue
+		ratio := 1.0
+		if s.opts.Keep != nil {
+			var keep bool
+			if keep, ratio = s.opts.Keep(t); !keep {
+				dropped = append(dropped, t)
+				continue
+			}
 		}
 		if len(s.pending) == 0 {
 			s.pendingSince = time.Now()
 		}
 		s.pending = append(s.pending, t)
+		s.ratios = append(s.ratios, ratio)
 		s.pendingBytes += int64(t.Bytes())
 	}
 	if len(dropped) > 0 {
@@ -301,7 +307,7 @@ func (s *Store) writeBlock() error {
 		t.Spans(func(g *otlpwire.Group, raw []byte) {
 			slab = append(slab, block.Span{Group: g, Raw: raw})
 		})
-		traces[i] = block.Trace{ID: t.ID, Spans: slab[from:len(slab):len(slab)]}
+		traces[i] = block.Trace{ID: t.ID, Spans: slab[from:len(slab):len(slab)], SampleRatio: s.ratios[i], Truncated: t.Truncated}
 	}
 	spans := len(slab)
 	defer func() {
@@ -332,6 +338,7 @@ func (s *Store) writeBlock() error {
 	s.stats.SpansFlushed += int64(spans)
 	clear(s.pending)
 	s.pending = s.pending[:0]
+	s.ratios = s.ratios[:0]
 	s.pendingBytes = 0
 	return nil
 }

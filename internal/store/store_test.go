@@ -180,7 +180,7 @@ func TestRetentionDeletesOldBlocks(t *testing.T) {
 func TestSamplingHookDropsTraces(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, func(o *Options) {
-		o.Keep = func(tr *head.Trace) bool { return tr.ErrorCount > 0 }
+		o.Keep = func(tr *head.Trace) (bool, float64) { return tr.ErrorCount > 0, 1 }
 	})
 	defer s.Close()
 	errSpan := sp(6, 1, 0, time.Now())
