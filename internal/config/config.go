@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ariadne-tracing/ariadne/internal/sampling"
 )
 
 // Config is the whole configuration. The yaml tags are the config-file keys; docs/configuration.md
@@ -30,12 +32,22 @@ type Config struct {
 
 	Ingest  Ingest  `yaml:"ingest"`
 	Storage Storage `yaml:"storage"`
+
+	TailSampling sampling.Config `yaml:"tail_sampling"`
 }
 
-// Ingest are the receiving limits.
+// Ingest are the receiving limits. Count limits take -1 for none.
 type Ingest struct {
-	MaxRequestBytes int64 `yaml:"max_request_bytes"`
-	MaxHeadBytes    int64 `yaml:"max_head_bytes"`
+	MaxRequestBytes        int64   `yaml:"max_request_bytes"`
+	MaxHeadBytes           int64   `yaml:"max_head_bytes"`
+	MaxWALPendingBytes     int64   `yaml:"max_wal_pending_bytes"`
+	MaxSpansPerTrace       int     `yaml:"max_spans_per_trace"`
+	MaxAttributeValueBytes int     `yaml:"max_attribute_value_bytes"`
+	MaxAttributesPerSpan   int     `yaml:"max_attributes_per_span"`
+	MaxEventsPerSpan       int     `yaml:"max_events_per_span"`
+	MaxLinksPerSpan        int     `yaml:"max_links_per_span"`
+	RateLimitSpans         float64 `yaml:"rate_limit_spans_per_second"`
+	RateBurstSpans         float64 `yaml:"rate_burst_spans"`
 }
 
 // Storage tunes when traces move from memory to blocks.
@@ -59,8 +71,14 @@ func Default() Config {
 		MemoryLimit:  200 << 20,
 		Retention:    Duration(14 * 24 * time.Hour),
 		Ingest: Ingest{
-			MaxRequestBytes: 16 << 20,
-			MaxHeadBytes:    96 << 20,
+			MaxRequestBytes:        16 << 20,
+			MaxHeadBytes:           96 << 20,
+			MaxWALPendingBytes:     64 << 20,
+			MaxSpansPerTrace:       50000,
+			MaxAttributeValueBytes: 32 << 10,
+			MaxAttributesPerSpan:   128,
+			MaxEventsPerSpan:       128,
+			MaxLinksPerSpan:        128,
 		},
 		Storage: Storage{
 			TraceIdle:     Duration(5 * time.Second),

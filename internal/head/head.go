@@ -234,6 +234,31 @@ func (t *Trace) snapshot() *Trace {
 	return &c
 }
 
+// SpanCount is how many spans of a trace the head holds, live and waiting for a block.
+func (h *Head) SpanCount(id [16]byte) int {
+	sh := h.shard(&id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	n := 0
+	if t := sh.live[id]; t != nil {
+		n = t.SpanCount
+	}
+	for _, t := range sh.flushing[id] {
+		n += t.SpanCount
+	}
+	return n
+}
+
+// MarkTruncated flags the live entry of a trace as having lost spans to a limit.
+func (h *Head) MarkTruncated(id [16]byte) {
+	sh := h.shard(&id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if t := sh.live[id]; t != nil {
+		t.Truncated = true
+	}
+}
+
 // Each calls fn with every trace held, live and flushing, for search. fn must not block: it runs
 // under a shard lock.
 func (h *Head) Each(fn func(t *Trace) bool) {

@@ -1,8 +1,11 @@
 // Package ingest checks OTLP trace requests and hands what is valid to the store.
 //
 // It answers the questions a sender needs answered (is the body protobuf at all, which spans are
-// invalid and why, is the server overloaded) and keeps invalid data out of the store: a request
-// with some bad spans is stored without them and answered with a partial success.
+// invalid and why, is the server overloaded, is this tenant over its rate) and keeps invalid data
+// out of the store: a request with some bad spans is stored without them and answered with a
+// partial success. Limits that shape data rather than refuse it (attribute sizes, attributes,
+// events and links per span) are applied the way OpenTelemetry SDKs apply them: the excess is
+// dropped and counted in the span's dropped-* counts.
 package ingest
 
 import (
@@ -10,6 +13,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 )
@@ -20,15 +25,69 @@ type Store interface {
 	Append(payload []byte) error
 	// HeadBytes is the span data held in memory.
 	HeadBytes() int64
+	// WALPendingBytes is what waits to be written to the WAL.
+	WALPendingBytes() int64
+	// TraceSpans is how many spans of a trace the head holds now.
+	TraceSpans(id [16]byte) int
+	// MarkTruncated records that a trace lost spans to the spans-per-trace limit.
+	MarkTruncated(id [16]byte)
 }
 
-// Config are the ingest limits.
+// Observer sees every accepted request once it is durable, before tail sampling: span metrics
+// and the service graph count what arrived. Called synchronously; must be fast.
+type Observer interface {
+	ObserveTraces(payload []byte)
+}
+
+// Config are the ingest limits. Zero values take the defaults.
 type Config struct {
 	// MaxHeadBytes: past this much span data in memory, requests are refused as overloaded until
-	// the store catches up (default 96 MiB).
+	// blocks catch up (default 96 MiB).
 	MaxHeadBytes int64
+	// MaxWALPendingBytes: past this much data queued for the WAL, requests are refused as
+	// overloaded (default 64 MiB).
+	MaxWALPendingBytes int64
 	// RetryAfter is what overloaded senders are told to wait (default 1s).
 	RetryAfter time.Duration
+
+	MaxSpansPerTrace       int // later spans are refused and the trace marked truncated (default 50000; -1: none)
+	MaxAttributeValueBytes int // longer string/bytes values are cut (default 32768; -1: none)
+	MaxAttributesPerSpan   int // default 128 (-1: none)
+	MaxEventsPerSpan       int // default 128 (-1: none)
+	MaxLinksPerSpan        int // default 128 (-1: none)
+
+	// RateLimitSpans is each tenant's ingest rate in spans per second (0: unlimited), with
+	// RateBurstSpans of burst (default: one second's worth).
+	RateLimitSpans float64
+	RateBurstSpans float64
+
+	Observers  []Observer
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) defaults() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.MaxHeadBytes <= 0 {
+		c.MaxHeadBytes = 96 << 20
+	}
+	if c.MaxWALPendingBytes <= 0 {
+		c.MaxWALPendingBytes = 64 << 20
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = time.Second
+	}
+	def(&c.MaxSpansPerTrace, 50000)
+	def(&c.MaxAttributeValueBytes, 32<<10)
+	def(&c.MaxAttributesPerSpan, 128)
+	def(&c.MaxEventsPerSpan, 128)
+	def(&c.MaxLinksPerSpan, 128)
+	if c.RateBurstSpans <= 0 {
+		c.RateBurstSpans = c.RateLimitSpans
+	}
 }
 
 // Ingester implements the receivers' consumer.
@@ -36,18 +95,47 @@ type Ingester struct {
 	store Store
 	cfg   Config
 	bufs  sync.Pool
+	m     metrics
+
+	limMu    sync.Mutex
+	limiters map[string]*bucket
+}
+
+type metrics struct {
+	received, accepted prometheus.Counter
+	refused            *prometheus.CounterVec // spans, by reason
+	refusedRequests    *prometheus.CounterVec // requests refused before they were decoded, by reason
+	limited            *prometheus.CounterVec // spans reshaped by a limit, by limit
 }
 
 // New returns an Ingester writing to store.
-func New(store Store, cfg Config) *Ingester {
-	if cfg.MaxHeadBytes <= 0 {
-		cfg.MaxHeadBytes = 96 << 20
+func New(store Store, cfg Config) (*Ingester, error) {
+	cfg.defaults()
+	in := &Ingester{store: store, cfg: cfg, limiters: map[string]*bucket{}}
+	in.m = metrics{
+		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "ariadne_ingest_spans_received_total",
+			Help: "Spans in OTLP requests that decoded."}),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "ariadne_ingest_spans_accepted_total",
+			Help: "Spans made durable and acknowledged."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ariadne_ingest_spans_refused_total",
+			Help: "Spans refused, by reason: invalid_id, max_spans_per_trace, rate_limited, overloaded."}, []string{"reason"}),
+		refusedRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ariadne_ingest_requests_refused_total",
+			Help: "Requests refused before their spans could be counted, by reason: too_large, bad_content_type, malformed."}, []string{"reason"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ariadne_ingest_spans_limited_total",
+			Help: "Spans stored with data cut by a limit: attribute_value, attributes, events, links."}, []string{"limit"}),
 	}
-	if cfg.RetryAfter <= 0 {
-		cfg.RetryAfter = time.Second
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{in.m.received, in.m.accepted, in.m.refused, in.m.refusedRequests, in.m.limited} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("ingest: register metrics: %w", err)
+			}
+		}
 	}
-	return &Ingester{store: store, cfg: cfg}
+	return in, nil
 }
+
+// RefusedRequest counts a request the receivers refused before it reached the ingester.
+func (in *Ingester) RefusedRequest(reason string) { in.m.refusedRequests.WithLabelValues(reason).Inc() }
 
 // Result tells the sender what happened to a request that was not refused outright.
 type Result struct {
@@ -67,54 +155,80 @@ func (e *MalformedError) Malformed() bool { return true }
 type OverloadError struct {
 	Reason string
 	After  time.Duration
-	// Limited marks a per-sender rate limit rather than the server as a whole being full.
+	// Limited marks a per-tenant rate limit rather than the server as a whole being full.
 	Limited bool
 }
 
-func (e *OverloadError) Error() string             { return "overloaded: " + e.Reason }
+func (e *OverloadError) Error() string              { return "overloaded: " + e.Reason }
 func (e *OverloadError) RetryAfter() time.Duration { return e.After }
 func (e *OverloadError) RateLimited() bool         { return e.Limited }
 
-// Consume checks and stores one ExportTraceServiceRequest in protobuf wire form.
-func (in *Ingester) Consume(ctx context.Context, body []byte) (Result, error) {
-	var res Result
-	var firstReason string
-	err := otlpwire.ScanRequest(body, func(_ *otlpwire.Group, s *otlpwire.Span) error {
-		if ok, why := s.Valid(); !ok {
-			res.RejectedSpans++
-			if firstReason == "" {
-				firstReason = why
-			}
-			return nil
-		}
-		res.Accepted++
-		return nil
-	})
+// scan is what one pass over a request found.
+type scan struct {
+	spans, invalid, overTrace int
+	reshape                   bool // some span needs a limit applied
+	firstInvalid              string
+	// traceCounts counts spans per trace in this request, only when a trace may hit the
+	// per-trace limit.
+	traceCounts map[[16]byte]int
+	// headCounts is what the head held of each trace when the request was scanned: rewrite
+	// must keep exactly the spans the scan counted as within the limit.
+	headCounts map[[16]byte]int
+	truncated  map[[16]byte]bool
+}
+
+// Consume checks and stores one ExportTraceServiceRequest in protobuf wire form for tenant.
+func (in *Ingester) Consume(ctx context.Context, tenant string, body []byte) (Result, error) {
+	sc, err := in.scan(body)
 	if err != nil {
+		in.m.refusedRequests.WithLabelValues("malformed").Inc()
 		return Result{}, &MalformedError{Err: err}
 	}
-	if res.RejectedSpans > 0 {
-		res.Message = fmt.Sprintf("%d of %d spans rejected: %s (first invalid span)", res.RejectedSpans,
-			res.RejectedSpans+res.Accepted, firstReason)
+	in.m.received.Add(float64(sc.spans))
+	if sc.spans == 0 {
+		return Result{}, nil
+	}
+	if in.cfg.RateLimitSpans > 0 {
+		if wait, ok := in.limiter(tenant).take(float64(sc.spans)); !ok {
+			in.m.refused.WithLabelValues("rate_limited").Add(float64(sc.spans))
+			return Result{}, &OverloadError{Reason: fmt.Sprintf("tenant %q is over its ingest rate of %.0f spans/s", tenant, in.cfg.RateLimitSpans),
+				After: max(wait, time.Second), Limited: true}
+		}
+	}
+	if hb := in.store.HeadBytes(); hb > in.cfg.MaxHeadBytes {
+		in.m.refused.WithLabelValues("overloaded").Add(float64(sc.spans))
+		return Result{}, &OverloadError{Reason: fmt.Sprintf("%d MiB of spans waiting to be written to blocks", hb>>20), After: in.cfg.RetryAfter}
+	}
+	if wp := in.store.WALPendingBytes(); wp > in.cfg.MaxWALPendingBytes {
+		in.m.refused.WithLabelValues("overloaded").Add(float64(sc.spans))
+		return Result{}, &OverloadError{Reason: fmt.Sprintf("%d MiB waiting for the write-ahead log", wp>>20), After: in.cfg.RetryAfter}
+	}
+
+	res := Result{Accepted: int64(sc.spans - sc.invalid - sc.overTrace), RejectedSpans: int64(sc.invalid + sc.overTrace)}
+	var msgs []string
+	if sc.invalid > 0 {
+		in.m.refused.WithLabelValues("invalid_id").Add(float64(sc.invalid))
+		msgs = append(msgs, fmt.Sprintf("%d spans with invalid IDs (first: %s)", sc.invalid, sc.firstInvalid))
+	}
+	if sc.overTrace > 0 {
+		in.m.refused.WithLabelValues("max_spans_per_trace").Add(float64(sc.overTrace))
+		msgs = append(msgs, fmt.Sprintf("%d spans past the limit of %d spans per trace", sc.overTrace, in.cfg.MaxSpansPerTrace))
+	}
+	if len(msgs) > 0 {
+		res.Message = fmt.Sprintf("%d of %d spans rejected: %s", res.RejectedSpans, sc.spans, joinMsgs(msgs))
 	}
 	if res.Accepted == 0 {
 		return res, nil
 	}
-	if hb := in.store.HeadBytes(); hb > in.cfg.MaxHeadBytes {
-		return Result{}, &OverloadError{Reason: fmt.Sprintf("%d MiB of spans waiting to be written to blocks", hb>>20),
-			After: in.cfg.RetryAfter}
-	}
+
 	payload := body
-	if res.RejectedSpans > 0 {
+	if sc.invalid > 0 || sc.overTrace > 0 || sc.reshape {
 		bp, _ := in.bufs.Get().(*[]byte)
 		if bp == nil {
 			bp = new([]byte)
 		}
 		defer in.bufs.Put(bp)
-		*bp, err = otlpwire.FilterRequest((*bp)[:0], body, func(s *otlpwire.Span) bool {
-			ok, _ := s.Valid()
-			return ok
-		})
+		*bp, err = in.rewrite((*bp)[:0], body, sc)
 		if err != nil {
 			return Result{}, &MalformedError{Err: err}
 		}
@@ -123,5 +237,111 @@ func (in *Ingester) Consume(ctx context.Context, body []byte) (Result, error) {
 	if err := in.store.Append(payload); err != nil {
 		return Result{}, fmt.Errorf("storing %d spans: %w", res.Accepted, err)
 	}
+	for id := range sc.truncated {
+		in.store.MarkTruncated(id)
+	}
+	in.m.accepted.Add(float64(res.Accepted))
+	for _, o := range in.cfg.Observers {
+		o.ObserveTraces(payload)
+	}
 	return res, nil
+}
+
+func joinMsgs(m []string) string {
+	out := m[0]
+	for _, s := range m[1:] {
+		out += "; " + s
+	}
+	return out
+}
+
+func (in *Ingester) scan(body []byte) (scan, error) {
+	var sc scan
+	perTrace := in.cfg.MaxSpansPerTrace > 0
+	var run [16]byte
+	runHead := -1 // spans the head holds for the current run's trace
+	err := otlpwire.ScanRequest(body, func(_ *otlpwire.Group, s *otlpwire.Span) error {
+		sc.spans++
+		if ok, why := s.Valid(); !ok {
+			sc.invalid++
+			if sc.firstInvalid == "" {
+				sc.firstInvalid = why
+			}
+			return nil
+		}
+		if perTrace {
+			if sc.traceCounts == nil {
+				sc.traceCounts = map[[16]byte]int{}
+				sc.headCounts = map[[16]byte]int{}
+			}
+			if runHead < 0 || string(s.TraceID) != string(run[:]) {
+				copy(run[:], s.TraceID)
+				var seen bool
+				if runHead, seen = sc.headCounts[run]; !seen {
+					runHead = in.store.TraceSpans(run)
+					sc.headCounts[run] = runHead
+				}
+			}
+			n := sc.traceCounts[run] + 1
+			sc.traceCounts[run] = n
+			if runHead+n > in.cfg.MaxSpansPerTrace {
+				sc.overTrace++
+				if sc.truncated == nil {
+					sc.truncated = map[[16]byte]bool{}
+				}
+				sc.truncated[run] = true
+				return nil
+			}
+		}
+		if !sc.reshape && in.mayNeedReshape(s.Raw) {
+			sc.reshape = needsReshape(s.Raw, in.cfg)
+		}
+		return nil
+	})
+	return sc, err
+}
+
+// mayNeedReshape is a length test that rules out almost every span without parsing it: a span
+// smaller than every limit cannot exceed any.
+func (in *Ingester) mayNeedReshape(raw []byte) bool {
+	c := in.cfg
+	l := len(raw)
+	return (c.MaxAttributeValueBytes > 0 && l > c.MaxAttributeValueBytes) ||
+		(c.MaxAttributesPerSpan > 0 && l > 2*c.MaxAttributesPerSpan) ||
+		(c.MaxEventsPerSpan > 0 && l > 2*c.MaxEventsPerSpan) ||
+		(c.MaxLinksPerSpan > 0 && l > 2*c.MaxLinksPerSpan)
+}
+
+func (in *Ingester) limiter(tenant string) *bucket {
+	in.limMu.Lock()
+	defer in.limMu.Unlock()
+	b := in.limiters[tenant]
+	if b == nil {
+		b = &bucket{rate: in.cfg.RateLimitSpans, burst: in.cfg.RateBurstSpans, tokens: in.cfg.RateBurstSpans, last: time.Now()}
+		in.limiters[tenant] = b
+	}
+	return b
+}
+
+// bucket is a token bucket in spans.
+type bucket struct {
+	mu                  sync.Mutex
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+// take spends n tokens, or says how long until there would be enough.
+func (b *bucket) take(n float64) (time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens >= n || (b.tokens == b.burst && n > b.burst) {
+		// A request larger than the whole burst passes when the bucket is full, or it could
+		// never pass at all.
+		b.tokens -= n
+		return 0, true
+	}
+	return time.Duration((n - b.tokens) / b.rate * float64(time.Second)), false
 }

@@ -14,13 +14,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
 	"github.com/ariadne-tracing/ariadne/internal/api"
 	"github.com/ariadne-tracing/ariadne/internal/config"
+	"github.com/ariadne-tracing/ariadne/internal/head"
 	"github.com/ariadne-tracing/ariadne/internal/ingest"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 	"github.com/ariadne-tracing/ariadne/internal/query"
 	"github.com/ariadne-tracing/ariadne/internal/receive"
+	"github.com/ariadne-tracing/ariadne/internal/sampling"
 	"github.com/ariadne-tracing/ariadne/internal/store"
 	"github.com/ariadne-tracing/ariadne/internal/wal"
 )
@@ -31,6 +37,8 @@ type Server struct {
 	log   *slog.Logger
 	Store *store.Store
 	API   *api.Server
+	// Registry holds Ariadne's own metrics, served on /metrics.
+	Registry *prometheus.Registry
 
 	grpc      *grpc.Server
 	otlpHTTP  *http.Server
@@ -49,8 +57,16 @@ type Server struct {
 type consumer struct{ in *ingest.Ingester }
 
 func (c consumer) ConsumeTraces(ctx context.Context, body []byte) (receive.Result, error) {
-	res, err := c.in.Consume(ctx, body)
+	res, err := c.in.Consume(ctx, receive.Tenant(ctx), body)
 	return receive.Result{RejectedSpans: res.RejectedSpans, Message: res.Message}, err
+}
+
+// sampledTrace shows a head trace to the sampler, which does not import the head.
+func sampledTrace(t *head.Trace) *sampling.Trace {
+	return &sampling.Trace{ID: t.ID, Start: t.Start, End: t.End, SpanCount: t.SpanCount, ErrorCount: t.ErrorCount,
+		Spans: func(fn func(resource, span []byte)) {
+			t.Spans(func(g *otlpwire.Group, raw []byte) { fn(g.Resource, raw) })
+		}}
 }
 
 // Start opens the store (replaying its WAL), binds every listener and starts serving. Errors from
@@ -62,25 +78,64 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 	if cfg.MemoryLimit > 0 {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	fsync := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ariadne_wal_fsync_duration_seconds",
+		Help: "Time each write-ahead log group commit spent in fsync.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
+	reg.MustRegister(fsync)
+
+	idle := time.Duration(cfg.Storage.TraceIdle)
+	var keep func(*head.Trace) (bool, float64)
+	if cfg.TailSampling.Enabled() {
+		sampler, err := sampling.New(cfg.TailSampling, reg)
+		if err != nil {
+			return nil, err
+		}
+		// A trace is decided when it has been idle for the decision wait.
+		idle = cfg.TailSampling.DecisionWait
+		if idle <= 0 {
+			idle = 10 * time.Second
+		}
+		keep = func(t *head.Trace) (bool, float64) {
+			d := sampler.Decide(sampledTrace(t))
+			return d.Keep, d.Ratio
+		}
+	}
 	st, err := store.Open(store.Options{
 		Dir:           cfg.DataDir,
-		TraceIdle:     time.Duration(cfg.Storage.TraceIdle),
+		Keep:          keep,
+		TraceIdle:     idle,
 		TraceMaxAge:   time.Duration(cfg.Storage.TraceMaxAge),
 		HeadMaxBytes:  cfg.Storage.HeadCutBytes,
 		BlockMaxBytes: cfg.Storage.BlockMaxBytes,
 		BlockMaxWait:  time.Duration(cfg.Storage.BlockMaxWait),
-		WAL:           wal.Options{SegmentBytes: cfg.Storage.WALSegment},
-		Retention:     time.Duration(cfg.Retention),
-		Logger:        log,
+		WAL: wal.Options{SegmentBytes: cfg.Storage.WALSegment,
+			ObserveFsync: func(d time.Duration) { fsync.Observe(d.Seconds()) }},
+		Retention: time.Duration(cfg.Retention),
+		Logger:    log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, Store: st, errs: make(chan error, 3)}
-	in := ingest.New(st, ingest.Config{MaxHeadBytes: cfg.Ingest.MaxHeadBytes})
+	reg.MustRegister(newStoreCollector(st))
+	ic := cfg.Ingest
+	in, err := ingest.New(st, ingest.Config{
+		MaxHeadBytes: ic.MaxHeadBytes, MaxWALPendingBytes: ic.MaxWALPendingBytes,
+		MaxSpansPerTrace: ic.MaxSpansPerTrace, MaxAttributeValueBytes: ic.MaxAttributeValueBytes,
+		MaxAttributesPerSpan: ic.MaxAttributesPerSpan, MaxEventsPerSpan: ic.MaxEventsPerSpan, MaxLinksPerSpan: ic.MaxLinksPerSpan,
+		RateLimitSpans: ic.RateLimitSpans, RateBurstSpans: ic.RateBurstSpans,
+		Registerer: reg,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	c := consumer{in}
 
 	s.API = api.New(query.New(st), build, log)
+	s.API.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.Registry = reg
 
 	lg, err := net.Listen("tcp", cfg.OTLPGRPCAddr)
 	if err != nil {
@@ -103,7 +158,8 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 	s.GRPCAddr, s.OTLPHTTPAddr, s.HTTPAddr = lg.Addr().String(), lh.Addr().String(), lq.Addr().String()
 
 	s.grpc = receive.NewGRPCServer(c, receive.GRPCConfig{MaxRecvMsgBytes: int(cfg.Ingest.MaxRequestBytes)})
-	s.otlpHTTP = &http.Server{Handler: receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes}),
+	s.otlpHTTP = &http.Server{Handler: receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes,
+		Refused: in.RefusedRequest}),
 		ReadHeaderTimeout: 10 * time.Second}
 	s.queryHTTP = &http.Server{Handler: s.API, ReadHeaderTimeout: 10 * time.Second}
 

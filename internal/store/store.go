@@ -219,6 +219,16 @@ func (s *Store) Blocks() []*block.Reader {
 // HeadBytes is the span data held in memory, for backpressure.
 func (s *Store) HeadBytes() int64 { return s.head.Bytes() }
 
+// WALPendingBytes is what waits to be made durable in the WAL, for backpressure.
+func (s *Store) WALPendingBytes() int64 { return s.wal.PendingBytes() }
+
+// TraceSpans is how many spans of a trace the head holds.
+func (s *Store) TraceSpans(id [16]byte) int { return s.head.SpanCount(id) }
+
+// MarkTruncated records that a trace in the head lost spans to the spans-per-trace limit; the
+// mark goes with it into its block.
+func (s *Store) MarkTruncated(id [16]byte) { s.head.MarkTruncated(id) }
+
 // WALStats reports the log's counters.
 func (s *Store) WALStats() wal.Stats { return s.wal.Stats() }
 

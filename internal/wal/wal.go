@@ -47,6 +47,8 @@ type Options struct {
 	SegmentBytes int64
 	// NoSync skips fsync. Only for benchmarks that measure everything but the disk.
 	NoSync bool
+	// ObserveFsync, when set, is told how long each group commit's fsync took.
+	ObserveFsync func(time.Duration)
 	Logger *slog.Logger
 }
 
@@ -61,6 +63,8 @@ type WAL struct {
 	pending []*request
 	spare   []*request
 	closed  bool
+
+	pendingBytes atomic.Int64 // queued and not yet durable, for backpressure
 
 	// Owned by the writer goroutine.
 	seg     *os.File
@@ -201,9 +205,11 @@ func (w *WAL) Append(payload []byte) (uint64, error) {
 		return 0, ErrClosed
 	}
 	w.pending = append(w.pending, r)
+	w.pendingBytes.Add(int64(len(payload)))
 	w.cond.Signal()
 	w.mu.Unlock()
 	<-r.done
+	w.pendingBytes.Add(-int64(len(payload)))
 	seq, err := r.seq, r.err
 	r.payload = nil
 	requestPool.Put(r)
@@ -262,6 +268,9 @@ func (w *WAL) commit(batch []*request) error {
 			return fmt.Errorf("wal: fsync segment %d: %w", w.segSeq.Load(), err)
 		}
 		took = time.Since(start)
+		if w.opts.ObserveFsync != nil {
+			w.opts.ObserveFsync(took)
+		}
 	}
 	w.statsMu.Lock()
 	w.stats.Records += uint64(len(batch))
@@ -296,6 +305,9 @@ func (w *WAL) Stats() Stats {
 	}
 	return s
 }
+
+// PendingBytes is the size of the records waiting to be made durable.
+func (w *WAL) PendingBytes() int64 { return w.pendingBytes.Load() }
 
 // ActiveSegment is the sequence number that appends are going to now.
 func (w *WAL) ActiveSegment() uint64 { return w.segSeq.Load() }

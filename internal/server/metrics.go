@@ -1,0 +1,82 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ariadne-tracing/ariadne/internal/store"
+)
+
+// storeCollector reads the store's sizes and counters at scrape time, so self-monitoring costs
+// nothing on the ingest path.
+type storeCollector struct {
+	st *store.Store
+
+	headTraces, headSpans, headBytes     *prometheus.Desc
+	walRecords, walBytes, walFsyncs      *prometheus.Desc
+	walDisk, walSegments                 *prometheus.Desc
+	blocks, blockBytes                   *prometheus.Desc
+	blocksWritten, tracesFlushed         *prometheus.Desc
+	spansFlushed, tracesDropped, deleted *prometheus.Desc
+	replayed                             *prometheus.Desc
+}
+
+func newStoreCollector(st *store.Store) *storeCollector {
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	return &storeCollector{st: st,
+		headTraces:    d("ariadne_head_traces", "Traces held in memory, live or waiting for a block."),
+		headSpans:     d("ariadne_head_spans", "Spans held in memory."),
+		headBytes:     d("ariadne_head_bytes", "Span bytes held in memory."),
+		walRecords:    d("ariadne_wal_records_total", "Requests written to the write-ahead log."),
+		walBytes:      d("ariadne_wal_bytes_written_total", "Bytes written to the write-ahead log."),
+		walFsyncs:     d("ariadne_wal_fsyncs_total", "Group commits (one fsync each)."),
+		walDisk:       d("ariadne_wal_disk_bytes", "Size of the write-ahead log's segments on disk."),
+		walSegments:   d("ariadne_wal_segments", "Write-ahead log segment files."),
+		blocks:        d("ariadne_blocks", "Blocks open for queries."),
+		blockBytes:    d("ariadne_block_disk_bytes", "Size of the blocks on disk."),
+		blocksWritten: d("ariadne_blocks_written_total", "Blocks written since start."),
+		tracesFlushed: d("ariadne_block_traces_flushed_total", "Traces written into blocks since start."),
+		spansFlushed:  d("ariadne_block_spans_flushed_total", "Spans written into blocks since start."),
+		tracesDropped: d("ariadne_sampling_traces_dropped_total", "Complete traces dropped by tail sampling since start."),
+		deleted:       d("ariadne_blocks_deleted_total", "Blocks deleted by retention since start."),
+		replayed:      d("ariadne_wal_replayed_spans", "Spans replayed from the write-ahead log at start."),
+	}
+}
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.headTraces, c.headSpans, c.headBytes, c.walRecords, c.walBytes, c.walFsyncs,
+		c.walDisk, c.walSegments, c.blocks, c.blockBytes, c.blocksWritten, c.tracesFlushed, c.spansFlushed, c.tracesDropped,
+		c.deleted, c.replayed} {
+		ch <- d
+	}
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	g := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	k := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	hs := c.st.Head().Stats()
+	g(c.headTraces, float64(hs.Traces))
+	g(c.headSpans, float64(hs.Spans))
+	g(c.headBytes, float64(hs.Bytes))
+	ws := c.st.WALStats()
+	k(c.walRecords, float64(ws.Records))
+	k(c.walBytes, float64(ws.Bytes))
+	k(c.walFsyncs, float64(ws.Fsyncs))
+	g(c.walDisk, float64(ws.BytesOnDisk))
+	g(c.walSegments, float64(ws.Segments))
+	var n, bytes float64
+	for _, b := range c.st.Blocks() {
+		n++
+		bytes += float64(b.Meta().Bytes)
+	}
+	g(c.blocks, n)
+	g(c.blockBytes, bytes)
+	ss := c.st.Stats()
+	k(c.blocksWritten, float64(ss.BlocksWritten))
+	k(c.tracesFlushed, float64(ss.TracesFlushed))
+	k(c.spansFlushed, float64(ss.SpansFlushed))
+	k(c.tracesDropped, float64(ss.TracesDropped))
+	k(c.deleted, float64(ss.BlocksDeleted))
+	g(c.replayed, float64(ss.ReplayedSpans))
+}
