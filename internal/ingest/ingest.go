@@ -159,7 +159,7 @@ type OverloadError struct {
 	Limited bool
 }
 
-func (e *OverloadError) Error() string              { return "overloaded: " + e.Reason }
+func (e *OverloadError) Error() string             { return "overloaded: " + e.Reason }
 func (e *OverloadError) RetryAfter() time.Duration { return e.After }
 func (e *OverloadError) RateLimited() bool         { return e.Limited }
 

@@ -49,7 +49,7 @@ type Options struct {
 	NoSync bool
 	// ObserveFsync, when set, is told how long each group commit's fsync took.
 	ObserveFsync func(time.Duration)
-	Logger *slog.Logger
+	Logger       *slog.Logger
 }
 
 // WAL is safe for concurrent use.
