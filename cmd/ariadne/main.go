@@ -36,6 +36,7 @@ Usage:
   ariadne why [flags] <id>        explain why a trace was slow
   ariadne lint [flags]            find instrumentation problems in recent traces
   ariadne diff [flags] <a> <b>    compare two traces of the same operation
+  ariadne status [flags]          summarise a running server's ingest, memory, WAL, blocks and sampling
   ariadne loadgen [flags]         send OTLP load and report throughput and server cost
   ariadne version                 print the version
 
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return lintCmd(args[1:], stdout, stderr)
 	case "diff":
 		return diffCmd(args[1:], stdout, stderr)
+	case "status":
+		return statusCmd(args[1:], stdout, stderr)
 	case "loadgen":
 		return loadgenCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

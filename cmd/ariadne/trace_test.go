@@ -161,3 +161,32 @@ func TestAnalysisCommands(t *testing.T) {
 		t.Errorf("why unknown: exit %d %s", code, errOut.String())
 	}
 }
+
+func TestStatusCommand(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(context.Background())
+	ctx := context.Background()
+	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(s.GRPCAddr), otlptracegrpc.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := guidetrace.NewTracerProvider(guidetrace.ServiceTaskAPI, sdktrace.WithBatcher(exp))
+	guidetrace.CreateTask(ctx, tp, time.Now())
+	tp.Shutdown(ctx)
+	s.Store.Flush()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"status", "--server", "http://" + s.HTTPAddr}, &out, &errOut); code != 0 {
+		t.Fatalf("status: exit %d %s", code, errOut.String())
+	}
+	for _, want := range []string{"spans received 9, accepted 9", "1 blocks", "9 spans", "off: every trace is kept"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// statusCmd prints a summary of a running server's own metrics: the same figures /metrics gives
+// Prometheus, for a person at a terminal.
+func statusCmd(args []string, stdout, stderr io.Writer) int {
+	_, srv, code := analysisFlags("status", "Usage: ariadne status [flags]\n\nSummarises a running Ariadne: ingest, refusals, memory, write-ahead log, blocks and sampling.", args, stderr, nil)
+	if code >= 0 {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u := strings.TrimRight(srv, "/") + "/metrics"
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "ariadne: cannot reach Ariadne at %s: %v\n", srv, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		fmt.Fprintf(stderr, "ariadne: %s answered %s\n", u, resp.Status)
+		return 1
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		fmt.Fprintln(stderr, "ariadne: reading metrics:", err)
+		return 1
+	}
+	printStatus(stdout, fams)
+	return 0
+}
+
+func sample(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Untyped != nil:
+		return m.Untyped.GetValue()
+	}
+	return 0
+}
+
+func total(fams map[string]*dto.MetricFamily, name string) float64 {
+	f := fams[name]
+	if f == nil {
+		return 0
+	}
+	t := 0.0
+	for _, m := range f.Metric {
+		t += sample(m)
+	}
+	return t
+}
+
+// byLabel sums a family's samples per value of one label.
+func byLabel(fams map[string]*dto.MetricFamily, name, label string) string {
+	f := fams[name]
+	if f == nil {
+		return "none"
+	}
+	sums := map[string]float64{}
+	for _, m := range f.Metric {
+		var key []string
+		for _, l := range m.Label {
+			if l.GetName() == label || label == "*" {
+				key = append(key, l.GetValue())
+			}
+		}
+		sums[strings.Join(key, "/")] += sample(m)
+	}
+	var parts []string
+	for k, v := range sums {
+		if v > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", k, v))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+
+func printStatus(w io.Writer, fams map[string]*dto.MetricFamily) {
+	fmt.Fprintln(w, "Ingest")
+	fmt.Fprintf(w, "  spans received %.0f, accepted %.0f\n", total(fams, "ariadne_ingest_spans_received_total"), total(fams, "ariadne_ingest_spans_accepted_total"))
+	fmt.Fprintf(w, "  spans refused: %s\n", byLabel(fams, "ariadne_ingest_spans_refused_total", "reason"))
+	fmt.Fprintf(w, "  requests refused: %s\n", byLabel(fams, "ariadne_ingest_requests_refused_total", "reason"))
+	fmt.Fprintf(w, "  spans cut by limits: %s\n", byLabel(fams, "ariadne_ingest_spans_limited_total", "limit"))
+	fmt.Fprintln(w, "Memory")
+	fmt.Fprintf(w, "  head: %.0f traces, %.0f spans, %s; process RSS %s\n", total(fams, "ariadne_head_traces"), total(fams, "ariadne_head_spans"),
+		mib(total(fams, "ariadne_head_bytes")), mib(total(fams, "process_resident_memory_bytes")))
+	fmt.Fprintln(w, "Write-ahead log")
+	fsyncs := total(fams, "ariadne_wal_fsyncs_total")
+	avg := 0.0
+	if h := fams["ariadne_wal_fsync_duration_seconds"]; h != nil && len(h.Metric) > 0 && h.Metric[0].Histogram != nil && h.Metric[0].Histogram.GetSampleCount() > 0 {
+		avg = h.Metric[0].Histogram.GetSampleSum() / float64(h.Metric[0].Histogram.GetSampleCount())
+	}
+	fmt.Fprintf(w, "  %.0f records, %s written in %.0f group commits (fsync avg %.2fms); %.0f segments, %s on disk\n",
+		total(fams, "ariadne_wal_records_total"), mib(total(fams, "ariadne_wal_bytes_written_total")), fsyncs, avg*1000,
+		total(fams, "ariadne_wal_segments"), mib(total(fams, "ariadne_wal_disk_bytes")))
+	fmt.Fprintln(w, "Blocks")
+	fmt.Fprintf(w, "  %.0f blocks, %s on disk; written since start: %.0f blocks, %.0f traces, %.0f spans; deleted by retention %.0f\n",
+		total(fams, "ariadne_blocks"), mib(total(fams, "ariadne_block_disk_bytes")), total(fams, "ariadne_blocks_written_total"),
+		total(fams, "ariadne_block_traces_flushed_total"), total(fams, "ariadne_block_spans_flushed_total"), total(fams, "ariadne_blocks_deleted_total"))
+	fmt.Fprintln(w, "Tail sampling")
+	if fams["ariadne_sampling_decisions_total"] == nil {
+		fmt.Fprintln(w, "  off: every trace is kept")
+	} else {
+		fmt.Fprintf(w, "  decisions: %s\n", byLabel(fams, "ariadne_sampling_decisions_total", "*"))
+		fmt.Fprintf(w, "  late parts: %s\n", byLabel(fams, "ariadne_sampling_late_traces_total", "decision"))
+	}
+}
