@@ -32,6 +32,7 @@ const usage = `Ariadne: distributed tracing in one binary.
 
 Usage:
   ariadne serve [flags]           run the server (OTLP on :4317/:4318, query API on :3200)
+  ariadne demo [flags]            run Ariadne with the guide's task service and traffic
   ariadne trace [flags] <id>      print a trace as a tree
   ariadne why [flags] <id>        explain why a trace was slow
   ariadne lint [flags]            find instrumentation problems in recent traces
@@ -57,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "trace":
 		return traceCmd(args[1:], stdout, stderr)
+	case "demo":
+		return demoCmd(args[1:], stdout, stderr)
 	case "why":
 		return whyCmd(args[1:], stdout, stderr)
 	case "lint":
