@@ -1,0 +1,68 @@
+// The query API, on the same origin as the UI.
+
+export class APIError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function getJSON(path, signal) {
+  let resp;
+  try {
+    resp = await fetch(path, { headers: { Accept: "application/json" }, signal });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new APIError(0, `cannot reach Ariadne: ${err.message}`);
+  }
+  if (!resp.ok) {
+    const text = (await resp.text()).trim();
+    throw new APIError(resp.status, text || `${resp.status} ${resp.statusText}`);
+  }
+  return resp.json();
+}
+
+export function getTrace(id, signal) {
+  return getJSON(`/api/v2/traces/${encodeURIComponent(id)}`, signal);
+}
+
+export function getAnalysis(id, signal) {
+  return getJSON(`/api/analysis/traces/${encodeURIComponent(id)}`, signal);
+}
+
+export function getLintReport({ since, service }, signal) {
+  const p = new URLSearchParams();
+  if (since) p.set("since", since);
+  if (service) p.set("service", service);
+  return getJSON(`/api/analysis/lints?${p}`, signal);
+}
+
+export function search({ q, start, end, limit, spss }, signal) {
+  const p = new URLSearchParams();
+  p.set("q", q);
+  if (start) p.set("start", String(start));
+  if (end) p.set("end", String(end));
+  if (limit) p.set("limit", String(limit));
+  if (spss) p.set("spss", String(spss));
+  return getJSON(`/api/search?${p}`, signal);
+}
+
+// Tag names and values only feed autocompletion and quick filters, so they are fetched once
+// per page and a failure leaves the suggestions empty instead of breaking the page.
+const tagCache = new Map();
+
+export function searchTags() {
+  if (!tagCache.has("")) {
+    tagCache.set("", getJSON("/api/v2/search/tags").then((r) => r.scopes || []).catch(() => []));
+  }
+  return tagCache.get("");
+}
+
+export function tagValues(tag) {
+  if (!tagCache.has(tag)) {
+    tagCache.set(tag, getJSON(`/api/v2/search/tag/${encodeURIComponent(tag)}/values`)
+      .then((r) => r.tagValues || [])
+      .catch(() => []));
+  }
+  return tagCache.get(tag);
+}

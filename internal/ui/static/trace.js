@@ -1,0 +1,161 @@
+// The trace page: header, why-slow, the trace's lints, the waterfall and the span details.
+
+import { getTrace, getAnalysis } from "./api.js";
+import { buildTrace } from "./model.js";
+import { Waterfall } from "./waterfall.js";
+import { spanDetails } from "./details.js";
+import { el, fmtDuration, fmtTime, fmtAgo, copyButton, serviceChip, debounce } from "./util.js";
+
+export async function tracePage(main, id, params, signal) {
+  main.replaceChildren(el("div", { class: "page loading" }, `Loading trace ${id}…`));
+  const [tr, an] = await Promise.allSettled([getTrace(id, signal), getAnalysis(id, signal)]);
+  if (signal.aborted) return;
+  if (tr.status === "rejected") {
+    const e = tr.reason;
+    main.replaceChildren(el("div", { class: "page" },
+      el("h1", {}, "Trace not found"),
+      el("p", { class: "error-box" }, e.status === 404 ? `No trace with ID ${id}. It may have expired or not arrived yet.` : e.message),
+      el("p", {}, el("a", { href: "/search", "data-nav": "" }, "Search traces"))));
+    return { ready: true };
+  }
+  const trace = buildTrace(tr.value);
+  if (!trace.id) trace.id = id;
+  const analysis = an.status === "fulfilled" ? an.value : null;
+  document.title = `${trace.root ? trace.root.name : id} · Ariadne`;
+
+  const critical = new Set(((analysis && analysis.criticalPath && analysis.criticalPath.segments) || []).map((s) => s.spanID));
+  const why = (analysis && analysis.whySlow) || {};
+  const lints = (analysis && analysis.lints) || [];
+  const lintSpans = new Map();
+  for (const f of lints) for (const sid of f.spanIDs || []) lintSpans.set(sid, (lintSpans.get(sid) || 0) + 1);
+
+  const body = el("div", { class: "trace-body" });
+  let detailsEl = null;
+  const closeDetails = () => {
+    if (detailsEl) detailsEl.remove();
+    detailsEl = null;
+    wf.selectedId = null;
+    wf.render();
+    const u = new URL(location.href);
+    u.searchParams.delete("span");
+    history.replaceState(history.state, "", u);
+  };
+  const wf = new Waterfall(trace, {
+    critical,
+    slowest: why.topSpanID || "",
+    lintSpans,
+    onSelect(span) {
+      const d = spanDetails(span, trace, {
+        onClose: () => { closeDetails(); wf.scroller.focus(); },
+        lintsFor: (sid) => lints.filter((f) => (f.spanIDs || []).includes(sid)),
+      });
+      if (detailsEl) detailsEl.replaceWith(d);
+      else body.append(d);
+      detailsEl = d;
+      const u = new URL(location.href);
+      u.searchParams.set("span", span.id);
+      history.replaceState(history.state, "", u);
+    },
+  });
+  body.prepend(wf.root);
+
+  const filterInput = el("input", {
+    type: "search", class: "filter", placeholder: "Filter spans (name, service, attribute, ID)",
+    "aria-label": "Filter spans in this trace",
+  });
+  const filterCount = el("span", { class: "muted filter-count", "aria-live": "polite" });
+  filterInput.addEventListener("input", debounce(() => {
+    const n = wf.setFilter(filterInput.value);
+    filterCount.textContent = n === null ? "" : `${n} of ${trace.spans.length} spans match`;
+  }, 120));
+  filterInput.addEventListener("keydown", (e) => {
+    if (e.key === "ArrowDown" || e.key === "Enter") {
+      e.preventDefault();
+      wf.scroller.focus();
+    }
+  });
+
+  const collapseAll = () => {
+    for (const s of trace.order) if (s.children.length && s.depth > 0) wf.collapsed.add(s.id);
+    wf.recompute();
+  };
+  const expandAll = () => {
+    wf.collapsed.clear();
+    wf.recompute();
+  };
+
+  const page = el("div", { class: "page trace-page", dataset: { traceId: trace.id } },
+    header(trace),
+    why.sentence ? el("div", { class: "why", role: "note" },
+      el("span", { class: "why-icon", "aria-hidden": "true" }, "⏱"),
+      el("span", { class: "why-text" }, why.sentence),
+      why.topSpanID && trace.byId.has(why.topSpanID)
+        ? el("button", { type: "button", class: "link", onclick: () => wf.select(trace.byId.get(why.topSpanID), { scroll: true }) }, "Show span")
+        : null) : null,
+    trace.missingParents || trace.rootCount > 1 ? el("div", { class: "notice" },
+      trace.rootCount > 1 ? `${trace.rootCount} root spans. ` : "",
+      trace.missingParents ? `${trace.missingParents} parent span(s) missing: their children are shown under “missing parent”.` : "") : null,
+    lints.length ? lintPanel(lints, trace, (sid) => wf.select(trace.byId.get(sid), { scroll: true })) : null,
+    el("div", { class: "toolbar" },
+      filterInput, filterCount,
+      el("span", { class: "spacer" }),
+      el("span", { class: "legend" },
+        el("span", { class: "lg lg-crit" }), "critical path",
+        el("span", { class: "lg lg-err" }), "error",
+        el("span", { class: "lg lg-ev" }), "event"),
+      el("button", { type: "button", onclick: collapseAll }, "Collapse all"),
+      el("button", { type: "button", onclick: expandAll }, "Expand all")),
+    body);
+  page.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && detailsEl) closeDetails();
+    if (e.key === "/" && document.activeElement !== filterInput && !(e.target instanceof HTMLInputElement)) {
+      e.preventDefault();
+      filterInput.focus();
+    }
+  });
+  main.replaceChildren(page);
+  wf.render();
+
+  const want = params.get("span");
+  if (want && trace.byId.has(want)) wf.select(trace.byId.get(want), { scroll: true });
+  wf.scroller.focus({ preventScroll: true });
+  return { ready: true, destroy: () => wf.destroy() };
+}
+
+function header(trace) {
+  const root = trace.root;
+  return el("header", { class: "trace-head" },
+    el("h1", {},
+      root ? serviceChip(root.service) : null,
+      el("span", { class: "root-name" }, root ? root.name : "(empty trace)")),
+    el("div", { class: "facts" },
+      fact("Trace ID", el("span", {}, el("code", {}, trace.id), " ", copyButton(trace.id))),
+      fact("Start", el("span", { title: fmtAgo(trace.startUnixMs) }, fmtTime(trace.startUnixMs))),
+      fact("Duration", fmtDuration(trace.duration)),
+      fact("Spans", String(trace.spans.length)),
+      fact("Services", el("span", { class: "chips" }, trace.services.map(serviceChip))),
+      fact("Errors", trace.errorCount
+        ? el("span", { class: "badge err" }, `${trace.errorCount} error span${trace.errorCount > 1 ? "s" : ""}`)
+        : el("span", { class: "muted" }, "none"))));
+}
+
+function fact(label, value) {
+  return el("div", { class: "fact" }, el("span", { class: "fact-label" }, label), el("span", { class: "fact-value" }, value));
+}
+
+function lintPanel(lints, trace, onSpan) {
+  return el("details", { class: "lints-panel", open: lints.length <= 3 },
+    el("summary", {}, `${lints.length} instrumentation problem${lints.length > 1 ? "s" : ""} in this trace`),
+    el("ul", { class: "lint-list" }, lints.map((f) => el("li", { class: "lint", dataset: { rule: f.rule } },
+      el("span", { class: `badge sev-${f.severity}` }, f.severity), " ",
+      el("strong", {}, f.rule), " ",
+      el("span", {}, f.message),
+      f.fix ? el("div", { class: "fix" }, "Fix: ", f.fix) : null,
+      (f.spanIDs || []).length ? el("div", { class: "lint-spans" }, (f.spanIDs || []).map((sid) => {
+        const s = trace.byId.get(sid);
+        return el("button", {
+          type: "button", class: "span-ref", dataset: { spanId: sid }, disabled: !s,
+          onclick: () => onSpan(sid),
+        }, s ? `${s.name}` : sid);
+      })) : null))));
+}
