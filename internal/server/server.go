@@ -28,6 +28,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/receive"
 	"github.com/ariadne-tracing/ariadne/internal/sampling"
 	"github.com/ariadne-tracing/ariadne/internal/store"
+	"github.com/ariadne-tracing/ariadne/internal/ui"
 	"github.com/ariadne-tracing/ariadne/internal/wal"
 )
 
@@ -134,6 +135,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 	c := consumer{in}
 
 	s.API = api.New(query.New(st), build, log)
+	s.API.Handle("GET /", ui.Handler())
 	s.API.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s.Registry = reg
 
