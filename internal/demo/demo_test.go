@@ -2,6 +2,7 @@ package demo_test
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -306,6 +307,13 @@ func TestDemoAgainstAriadne(t *testing.T) {
 			t.Fatalf("slowest span is %q (%v self time), want the archive scan; trace %v", slowest.Name, time.Duration(most), tr.names())
 		}
 		t.Logf("archive scan over 20,000 rows: %v", time.Duration(slowest.EndTimeUnixNano-slowest.StartTimeUnixNano))
+		// Ariadne's own explanation must name the unindexed query too.
+		why := analyze.WhySlow(tr.td, nil)
+		if why.TopSpanID != hex.EncodeToString(slowest.SpanId) || !strings.Contains(why.Sentence, "SELECT tasks_archive") ||
+			!strings.Contains(why.Sentence, "db.system=sqlite") {
+			t.Errorf("why-slow does not name the archive scan: %q", why.Sentence)
+		}
+		t.Logf("why-slow: %s", why.Sentence)
 	})
 
 	t.Run("permission denied", func(t *testing.T) {
