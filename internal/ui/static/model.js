@@ -129,6 +129,7 @@ export function buildTrace(json) {
     services,
     errorCount: spans.filter((s) => s.error).length,
     startUnixMs: Number(minStart / 1000000n),
+    startBig: minStart,
     duration: Number(maxEnd - minStart),
   };
 }

@@ -253,6 +253,12 @@ class Autocomplete {
     input.addEventListener("focus", () => this.update());
     input.addEventListener("blur", () => setTimeout(() => this.close(), 150));
     input.addEventListener("keydown", (e) => this.onKey(e));
+    // The Enter that picked a suggestion must not also submit the form, which the browser does
+    // on the keypress that follows the keydown.
+    input.addEventListener("keypress", (e) => {
+      if (e.key === "Enter" && this.swallowEnter) e.preventDefault();
+      this.swallowEnter = false;
+    });
     this.list.addEventListener("mousedown", (e) => {
       const li = e.target.closest("li");
       if (!li) return;
@@ -338,6 +344,7 @@ class Autocomplete {
   }
 
   onKey(e) {
+    this.swallowEnter = false;
     if (this.list.hidden) return;
     if (e.key === "ArrowDown" || e.key === "ArrowUp") {
       e.preventDefault();
@@ -346,6 +353,7 @@ class Autocomplete {
       this.draw();
     } else if ((e.key === "Enter" || e.key === "Tab") && this.active >= 0) {
       e.preventDefault();
+      this.swallowEnter = e.key === "Enter";
       this.accept(this.active);
     } else if (e.key === "Escape") {
       this.close();

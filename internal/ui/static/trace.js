@@ -23,7 +23,14 @@ export async function tracePage(main, id, params, signal) {
   const analysis = an.status === "fulfilled" ? an.value : null;
   document.title = `${trace.root ? trace.root.name : id} · Ariadne`;
 
-  const critical = new Set(((analysis && analysis.criticalPath && analysis.criticalPath.segments) || []).map((s) => s.spanID));
+  // The analysis sends unix nanoseconds as JSON numbers, which a double rounds to a few hundred
+  // nanoseconds: close enough to draw, not to compare.
+  const t0 = Number(trace.startBig);
+  const critical = new Map();
+  for (const seg of (analysis && analysis.criticalPath && analysis.criticalPath.segments) || []) {
+    if (!critical.has(seg.spanID)) critical.set(seg.spanID, []);
+    critical.get(seg.spanID).push({ start: Math.max(seg.startUnixNano - t0, 0), end: Math.max(seg.endUnixNano - t0, 0) });
+  }
   const why = (analysis && analysis.whySlow) || {};
   const lints = (analysis && analysis.lints) || [];
   const lintSpans = new Map();
@@ -87,7 +94,7 @@ export async function tracePage(main, id, params, signal) {
   const page = el("div", { class: "page trace-page", dataset: { traceId: trace.id } },
     header(trace),
     why.sentence ? el("div", { class: "why", role: "note" },
-      el("span", { class: "why-icon", "aria-hidden": "true" }, "⏱"),
+      el("span", { class: "why-label" }, "Why slow"),
       el("span", { class: "why-text" }, why.sentence),
       why.topSpanID && trace.byId.has(why.topSpanID)
         ? el("button", { type: "button", class: "link", onclick: () => wf.select(trace.byId.get(why.topSpanID), { scroll: true }) }, "Show span")
@@ -101,6 +108,7 @@ export async function tracePage(main, id, params, signal) {
       el("span", { class: "spacer" }),
       el("span", { class: "legend" },
         el("span", { class: "lg lg-crit" }), "critical path",
+        el("span", { class: "lg lg-slow" }), "slowest",
         el("span", { class: "lg lg-err" }), "error",
         el("span", { class: "lg lg-ev" }), "event"),
       el("button", { type: "button", onclick: collapseAll }, "Collapse all"),
@@ -143,19 +151,33 @@ function fact(label, value) {
   return el("div", { class: "fact" }, el("span", { class: "fact-label" }, label), el("span", { class: "fact-value" }, value));
 }
 
+// lintPanel groups findings by rule: a trace with thousands of spans can have thousands of
+// findings of one rule, and a list of them would bury the other rules (and cost the page).
+const SPAN_REFS = 12;
 function lintPanel(lints, trace, onSpan) {
-  return el("details", { class: "lints-panel", open: lints.length <= 3 },
+  const rules = new Map();
+  for (const f of lints) {
+    if (!rules.has(f.rule)) rules.set(f.rule, []);
+    rules.get(f.rule).push(f);
+  }
+  const ref = (sid) => {
+    const s = trace.byId.get(sid);
+    return el("button", {
+      type: "button", class: "span-ref", dataset: { spanId: sid }, disabled: !s, title: sid,
+      onclick: () => onSpan(sid),
+    }, s ? s.name : sid);
+  };
+  return el("details", { class: "lints-panel", open: rules.size <= 3 && lints.length <= 6 },
     el("summary", {}, `${lints.length} instrumentation problem${lints.length > 1 ? "s" : ""} in this trace`),
-    el("ul", { class: "lint-list" }, lints.map((f) => el("li", { class: "lint", dataset: { rule: f.rule } },
-      el("span", { class: `badge sev-${f.severity}` }, f.severity), " ",
-      el("strong", {}, f.rule), " ",
-      el("span", {}, f.message),
-      f.fix ? el("div", { class: "fix" }, "Fix: ", f.fix) : null,
-      (f.spanIDs || []).length ? el("div", { class: "lint-spans" }, (f.spanIDs || []).map((sid) => {
-        const s = trace.byId.get(sid);
-        return el("button", {
-          type: "button", class: "span-ref", dataset: { spanId: sid }, disabled: !s,
-          onclick: () => onSpan(sid),
-        }, s ? `${s.name}` : sid);
-      })) : null))));
+    el("ul", { class: "lint-list" }, [...rules].map(([rule, fs]) => {
+      const f = fs[0];
+      const ids = [...new Set(fs.flatMap((x) => x.spanIDs || []))];
+      return el("li", { class: "lint", dataset: { rule } },
+        el("span", { class: `badge sev-${f.severity}` }, f.severity), " ",
+        el("strong", {}, rule), fs.length > 1 ? el("span", { class: "muted" }, ` ×${fs.length}`) : null, " ",
+        el("span", {}, f.message),
+        f.fix ? el("div", { class: "fix" }, "Fix: ", f.fix) : null,
+        ids.length ? el("div", { class: "lint-spans" }, ids.slice(0, SPAN_REFS).map(ref),
+          ids.length > SPAN_REFS ? el("span", { class: "muted" }, `and ${ids.length - SPAN_REFS} more`) : null) : null);
+    })));
 }

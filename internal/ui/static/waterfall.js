@@ -9,7 +9,8 @@ const ROW = 26;
 const OVERSCAN = 12;
 
 export class Waterfall {
-  // opts: { onSelect(span), critical: Set<spanId>, slowest: spanId, lintSpans: Map<spanId, n> }
+  // opts: { onSelect(span), critical: Map<spanId, [{start, end}]> (ns since the trace's start),
+  //         slowest: spanId, lintSpans: Map<spanId, n> }
   constructor(trace, opts) {
     this.trace = trace;
     this.opts = opts;
@@ -32,7 +33,7 @@ export class Waterfall {
     this.viewport = el("div", { class: "wf-viewport" });
     this.mapBox = el("div", { class: "wf-mapbox" }, this.minimap, this.viewport);
     this.tooltip = el("div", { class: "tooltip", role: "tooltip", hidden: true });
-    this.root = el("div", { class: "waterfall" },
+    this.root = el("div", { class: opts.critical.size ? "waterfall has-crit" : "waterfall" },
       el("div", { class: "wf-head" },
         el("div", { class: "wf-head-name" }, "Span"),
         this.axis),
@@ -115,6 +116,13 @@ export class Waterfall {
     for (let i = first; i < last; i++) frag.append(this.row(this.rows[i], i));
     this.layer.replaceChildren(frag);
     this.moveViewport();
+    // The header's axis must end where the rows' time column ends: leave room for the
+    // scrollbar and the minimap, whose widths only the layout knows.
+    const gutter = this.scroller.offsetWidth - this.scroller.clientWidth + (this.mapBox.hidden ? 0 : this.mapBox.offsetWidth);
+    if (gutter !== this.gutter) {
+      this.gutter = gutter;
+      this.root.style.setProperty("--gutter", `${gutter}px`);
+    }
   }
 
   row(s, i) {
@@ -174,23 +182,37 @@ export class Waterfall {
       s.synthetic ? el("span", { class: "badge warn" }, "?") : el("span", { class: "dot", style: { background: color } }),
       el("span", { class: "name", title: s.synthetic ? `No span ${s.id} in this trace` : s.name }, s.name),
       s.synthetic ? el("span", { class: "svc" }, s.id) : el("span", { class: "svc" }, s.service),
-      s.error ? el("span", { class: "badge err", title: s.status.message || "error" }, "error") : null,
+      s.error ? el("span", { class: "err-mark", title: `error${s.status.message ? ": " + s.status.message : ""}`, "aria-label": "error" }, "!") : null,
       s.id === o.slowest ? el("span", { class: "badge slow", title: "Most of the trace's time is spent here" }, "slow") : null,
       lints ? el("span", { class: "badge lint", title: `${lints} instrumentation problem(s)` }, "lint") : null),
-    el("div", { class: "row-time" }, this.gridLines(), bar, durLabel));
+    el("div", { class: "row-time" }, this.gridLines(), crit ? this.critSegments(s, total) : null, bar, durLabel));
+  }
+
+  // The critical path runs through parts of a span (the time not covered by a child on the
+  // path), so it is drawn as those parts, not as the whole bar.
+  critSegments(s, total) {
+    return this.opts.critical.get(s.id).map((seg) => el("span", {
+      class: "crit-seg",
+      style: { left: `${(seg.start / total) * 100}%`, width: `max(${((seg.end - seg.start) / total) * 100}%, 2px)` },
+    }));
   }
 
   gridLines() {
-    if (!this.gridTpl) {
-      this.gridTpl = el("div", { class: "grid" }, [1, 2, 3, 4].map((k) => el("span", { style: { left: `${k * 20}%` } })));
-    }
     return this.gridTpl.cloneNode(true);
   }
 
+  // Ticks fall on round durations (1, 2 or 5 times a power of ten), which people can read off
+  // and add up; the rows' grid lines use the same positions.
   drawAxis() {
-    const total = this.trace.duration;
-    this.axis.replaceChildren(...[0, 1, 2, 3, 4, 5].map((k) =>
-      el("span", { class: "tick", style: { left: `${k * 20}%` } }, fmtDuration((total * k) / 5))));
+    const total = this.trace.duration || 1;
+    const raw = total / 5;
+    const pow = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 5, 10].map((m) => m * pow).find((s) => s >= raw * 0.75) || raw;
+    const ticks = [];
+    for (let t = 0; t <= total * 1.0001 && ticks.length < 12; t += step) ticks.push(t);
+    this.axis.replaceChildren(...ticks.map((t) =>
+      el("span", { class: "tick", style: { left: `${(t / total) * 100}%` } }, fmtDuration(t))));
+    this.gridTpl = el("div", { class: "grid" }, ticks.slice(1).map((t) => el("span", { style: { left: `${(t / total) * 100}%` } })));
   }
 
   bindMinimap() {
