@@ -72,7 +72,7 @@ func Default() Config {
 		Retention:    Duration(14 * 24 * time.Hour),
 		Ingest: Ingest{
 			MaxRequestBytes:        16 << 20,
-			MaxHeadBytes:           96 << 20,
+			MaxHeadBytes:           48 << 20,
 			MaxWALPendingBytes:     64 << 20,
 			MaxSpansPerTrace:       50000,
 			MaxAttributeValueBytes: 32 << 10,
@@ -83,8 +83,8 @@ func Default() Config {
 		Storage: Storage{
 			TraceIdle:     Duration(5 * time.Second),
 			TraceMaxAge:   Duration(time.Minute),
-			HeadCutBytes:  32 << 20,
-			BlockMaxBytes: 32 << 20,
+			HeadCutBytes:  16 << 20,
+			BlockMaxBytes: 16 << 20,
 			BlockMaxWait:  Duration(10 * time.Second),
 			WALSegment:    128 << 20,
 		},

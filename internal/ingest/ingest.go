@@ -42,7 +42,7 @@ type Observer interface {
 // Config are the ingest limits. Zero values take the defaults.
 type Config struct {
 	// MaxHeadBytes: past this much span data in memory, requests are refused as overloaded until
-	// blocks catch up (default 96 MiB).
+	// blocks catch up (default 48 MiB).
 	MaxHeadBytes int64
 	// MaxWALPendingBytes: past this much data queued for the WAL, requests are refused as
 	// overloaded (default 64 MiB).
@@ -72,7 +72,7 @@ func (c *Config) defaults() {
 		}
 	}
 	if c.MaxHeadBytes <= 0 {
-		c.MaxHeadBytes = 96 << 20
+		c.MaxHeadBytes = 48 << 20
 	}
 	if c.MaxWALPendingBytes <= 0 {
 		c.MaxWALPendingBytes = 64 << 20

@@ -236,7 +236,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 				rej, retry, err := snd.send(ctx, buf)
 				d := time.Since(t0)
 				switch {
-				case err != nil && ctx.Err() != nil:
+				case err != nil && (ctx.Err() != nil || endingNow(ctx)):
+					// The run ended while this request was in flight: neither success nor failure.
 					return
 				case err != nil && retry:
 					refused.Add(1)
@@ -298,6 +299,13 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.ServerPeakRSS = max(peak.Load(), after.RSS)
 	}
 	return rep, nil
+}
+
+// endingNow reports whether ctx's deadline is (all but) reached: gRPC can fail a call on its
+// deadline a moment before ctx.Err() turns non-nil.
+func endingNow(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) < 20*time.Millisecond
 }
 
 func percentiles(d []time.Duration) Percentiles {

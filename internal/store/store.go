@@ -31,11 +31,11 @@ type Options struct {
 
 	TraceIdle    time.Duration // a trace with no new span for this long is complete (default 5s)
 	TraceMaxAge  time.Duration // a trace is cut after this long even if busy (default 1m)
-	HeadMaxBytes int64         // live span bytes past which the oldest traces are cut early (default 32 MiB)
+	HeadMaxBytes int64         // live span bytes past which the oldest traces are cut early (default 16 MiB)
 
-	BlockMaxBytes int64         // cut traces are collected into one block up to this many span bytes (default 32 MiB)
+	BlockMaxBytes int64         // cut traces are collected into one block up to this many span bytes (default 16 MiB)
 	BlockMaxWait  time.Duration // or until the oldest has waited this long (default 10s)
-	FlushInterval time.Duration // how often the loop looks for complete traces (default 1s)
+	FlushInterval time.Duration // how often the loop looks for complete traces (default 250ms)
 
 	Retention time.Duration // blocks whose newest span is older are deleted (default 14 days)
 
@@ -55,16 +55,16 @@ func (o *Options) defaults() {
 		o.TraceMaxAge = time.Minute
 	}
 	if o.HeadMaxBytes <= 0 {
-		o.HeadMaxBytes = 32 << 20
+		o.HeadMaxBytes = 16 << 20
 	}
 	if o.BlockMaxBytes <= 0 {
-		o.BlockMaxBytes = 32 << 20
+		o.BlockMaxBytes = 16 << 20
 	}
 	if o.BlockMaxWait <= 0 {
 		o.BlockMaxWait = 10 * time.Second
 	}
 	if o.FlushInterval <= 0 {
-		o.FlushInterval = time.Second
+		o.FlushInterval = 250 * time.Millisecond
 	}
 	if o.Retention <= 0 {
 		o.Retention = 14 * 24 * time.Hour
