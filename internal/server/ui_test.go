@@ -547,6 +547,18 @@ func TestUIBrowser(t *testing.T) {
 		tb.do(chromedp.Click(chromedp.CSS(".theme-toggle")))
 	})
 
+	t.Run("laptop screen", func(t *testing.T) {
+		tb := openTab(t, browser, base)
+		tb.do(chromedp.EmulateViewport(1366, 768))
+		pm := byName[guidetrace.NameProcessMultiple]
+		tb.open(fmt.Sprintf("/trace/%s?span=%s", pm.TraceID, pm.RootSpanID))
+		// Nothing may push the page sideways: the waterfall and the details share the width.
+		if w := eval[int](tb, `document.documentElement.scrollWidth`); w > 1366 {
+			t.Errorf("page is %d px wide on a 1366 px screen", w)
+		}
+		tb.screenshot("trace-laptop-1366")
+	})
+
 	t.Run("search", func(t *testing.T) {
 		code, body := httpGet(t, base+"/api/search?q="+url.QueryEscape("{}"), "")
 		if code == http.StatusNotFound {

@@ -16,7 +16,8 @@ export async function lintsPage(main, params, signal, navigate) {
     const p = new URLSearchParams();
     if (sinceSel.value !== "1h") p.set("since", sinceSel.value);
     if (svcSel.value) p.set("service", svcSel.value);
-    navigate(`/lints${p.size ? "?" + p : ""}`);
+    const qs = p.toString();
+    navigate(qs ? `/lints?${qs}` : "/lints");
   };
   sinceSel.addEventListener("change", go);
   svcSel.addEventListener("change", go);

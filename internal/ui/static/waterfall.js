@@ -163,10 +163,9 @@ export class Waterfall {
         }));
       }
     }
-    const durLabel = el("span", {
-      class: "dur",
-      style: left + width > 80 ? { right: `${100 - left}%`, paddingRight: "4px" } : { left: `calc(${left + width}% + 4px)` },
-    }, s.synthetic ? "" : fmtDuration(dur));
+    // The time column keeps a margin on its right, so the label always fits after the bar.
+    const durLabel = el("span", { class: "dur", style: { left: `calc(${left + width}% + 4px)` } },
+      s.synthetic ? "" : fmtDuration(dur));
 
     const lints = o.lintSpans.get(s.id);
     return el("div", {
