@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -337,4 +338,44 @@ func TestTornWALRecordIsSkipped(t *testing.T) {
 			t.Errorf("trace %s of the torn record came back with %d spans", tid, len(got))
 		}
 	}
+}
+
+func TestSIGTERMFlushesAndStops(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and stops a server process")
+	}
+	dir := t.TempDir()
+	p := startProc(t, dir, "--trace-idle", "1h") // nothing would reach a block on its own
+	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	acked := map[string][]string{}
+	for i := 0; i < 10; i++ {
+		req, want := crashRequest(rng, 4, 3)
+		if _, err := coltracepb.NewTraceServiceClient(conn).Export(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range want {
+			acked[k] = v
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs.String())
+	}
+	blocks, _ := filepath.Glob(filepath.Join(dir, "blocks", "*", "meta.json"))
+	segs, _ := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))
+	if len(blocks) != 1 || len(segs) != 0 {
+		t.Fatalf("after SIGTERM: %d blocks (want 1), %d WAL segments left (want 0)", len(blocks), len(segs))
+	}
+	p = startProc(t, dir, "--trace-idle", "1h")
+	if !strings.Contains(p.logs.String(), "ready") || strings.Contains(p.logs.String(), "replayed") {
+		t.Errorf("restart after a clean stop replayed the WAL:\n%s", p.logs.String())
+	}
+	checkAcknowledged(t, p.http, acked)
 }
