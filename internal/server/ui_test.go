@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -596,11 +597,19 @@ func TestUIBrowser(t *testing.T) {
 			t.Error("the failing trace has no error badge")
 		}
 
-		// All the guide's traces, newest first, each linking to its trace page.
+		// Every trace (the guide's and the ones the subtests above sent), newest first, each
+		// linking to its trace page.
 		tb.open("/search?q=" + url.QueryEscape("{}") + "&range=1h")
 		ids = eval[[]string](tb, `[...document.querySelectorAll(".results-table tr.result")].map(r => r.dataset.traceId)`)
-		if len(ids) != len(traces) {
-			t.Errorf("%d results for {}, want %d", len(ids), len(traces))
+		for _, tr := range traces {
+			if !slices.Contains(ids, tr.TraceID.String()) {
+				t.Errorf("results for {} lack %s (%s): %v", tr.TraceID, tr.Name, ids)
+			}
+		}
+		if !eval[bool](tb, `(() => {
+			const t = [...document.querySelectorAll(".results-table tr.result")].map(r => r.dataset.start);
+			return t.every((v, i) => i === 0 || BigInt(t[i - 1]) >= BigInt(v)); })()`) {
+			t.Error("results are not newest first")
 		}
 		tb.screenshot("search-all")
 		tb.do(chromedp.Click(chromedp.CSS(`tr.result[data-trace-id="` + createID + `"] a.r-link`)))

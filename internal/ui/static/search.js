@@ -67,7 +67,7 @@ export function searchPage(main, params, signal, navigate) {
 
   // Quick filters are read back from the query when it is one plain filter of ours, so a shared
   // link shows the same controls it was made with.
-  readQuick(state.q, { svc, spanName, minDur, maxDur, status });
+  const quickService = readQuick(state.q, { svc, spanName, minDur, maxDur, status });
 
   const writeQuery = () => {
     const parts = [];
@@ -115,7 +115,7 @@ export function searchPage(main, params, signal, navigate) {
   document.title = "Search · Ariadne";
 
   tagValues("resource.service.name").then((vals) => {
-    for (const v of vals) svc.append(el("option", { value: v.value, selected: readQuick.service === v.value }, v.value));
+    for (const v of vals) if (v.value !== quickService) svc.append(el("option", { value: v.value }, v.value));
   });
   tagValues("name").then((vals) => names.replaceChildren(...vals.map((v) => el("option", { value: v.value }))));
 
@@ -197,7 +197,7 @@ function resultRow(t, slowest, failed) {
   }
   if (failed && failed.has(t.traceID)) errors = Math.max(errors, 1);
   const href = `/trace/${t.traceID}`;
-  return el("tr", { class: errors ? "result has-error" : "result", dataset: { traceId: t.traceID } },
+  return el("tr", { class: errors ? "result has-error" : "result", dataset: { traceId: t.traceID, start: String(t.startTimeUnixNano || "0") } },
     el("td", { class: "r-trace" },
       el("a", { href, "data-nav": "", class: "r-link" },
         el("span", { class: "r-service" }, t.rootServiceName || "<root span not yet received>"),
@@ -218,26 +218,26 @@ function toLocalInput(ms) {
   return d.toISOString().slice(0, 19);
 }
 
-// readQuick fills the quick filters from a query they could have written; any other query
-// leaves them empty rather than guessing.
+// readQuick fills the quick filters from a query they could have written, and returns the
+// service it names; any other query leaves them empty rather than guessing.
 function readQuick(q, { svc, spanName, minDur, maxDur, status }) {
-  readQuick.service = "";
+  let service = "";
   const m = /^\{\s*(.*?)\s*\}$/.exec(q.trim());
-  if (!m || !m[1]) return;
+  if (!m || !m[1]) return "";
   for (const part of m[1].split(/\s*&&\s*/)) {
     let x;
-    if ((x = /^resource\.service\.name = ("(?:[^"\\]|\\.)*")$/.exec(part))) readQuick.service = JSON.parse(x[1]);
+    if ((x = /^resource\.service\.name = ("(?:[^"\\]|\\.)*")$/.exec(part))) service = JSON.parse(x[1]);
     else if ((x = /^name = ("(?:[^"\\]|\\.)*")$/.exec(part))) spanName.value = JSON.parse(x[1]);
     else if ((x = /^duration >= (\S+)$/.exec(part))) minDur.value = x[1];
     else if ((x = /^duration <= (\S+)$/.exec(part))) maxDur.value = x[1];
     else if ((x = /^status = (error|ok|unset)$/.exec(part))) status.value = x[1];
     else {
-      readQuick.service = "";
       spanName.value = minDur.value = maxDur.value = status.value = "";
-      return;
+      return "";
     }
   }
-  if (readQuick.service) svc.append(el("option", { value: readQuick.service, selected: true }, readQuick.service));
+  if (service) svc.append(el("option", { value: service, selected: true }, service));
+  return service;
 }
 
 // Autocomplete suggests attribute names where an attribute can start and that attribute's
