@@ -20,7 +20,11 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/ariadne-tracing/ariadne/internal/ingest"
 )
+
+var _ ingest.Observer = (*Metrics)(nil)
 
 // scrape reads the registry through the HTTP handler Ariadne serves /metrics with and parses the
 // text exposition with Prometheus's own parser.
