@@ -88,7 +88,7 @@ func startProc(t *testing.T, dataDir string, extra ...string) *proc {
 	t.Helper()
 	p := &proc{grpcAddr: freeAddr(t), http: freeAddr(t), logs: &syncBuffer{}}
 	args := append([]string{"serve", "--data-dir", dataDir, "--otlp-grpc-addr", p.grpcAddr,
-		"--otlp-http-addr", freeAddr(t), "--http-addr", p.http}, extra...)
+		"--otlp-http-addr", freeAddr(t), "--http-addr", p.http, "--zipkin-addr", ""}, extra...)
 	p.cmd = exec.Command(ariadneBinary(t), args...)
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {

@@ -31,6 +31,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "query API and UI listen address")
 	fs.StringVar(&cfg.OTLPGRPCAddr, "otlp-grpc-addr", "127.0.0.1:0", "OTLP/gRPC listen address")
 	fs.StringVar(&cfg.OTLPHTTPAddr, "otlp-http-addr", "127.0.0.1:0", "OTLP/HTTP listen address")
+	fs.StringVar(&cfg.ZipkinAddr, "zipkin-addr", "", "Zipkin v2 JSON listen address; empty disables")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: ariadne demo [flags]\n\nRuns Ariadne with the guide's task-api and notification-service, instrumented with the\nOpenTelemetry Go SDK, and steady traffic through them. Ctrl-C stops everything.\n\nFlags:")
 		fs.PrintDefaults()

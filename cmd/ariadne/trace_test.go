@@ -44,6 +44,7 @@ func TestTraceCommand(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ZipkinAddr = "127.0.0.1:0"
 	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +124,7 @@ func TestAnalysisCommands(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ZipkinAddr = "127.0.0.1:0"
 	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -166,6 +168,7 @@ func TestStatusCommand(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ZipkinAddr = "127.0.0.1:0"
 	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,24 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 
 	TailSampling sampling.Config `yaml:"tail_sampling"`
+
+	MetricsGenerator MetricsGenerator `yaml:"metrics_generator"`
+
+	// ZipkinAddr is where Zipkin v2 JSON is accepted (POST /api/v2/spans); empty disables it.
+	ZipkinAddr string `yaml:"zipkin_addr"`
+}
+
+// MetricsGenerator configures the RED span metrics and the service graph computed from the
+// ingest stream, with Grafana Tempo's metric names.
+type MetricsGenerator struct {
+	Disabled             bool     `yaml:"disabled"`
+	Dimensions           []string `yaml:"span_metrics_dimensions"`
+	MaxSeries            int      `yaml:"max_series"`
+	ServiceGraphWait     Duration `yaml:"service_graph_wait"`
+	ServiceGraphMaxItems int      `yaml:"service_graph_max_items"`
+	// RemoteWriteURL, when set, receives the generated metrics with Prometheus remote write.
+	RemoteWriteURL      string   `yaml:"remote_write_url"`
+	RemoteWriteInterval Duration `yaml:"remote_write_interval"`
 }
 
 // Ingest are the receiving limits. Count limits take -1 for none.
@@ -67,6 +85,7 @@ func Default() Config {
 		OTLPGRPCAddr: ":4317",
 		OTLPHTTPAddr: ":4318",
 		HTTPAddr:     ":3200",
+		ZipkinAddr:   ":9411",
 		LogLevel:     "info",
 		MemoryLimit:  200 << 20,
 		Retention:    Duration(14 * 24 * time.Hour),
@@ -115,6 +134,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.OTLPGRPCAddr, "otlp-grpc-addr", c.OTLPGRPCAddr, "OTLP/gRPC listen address")
 	fs.StringVar(&c.OTLPHTTPAddr, "otlp-http-addr", c.OTLPHTTPAddr, "OTLP/HTTP listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "query API and UI listen address")
+	fs.StringVar(&c.ZipkinAddr, "zipkin-addr", c.ZipkinAddr, "Zipkin v2 JSON listen address (POST /api/v2/spans); empty disables")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Var(&c.Retention, "retention", "delete blocks older than this (e.g. 14d, 36h)")
 	fs.Var(&c.Storage.TraceIdle, "trace-idle", "a trace with no new span for this long is complete")

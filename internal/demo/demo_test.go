@@ -32,6 +32,7 @@ func startAriadne(t *testing.T) *server.Server {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ZipkinAddr = "127.0.0.1:0"
 	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
 	if err != nil {
 		t.Fatalf("start Ariadne: %v", err)

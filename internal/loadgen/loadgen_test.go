@@ -70,6 +70,7 @@ func TestRunAgainstServer(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ZipkinAddr = "127.0.0.1:0"
 	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
 	if err != nil {
 		t.Fatal(err)

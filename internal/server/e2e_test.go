@@ -33,6 +33,7 @@ func testConfig(dir string) config.Config {
 	cfg := config.Default()
 	cfg.DataDir = dir
 	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ZipkinAddr = "127.0.0.1:0"
 	cfg.Ingest.MaxRequestBytes = 1 << 20
 	return cfg
 }

@@ -27,9 +27,12 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/query"
 	"github.com/ariadne-tracing/ariadne/internal/receive"
 	"github.com/ariadne-tracing/ariadne/internal/sampling"
+	"github.com/ariadne-tracing/ariadne/internal/servicegraph"
+	"github.com/ariadne-tracing/ariadne/internal/spanmetrics"
 	"github.com/ariadne-tracing/ariadne/internal/store"
 	"github.com/ariadne-tracing/ariadne/internal/ui"
 	"github.com/ariadne-tracing/ariadne/internal/wal"
+	"github.com/ariadne-tracing/ariadne/internal/zipkin"
 )
 
 // Server is a running Ariadne.
@@ -45,8 +48,11 @@ type Server struct {
 	otlpHTTP  *http.Server
 	queryHTTP *http.Server
 
+	zipkinHTTP *http.Server
+	graph      *servicegraph.Graph
+
 	// Bound addresses (useful when the config asked for port 0).
-	GRPCAddr, OTLPHTTPAddr, HTTPAddr string
+	GRPCAddr, OTLPHTTPAddr, HTTPAddr, ZipkinAddr string
 
 	errs     chan error
 	stopOnce sync.Once
@@ -118,15 +124,33 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, Store: st, errs: make(chan error, 3)}
+	s := &Server{cfg: cfg, log: log, Store: st, errs: make(chan error, 4)}
 	reg.MustRegister(newStoreCollector(st))
+	var observers []ingest.Observer
+	var spanMetrics *spanmetrics.Metrics
+	if mg := cfg.MetricsGenerator; !mg.Disabled {
+		// Span metrics and the service graph see every accepted span before tail sampling, so
+		// rates and error ratios stay true whatever is kept.
+		if spanMetrics, err = spanmetrics.New(reg, spanmetrics.Config{Dimensions: mg.Dimensions, MaxSeries: mg.MaxSeries}); err != nil {
+			st.Close()
+			return nil, err
+		}
+		graph, err := servicegraph.New(reg, servicegraph.Config{Wait: time.Duration(mg.ServiceGraphWait), MaxItems: mg.ServiceGraphMaxItems})
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		graph.Start()
+		s.graph = graph
+		observers = append(observers, spanMetrics, graph)
+	}
 	ic := cfg.Ingest
 	in, err := ingest.New(st, ingest.Config{
 		MaxHeadBytes: ic.MaxHeadBytes, MaxWALPendingBytes: ic.MaxWALPendingBytes,
 		MaxSpansPerTrace: ic.MaxSpansPerTrace, MaxAttributeValueBytes: ic.MaxAttributeValueBytes,
 		MaxAttributesPerSpan: ic.MaxAttributesPerSpan, MaxEventsPerSpan: ic.MaxEventsPerSpan, MaxLinksPerSpan: ic.MaxLinksPerSpan,
 		RateLimitSpans: ic.RateLimitSpans, RateBurstSpans: ic.RateBurstSpans,
-		Registerer: reg,
+		Observers: observers, Registerer: reg,
 	})
 	if err != nil {
 		st.Close()
@@ -137,6 +161,9 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 	s.API = api.New(query.New(st), build, log)
 	s.API.Handle("GET /", ui.Handler())
 	s.API.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if spanMetrics != nil {
+		s.API.SetTypical(spanMetrics)
+	}
 	s.Registry = reg
 
 	lg, err := net.Listen("tcp", cfg.OTLPGRPCAddr)
@@ -158,6 +185,24 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 		return nil, fmt.Errorf("listen HTTP %s: %w", cfg.HTTPAddr, err)
 	}
 	s.GRPCAddr, s.OTLPHTTPAddr, s.HTTPAddr = lg.Addr().String(), lh.Addr().String(), lq.Addr().String()
+	if cfg.ZipkinAddr != "" {
+		lz, err := net.Listen("tcp", cfg.ZipkinAddr)
+		if err != nil {
+			lg.Close()
+			lh.Close()
+			lq.Close()
+			st.Close()
+			return nil, fmt.Errorf("listen Zipkin %s: %w", cfg.ZipkinAddr, err)
+		}
+		s.ZipkinAddr = lz.Addr().String()
+		mux := http.NewServeMux()
+		mux.Handle("/api/v2/spans", zipkin.Handler(func(ctx context.Context, otlp []byte) (int64, error) {
+			res, err := in.Consume(ctx, receive.DefaultTenant, otlp)
+			return res.RejectedSpans, err
+		}))
+		s.zipkinHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { s.errs <- wrapServe("Zipkin", s.zipkinHTTP.Serve(lz)) }()
+	}
 
 	s.grpc = receive.NewGRPCServer(c, receive.GRPCConfig{MaxRecvMsgBytes: int(cfg.Ingest.MaxRequestBytes)})
 	s.otlpHTTP = &http.Server{Handler: receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes,
@@ -196,6 +241,12 @@ func (s *Server) Stop(ctx context.Context) error {
 			s.grpc.Stop()
 		}
 		herr := s.otlpHTTP.Shutdown(ctx)
+		if s.zipkinHTTP != nil {
+			herr = errors.Join(herr, s.zipkinHTTP.Shutdown(ctx))
+		}
+		if s.graph != nil {
+			s.graph.Stop()
+		}
 		qerr := s.queryHTTP.Shutdown(ctx)
 		serr := s.Store.Close()
 		s.stopErr = errors.Join(herr, serr, qerr)
