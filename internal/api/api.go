@@ -39,10 +39,14 @@ type BuildInfo struct {
 type Server struct {
 	q       *query.Querier
 	typical analyze.Typical // an operation's usual duration, for why-slow; nil when unknown
-	build   BuildInfo
-	log     *slog.Logger
-	ready   atomic.Bool
-	mux     *http.ServeMux
+
+	graph          GraphSource
+	ops            OperationsSource
+	generatedSince time.Time
+	build          BuildInfo
+	log            *slog.Logger
+	ready          atomic.Bool
+	mux            *http.ServeMux
 }
 
 // New returns the API server. It answers /ready with 503 until SetReady(true).
@@ -59,6 +63,8 @@ func New(q *query.Querier, build BuildInfo, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /api/analysis/traces/{id}", s.handleTraceAnalysis)
 	s.mux.HandleFunc("GET /api/analysis/diff", s.handleDiff)
 	s.mux.HandleFunc("GET /api/analysis/lints", s.handleLintReport)
+	s.mux.HandleFunc("GET /api/servicegraph", s.handleServiceGraph)
+	s.mux.HandleFunc("GET /api/services/{service}/operations", s.handleOperations)
 	// Go's profiler, as Prometheus and Tempo expose it: how BENCHMARKS.md's profiles are taken.
 	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -86,5 +87,59 @@ func TestZipkinIngest(t *testing.T) {
 		default:
 			t.Errorf("unexpected span %q", fs.span.Name)
 		}
+	}
+}
+
+func TestServiceGraphAndOperationsAPI(t *testing.T) {
+	s := startServer(t, testConfig(t.TempDir()))
+	exportGuide(t, s, "grpc")
+	code, body := httpGet(t, "http://"+s.HTTPAddr+"/api/servicegraph", "")
+	var g struct {
+		Nodes []struct{ Name, Kind string }
+		Edges []struct {
+			Client, Server, ConnectionType string
+			Requests                       int
+			ClientP95Nanos                 int64
+		}
+	}
+	if code != 200 || json.Unmarshal(body, &g) != nil {
+		t.Fatalf("servicegraph: %d %s", code, body)
+	}
+	kinds := map[string]string{}
+	for _, n := range g.Nodes {
+		kinds[n.Name] = n.Kind
+	}
+	if kinds["task-api"] != "service" || kinds["notification-service"] != "service" || kinds["mongodb"] != "database" {
+		t.Errorf("nodes %v", g.Nodes)
+	}
+	found := false
+	for _, e := range g.Edges {
+		if e.Client == "task-api" && e.Server == "mongodb" && e.ConnectionType == "database" && e.Requests == 1 && e.ClientP95Nanos > 0 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no task-api → mongodb edge in %s", body)
+	}
+	code, body = httpGet(t, "http://"+s.HTTPAddr+"/api/services/task-api/operations", "")
+	var ops struct {
+		Operations []struct {
+			SpanName      string
+			Calls, Errors int
+			P95Nanos      int64
+		}
+	}
+	if code != 200 || json.Unmarshal(body, &ops) != nil {
+		t.Fatalf("operations: %d %s", code, body)
+	}
+	byName := map[string]int{}
+	for _, o := range ops.Operations {
+		byName[o.SpanName] = o.Calls
+		if o.SpanName == "process_single_task" && (o.Calls != 5 || o.Errors != 2) {
+			t.Errorf("process_single_task: %+v", o)
+		}
+	}
+	if byName["pymongo.insert_one"] != 1 {
+		t.Errorf("operations %s", body)
 	}
 }

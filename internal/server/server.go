@@ -163,6 +163,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 	s.API.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if spanMetrics != nil {
 		s.API.SetTypical(spanMetrics)
+		s.API.SetGenerated(s.graph, spanMetrics, time.Now())
 	}
 	s.Registry = reg
 
