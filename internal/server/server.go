@@ -26,6 +26,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 	"github.com/ariadne-tracing/ariadne/internal/query"
 	"github.com/ariadne-tracing/ariadne/internal/receive"
+	"github.com/ariadne-tracing/ariadne/internal/remotewrite"
 	"github.com/ariadne-tracing/ariadne/internal/sampling"
 	"github.com/ariadne-tracing/ariadne/internal/servicegraph"
 	"github.com/ariadne-tracing/ariadne/internal/spanmetrics"
@@ -50,6 +51,7 @@ type Server struct {
 
 	zipkinHTTP *http.Server
 	graph      *servicegraph.Graph
+	pusher     *remotewrite.Pusher
 
 	// Bound addresses (useful when the config asked for port 0).
 	GRPCAddr, OTLPHTTPAddr, HTTPAddr, ZipkinAddr string
@@ -164,6 +166,14 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 	if spanMetrics != nil {
 		s.API.SetTypical(spanMetrics)
 		s.API.SetGenerated(s.graph, spanMetrics, time.Now())
+		if u := cfg.MetricsGenerator.RemoteWriteURL; u != "" {
+			if s.pusher, err = remotewrite.New(remotewrite.Config{URL: u, Interval: time.Duration(cfg.MetricsGenerator.RemoteWriteInterval),
+				Logger: log}, reg); err != nil {
+				st.Close()
+				return nil, err
+			}
+			s.pusher.Start()
+		}
 	}
 	s.Registry = reg
 
@@ -247,6 +257,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 		if s.graph != nil {
 			s.graph.Stop()
+		}
+		if s.pusher != nil {
+			s.pusher.Stop()
 		}
 		qerr := s.queryHTTP.Shutdown(ctx)
 		serr := s.Store.Close()
