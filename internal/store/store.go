@@ -384,7 +384,9 @@ func (s *Store) applyRetention() error {
 		if err := block.Delete(context.Background(), s.objs, id); err != nil {
 			return fmt.Errorf("store: retention: delete block %s: %w", id, err)
 		}
-		r.Close()
+		// A query that took the block list a moment ago may still be reading it; the files are
+		// gone from the directory but stay readable through open handles until then.
+		time.AfterFunc(time.Minute, func() { r.Close() })
 		s.stats.BlocksDeleted++
 		s.log.Info("retention deleted block", "id", id, "newest_span", time.Unix(0, r.Meta().MaxEnd))
 	}
