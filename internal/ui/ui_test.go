@@ -28,7 +28,7 @@ func body(t *testing.T, r *http.Response) string {
 
 func TestPagesServeIndex(t *testing.T) {
 	h := Handler()
-	for _, p := range []string{"/", "/search", "/search?q=%7B%7D", "/lints", "/trace/4bf92f3577b34da6a3ce929d0e0e4736", "/trace/abc?span=00f067aa0ba902b7"} {
+	for _, p := range []string{"/", "/search", "/search?q=%7B%7D", "/services", "/services?service=task-api", "/lints", "/trace/4bf92f3577b34da6a3ce929d0e0e4736", "/trace/abc?span=00f067aa0ba902b7"} {
 		r := get(t, h, p)
 		if r.StatusCode != 200 {
 			t.Fatalf("%s: %d", p, r.StatusCode)

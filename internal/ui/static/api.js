@@ -37,6 +37,16 @@ export function getLintReport({ since, service }, signal) {
   return getJSON(`/api/analysis/lints?${p}`, signal);
 }
 
+// The service graph and the operations' RED numbers, counted since the server started; both
+// answer 404 when the metrics generator is disabled.
+export function getServiceGraph(signal) {
+  return getJSON("/api/servicegraph", signal);
+}
+
+export function getOperations(service, signal) {
+  return getJSON(`/api/services/${encodeURIComponent(service)}/operations`, signal);
+}
+
 export function search({ q, start, end, limit, spss }, signal) {
   const p = new URLSearchParams();
   p.set("q", q);

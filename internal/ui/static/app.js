@@ -4,6 +4,7 @@
 import { searchPage } from "./search.js";
 import { tracePage } from "./trace.js";
 import { lintsPage } from "./lints.js";
+import { servicesPage } from "./services.js";
 import { el } from "./util.js";
 
 const main = document.getElementById("main");
@@ -32,7 +33,8 @@ async function render() {
   const params = new URLSearchParams(location.search);
   for (const a of document.querySelectorAll(".topbar nav a")) {
     const active = (a.dataset.page === "search" && (path === "/" || path === "/search")) ||
-      (a.dataset.page === "lints" && path === "/lints");
+      (a.dataset.page === "lints" && path === "/lints") ||
+      (a.dataset.page === "services" && path === "/services");
     if (active) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
@@ -42,6 +44,8 @@ async function render() {
       result = await searchPage(main, params, abort.signal, navigate);
     } else if (path === "/lints") {
       result = await lintsPage(main, params, abort.signal, navigate);
+    } else if (path === "/services") {
+      result = await servicesPage(main, params, abort.signal);
     } else if (path.startsWith("/trace/")) {
       const id = decodeURIComponent(path.slice("/trace/".length)).trim().toLowerCase();
       result = await tracePage(main, id, params, abort.signal);
