@@ -52,6 +52,7 @@ type Server struct {
 	zipkinHTTP *http.Server
 	graph      *servicegraph.Graph
 	pusher     *remotewrite.Pusher
+	linter     *linter
 
 	// Bound addresses (useful when the config asked for port 0).
 	GRPCAddr, OTLPHTTPAddr, HTTPAddr, ZipkinAddr string
@@ -160,7 +161,10 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 	}
 	c := consumer{in}
 
-	s.API = api.New(query.New(st), build, log)
+	q := query.New(st)
+	s.API = api.New(q, build, log)
+	s.linter = newLinter(q, reg, log)
+	s.linter.start()
 	s.API.Handle("GET /", ui.Handler())
 	s.API.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if spanMetrics != nil {
@@ -261,6 +265,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		if s.pusher != nil {
 			s.pusher.Stop()
 		}
+		s.linter.close()
 		qerr := s.queryHTTP.Shutdown(ctx)
 		serr := s.Store.Close()
 		s.stopErr = errors.Join(herr, serr, qerr)
