@@ -34,6 +34,7 @@ Usage:
   ariadne serve [flags]           run the server (OTLP on :4317/:4318, query API on :3200)
   ariadne demo [flags]            run Ariadne with the guide's task service and traffic
   ariadne trace [flags] <id>      print a trace as a tree
+  ariadne search [flags] '<q>'    find traces with TraceQL
   ariadne why [flags] <id>        explain why a trace was slow
   ariadne lint [flags]            find instrumentation problems in recent traces
   ariadne diff [flags] <a> <b>    compare two traces of the same operation
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return traceCmd(args[1:], stdout, stderr)
 	case "demo":
 		return demoCmd(args[1:], stdout, stderr)
+	case "search":
+		return searchCmd(args[1:], stdout, stderr)
 	case "why":
 		return whyCmd(args[1:], stdout, stderr)
 	case "lint":
