@@ -226,6 +226,7 @@ func loadgenCmd(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to send")
 	fs.Int64Var(&cfg.Requests, "requests", 0, "stop after this many requests (overrides --duration when set)")
 	fs.IntVar(&cfg.PID, "pid", 0, "the server's process ID, to report its CPU-seconds and peak memory")
+	fs.StringVar(&cfg.SearchURL, "search-url", "", "the server's query API (e.g. http://localhost:3200): also measure acknowledgement-to-searchable time")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: ariadne loadgen [flags]\n\nSends OTLP traces with fresh IDs and reports spans/s, latency and, with --pid, the server's cost.\n\nFlags:")
 		fs.PrintDefaults()

@@ -35,6 +35,10 @@ type Config struct {
 	Requests    int64         // stop after this many requests instead, when > 0
 	PID         int           // the server's process ID, to read its CPU and memory; 0 to skip
 	Progress    io.Writer     // a line per second while running; nil for none
+	// SearchURL, when set (e.g. http://localhost:3200), makes the generator also measure the
+	// time from acknowledgement to searchable: once a second it sends a marked trace and polls
+	// TraceQL search until the trace is found.
+	SearchURL string
 }
 
 // Report is what a run achieved.
@@ -51,9 +55,11 @@ type Report struct {
 	BytesPerSpan  float64
 	Latency       Percentiles
 	SpansPerSec   float64
-	Server        *ProcStats // nil without a PID
-	SpansPerCPU   float64    // acknowledged spans per server CPU-second
-	ServerPeakRSS int64      // bytes, sampled every 100ms during the run
+	Server        *ProcStats  // nil without a PID
+	Searchable    Percentiles // acknowledgement to searchable, with SearchURL
+	Probes        int
+	SpansPerCPU   float64 // acknowledged spans per server CPU-second
+	ServerPeakRSS int64   // bytes, sampled every 100ms during the run
 }
 
 // Percentiles of export latency.
@@ -254,6 +260,35 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			}
 		}()
 	}
+	var probeLat []time.Duration
+	var probeErr error
+	probeDone := make(chan struct{})
+	if cfg.SearchURL != "" {
+		pr := &probe{snd: snd, searchURL: cfg.SearchURL, client: &http.Client{Timeout: 10 * time.Second},
+			rng: &fastRand{s: uint64(time.Now().UnixNano()) | 1}}
+		go func() {
+			defer close(probeDone)
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				d, err := pr.once(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						probeErr = err
+					}
+					return
+				}
+				probeLat = append(probeLat, d)
+			}
+		}()
+	} else {
+		close(probeDone)
+	}
 	if cfg.Progress != nil {
 		go func() {
 			t := time.NewTicker(time.Second)
@@ -273,6 +308,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	wg.Wait()
 	rep.Elapsed = time.Since(start)
+	<-probeDone
+	if probeErr != nil {
+		return rep, probeErr
+	}
+	rep.Probes = len(probeLat)
+	rep.Searchable = percentiles(probeLat)
 	close(stopSampling)
 	samplerDone.Wait()
 
@@ -327,6 +368,11 @@ func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "errors            refused (retryable) %d, failed %d, spans rejected %d\n", r.Refused, r.Failed, r.Rejected)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error       %s\n", r.FirstError)
+	}
+	if r.Probes > 0 {
+		fmt.Fprintf(w, "searchable after  p50 %v  p90 %v  p99 %v  max %v (%d probes: acknowledgement to found by TraceQL)\n",
+			r.Searchable.P50.Round(time.Microsecond), r.Searchable.P90.Round(time.Microsecond), r.Searchable.P99.Round(time.Microsecond),
+			r.Searchable.Max.Round(time.Microsecond), r.Probes)
 	}
 	if r.Server != nil {
 		fmt.Fprintf(w, "server CPU        %.2fs (%.0f%% of one core)\n", r.Server.CPU.Seconds(), 100*r.Server.CPU.Seconds()/r.Elapsed.Seconds())
