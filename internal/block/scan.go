@@ -1,0 +1,595 @@
+package block
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
+)
+
+// ScanColumns says what Scan reads besides each trace's summary and its spans' start, duration,
+// parent and group, which it always reads. Every column left out is never touched on disk.
+type ScanColumns struct {
+	SpanID, Name, Kind, Status, StatusMessage bool
+
+	// SpanAttrs are the span attribute keys to read; AllSpanAttrs reads every key. Only the key
+	// column is read for rows of other keys.
+	SpanAttrs    []string
+	AllSpanAttrs bool
+
+	Events        bool // event names and times
+	EventAttrs    []string
+	AllEventAttrs bool
+
+	Links        bool // link trace and span IDs
+	LinkAttrs    []string
+	AllLinkAttrs bool
+}
+
+// ScanOptions selects what Scan reads.
+type ScanOptions struct {
+	Columns ScanColumns
+	// MinStart and MaxStart bound the traces' start times in unix nanoseconds; 0 leaves a bound
+	// open. Traces outside are skipped before any of their spans are read.
+	MinStart, MaxStart int64
+	// BatchTraces is how many traces a batch holds at most; 1024 when 0.
+	BatchTraces int
+}
+
+// ScanTrace is one trace of a batch.
+type ScanTrace struct {
+	ID            [16]byte
+	Start         int64 // unix nanos
+	Duration      int64
+	RootService   string
+	RootName      string
+	Span0, Span1  int // the trace's spans are [Span0, Span1) of the batch's span columns
+	Event0, Link0 int // first event and link of the trace in the batch
+}
+
+// ScanSpans are span columns; a column not asked for is empty.
+type ScanSpans struct {
+	ID []([]byte)
+	// Parent is the parent's index within the trace, or -1 when the parent is not in the block's
+	// copy of the trace; HasParent tells a root from a span whose parent is elsewhere.
+	Parent        []int32
+	HasParent     []bool
+	Start         []int64 // unix nanos
+	Duration      []int64
+	Name          []string
+	Kind          []int32
+	StatusCode    []int32 // OTLP status code, 0 (unset) when the span has no status
+	StatusMessage []string
+	Group         []int32 // index into Reader.Groups
+}
+
+// ScanAttrs are attribute rows of the keys asked for, ordered by owner.
+type ScanAttrs struct {
+	Owner  []int32 // index of the span, event or link in its batch columns
+	Key    []string
+	Type   []int32 // one of the Value* constants
+	Str    []string
+	Int    []int64
+	Double []float64
+	Bool   []bool
+	Raw    [][]byte // AnyValue bytes of ValueRaw rows
+}
+
+func (a *ScanAttrs) reset() {
+	a.Owner, a.Key, a.Type, a.Str = a.Owner[:0], a.Key[:0], a.Type[:0], a.Str[:0]
+	a.Int, a.Double, a.Bool, a.Raw = a.Int[:0], a.Double[:0], a.Bool[:0], a.Raw[:0]
+}
+
+// ScanBatch holds a batch of traces' columns. Its slices are reused for the next batch.
+type ScanBatch struct {
+	Traces []ScanTrace
+	Spans  ScanSpans
+	Attrs  ScanAttrs
+
+	EventSpan  []int32 // owner span index in the batch
+	EventName  []string
+	EventTime  []int64 // offset from the span start, nanos
+	EventAttrs ScanAttrs
+
+	LinkSpan    []int32
+	LinkTraceID [][]byte
+	LinkSpanID  [][]byte
+	LinkAttrs   ScanAttrs
+
+	// Bytes is how many bytes of decoded pages the scan has read so far, across batches.
+	Bytes int64
+	// SpansRead counts the spans of the batch's traces.
+	SpansRead int
+
+	arena []byte
+}
+
+func (b *ScanBatch) reset() {
+	b.Traces = b.Traces[:0]
+	s := &b.Spans
+	s.ID, s.Parent, s.HasParent, s.Start, s.Duration = s.ID[:0], s.Parent[:0], s.HasParent[:0], s.Start[:0], s.Duration[:0]
+	s.Name, s.Kind, s.StatusCode, s.StatusMessage, s.Group = s.Name[:0], s.Kind[:0], s.StatusCode[:0], s.StatusMessage[:0], s.Group[:0]
+	b.Attrs.reset()
+	b.EventSpan, b.EventName, b.EventTime = b.EventSpan[:0], b.EventName[:0], b.EventTime[:0]
+	b.EventAttrs.reset()
+	b.LinkSpan, b.LinkTraceID, b.LinkSpanID = b.LinkSpan[:0], b.LinkTraceID[:0], b.LinkSpanID[:0]
+	b.LinkAttrs.reset()
+	b.arena = b.arena[:0]
+	b.SpansRead = 0
+}
+
+// keep copies v into the batch's arena. Earlier copies stay valid as the arena grows because
+// each one is its own three-index slice of whichever backing array held it.
+func (b *ScanBatch) keep(v []byte) []byte {
+	if len(b.arena)+len(v) > cap(b.arena) {
+		b.arena = make([]byte, 0, max(64<<10, 2*len(v)))
+	}
+	n := len(b.arena)
+	b.arena = append(b.arena, v...)
+	return b.arena[n:len(b.arena):len(b.arena)]
+}
+
+// attrReader reads an attributes file for Scan.
+type attrReader struct {
+	all                                            bool
+	keys                                           map[string]bool
+	owner, key, typ, str, num, dbl, boolean, rawCl *cursor
+}
+
+func newAttrReader(p *pfile, keys []string, all bool) *attrReader {
+	if !all && len(keys) == 0 {
+		return nil
+	}
+	a := &attrReader{all: all, keys: map[string]bool{}}
+	for _, k := range keys {
+		a.keys[k] = true
+	}
+	a.owner, a.key, a.typ, a.str = newCursor(p, aOwner), newCursor(p, aKey), newCursor(p, aType), newCursor(p, aStr)
+	a.num, a.dbl, a.boolean, a.rawCl = newCursor(p, aInt), newCursor(p, aDouble), newCursor(p, aBool), newCursor(p, aRaw)
+	return a
+}
+
+func (a *attrReader) cursors() []*cursor {
+	if a == nil {
+		return nil
+	}
+	return []*cursor{a.owner, a.key, a.typ, a.str, a.num, a.dbl, a.boolean, a.rawCl}
+}
+
+// read appends the rows [from, to) whose key is wanted; owner rows map to batch indexes by
+// adding shift.
+func (a *attrReader) read(b *ScanBatch, dst *ScanAttrs, from, to, shift int64) error {
+	for row := from; row < to; row++ {
+		if !a.all {
+			in, err := a.key.strIn(row, a.keys)
+			if err != nil {
+				return err
+			}
+			if !in {
+				continue
+			}
+		}
+		owner, err := a.owner.int64At(row)
+		if err != nil {
+			return err
+		}
+		key, err1 := a.key.strAt(row)
+		typ, err2 := a.typ.int32At(row)
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		var (
+			str  string
+			num  int64
+			dbl  float64
+			bval bool
+			raw  []byte
+		)
+		switch typ {
+		case ValueString:
+			str, err = a.str.strAt(row)
+		case ValueInt:
+			num, err = a.num.int64At(row)
+		case ValueDouble:
+			var v parquet.Value
+			v, err = a.dbl.valueAt(row)
+			dbl = v.Double()
+		case ValueBool:
+			var v parquet.Value
+			v, err = a.boolean.valueAt(row)
+			bval = v.Boolean()
+		case ValueRaw:
+			raw, err = a.rawCl.bytesAt(row)
+			raw = b.keep(raw)
+		}
+		if err != nil {
+			return err
+		}
+		dst.Owner = append(dst.Owner, int32(owner+shift))
+		dst.Key = append(dst.Key, key)
+		dst.Type = append(dst.Type, typ)
+		dst.Str = append(dst.Str, str)
+		dst.Int = append(dst.Int, num)
+		dst.Double = append(dst.Double, dbl)
+		dst.Bool = append(dst.Bool, bval)
+		dst.Raw = append(dst.Raw, raw)
+	}
+	return nil
+}
+
+// Scan calls fn with the block's traces whose start is within the options' bounds, a batch at
+// a time in trace ID order, reading only the columns asked for. It stops when fn returns false.
+// The batch is reused: fn must copy what it keeps.
+func (r *Reader) Scan(ctx context.Context, opts ScanOptions, fn func(*ScanBatch) bool) error {
+	err := r.scan(ctx, opts, fn)
+	return r.wrap(err)
+}
+
+type traceRange struct {
+	spans, attrs, events, eventAttrs, links, linkAttrs [2]int64
+}
+
+func (r *Reader) scan(ctx context.Context, opts ScanOptions, fn func(*ScanBatch) bool) error {
+	batchSize := opts.BatchTraces
+	if batchSize <= 0 {
+		batchSize = 1024
+	}
+	cols := opts.Columns
+	tp := r.traces
+	tStartC, tDurC := newCursor(tp, tStart), newCursor(tp, tDuration)
+	tIDC, tSvcC, tNameC := newCursor(tp, tID), newCursor(tp, tRootService), newCursor(tp, tRootName)
+	var rowC [6]*cursor
+	for k, col := range rangeCols {
+		rowC[k] = newCursor(tp, col)
+	}
+	sp := r.spans
+	sParentC, sParentIDC, sStartC, sDurC, sGroupC := newCursor(sp, sParent), newCursor(sp, sParentID), newCursor(sp, sStart), newCursor(sp, sDuration), newCursor(sp, sGroup)
+	sIDC, sNameC, sKindC, sStatusC, sMsgC := newCursor(sp, sSpanID), newCursor(sp, sName), newCursor(sp, sKind), newCursor(sp, sStatus), newCursor(sp, sStatusMsg)
+	evSpanC, evTimeC, evNameC := newCursor(r.events, eSpan), newCursor(r.events, eTime), newCursor(r.events, eName)
+	lkSpanC, lkTraceC, lkSpanIDC := newCursor(r.links, lSpan), newCursor(r.links, lTraceID), newCursor(r.links, lSpanID)
+	attrs := newAttrReader(r.attrs, cols.SpanAttrs, cols.AllSpanAttrs)
+	eventAttrs := newAttrReader(r.eventAttrs, cols.EventAttrs, cols.AllEventAttrs)
+	linkAttrs := newAttrReader(r.linkAttrs, cols.LinkAttrs, cols.AllLinkAttrs)
+	all := []*cursor{tStartC, tDurC, tIDC, tSvcC, tNameC, rowC[0], rowC[1], rowC[2], rowC[3], rowC[4], rowC[5],
+		sParentC, sParentIDC, sStartC, sDurC, sGroupC, sIDC, sNameC, sKindC, sStatusC, sMsgC,
+		evSpanC, evTimeC, evNameC, lkSpanC, lkTraceC, lkSpanIDC}
+	all = append(all, attrs.cursors()...)
+	all = append(all, eventAttrs.cursors()...)
+	all = append(all, linkAttrs.cursors()...)
+	defer func() {
+		for _, c := range all {
+			c.close()
+		}
+	}()
+	bytesRead := func() int64 {
+		var n int64
+		for _, c := range all {
+			n += c.pageBytes
+		}
+		return n
+	}
+
+	ends := [6]int64{r.meta.Spans, r.meta.Attrs, r.meta.Events, r.meta.EventAttrs, r.meta.Links, r.meta.LinkAttrs}
+	rangeOf := func(row int64) (traceRange, error) {
+		var rr [6][2]int64
+		for k := range rowC {
+			var err error
+			if rr[k][0], err = rowC[k].int64At(row); err != nil {
+				return traceRange{}, err
+			}
+			rr[k][1] = ends[k]
+			if row+1 < tp.rows {
+				if rr[k][1], err = rowC[k].int64At(row + 1); err != nil {
+					return traceRange{}, err
+				}
+			}
+		}
+		return traceRange{rr[0], rr[1], rr[2], rr[3], rr[4], rr[5]}, nil
+	}
+
+	b := &ScanBatch{}
+	var ranges []traceRange
+	flush := func() error {
+		for ti := range b.Traces {
+			t := &b.Traces[ti]
+			rr := ranges[ti]
+			t.Span0 = len(b.Spans.Start)
+			t.Event0 = len(b.EventSpan)
+			t.Link0 = len(b.LinkSpan)
+			spanShift := int64(t.Span0) - rr.spans[0]
+			for row := rr.spans[0]; row < rr.spans[1]; row++ {
+				parent, err1 := sParentC.int32At(row)
+				off, err2 := sStartC.int64At(row)
+				dur, err3 := sDurC.int64At(row)
+				group, err4 := sGroupC.int32At(row)
+				if err := errors.Join(err1, err2, err3, err4); err != nil {
+					return err
+				}
+				hasParent := parent > 0
+				if !hasParent {
+					pid, err := sParentIDC.bytesAt(row)
+					if err != nil {
+						return err
+					}
+					hasParent = len(pid) > 0
+				}
+				s := &b.Spans
+				s.Parent = append(s.Parent, parent-1)
+				s.HasParent = append(s.HasParent, hasParent)
+				s.Start = append(s.Start, t.Start+off)
+				s.Duration = append(s.Duration, dur)
+				s.Group = append(s.Group, group)
+				if cols.SpanID {
+					id, err := sIDC.bytesAt(row)
+					if err != nil {
+						return err
+					}
+					s.ID = append(s.ID, b.keep(id))
+				}
+				if cols.Name {
+					name, err := sNameC.strAt(row)
+					if err != nil {
+						return err
+					}
+					s.Name = append(s.Name, name)
+				}
+				if cols.Kind {
+					kind, err := sKindC.int32At(row)
+					if err != nil {
+						return err
+					}
+					s.Kind = append(s.Kind, kind)
+				}
+				if cols.Status {
+					v, err := sStatusC.int64At(row)
+					if err != nil {
+						return err
+					}
+					_, code := statusFromValue(v)
+					s.StatusCode = append(s.StatusCode, code)
+				}
+				if cols.StatusMessage {
+					msg, err := sMsgC.strAt(row)
+					if err != nil {
+						return err
+					}
+					s.StatusMessage = append(s.StatusMessage, msg)
+				}
+			}
+			t.Span1 = len(b.Spans.Start)
+			b.SpansRead += t.Span1 - t.Span0
+			if attrs != nil {
+				if err := attrs.read(b, &b.Attrs, rr.attrs[0], rr.attrs[1], spanShift); err != nil {
+					return err
+				}
+			}
+			if cols.Events || eventAttrs != nil {
+				for row := rr.events[0]; row < rr.events[1]; row++ {
+					owner, err1 := evSpanC.int64At(row)
+					tm, err2 := evTimeC.int64At(row)
+					name, err3 := evNameC.strAt(row)
+					if err := errors.Join(err1, err2, err3); err != nil {
+						return err
+					}
+					b.EventSpan = append(b.EventSpan, int32(owner+spanShift))
+					b.EventTime = append(b.EventTime, tm)
+					b.EventName = append(b.EventName, name)
+				}
+				if eventAttrs != nil {
+					shift := int64(t.Event0) - rr.events[0]
+					if err := eventAttrs.read(b, &b.EventAttrs, rr.eventAttrs[0], rr.eventAttrs[1], shift); err != nil {
+						return err
+					}
+				}
+			}
+			if cols.Links || linkAttrs != nil {
+				for row := rr.links[0]; row < rr.links[1]; row++ {
+					owner, err1 := lkSpanC.int64At(row)
+					tid, err2 := lkTraceC.bytesAt(row)
+					if err := errors.Join(err1, err2); err != nil {
+						return err
+					}
+					tid = b.keep(tid)
+					sid, err := lkSpanIDC.bytesAt(row)
+					if err != nil {
+						return err
+					}
+					b.LinkSpan = append(b.LinkSpan, int32(owner+spanShift))
+					b.LinkTraceID = append(b.LinkTraceID, tid)
+					b.LinkSpanID = append(b.LinkSpanID, b.keep(sid))
+				}
+				if linkAttrs != nil {
+					shift := int64(t.Link0) - rr.links[0]
+					if err := linkAttrs.read(b, &b.LinkAttrs, rr.linkAttrs[0], rr.linkAttrs[1], shift); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		b.Bytes = bytesRead()
+		return nil
+	}
+
+	b.reset()
+	for row := int64(0); row < tp.rows; row++ {
+		if row%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		start, err := tStartC.int64At(row)
+		if err != nil {
+			return err
+		}
+		if (opts.MinStart != 0 && start < opts.MinStart) || (opts.MaxStart != 0 && start > opts.MaxStart) {
+			continue
+		}
+		t := ScanTrace{Start: start}
+		var errs [4]error
+		t.ID, errs[0] = tIDC.id16At(row)
+		t.Duration, errs[1] = tDurC.int64At(row)
+		t.RootService, errs[2] = tSvcC.strAt(row)
+		t.RootName, errs[3] = tNameC.strAt(row)
+		if err := errors.Join(errs[:]...); err != nil {
+			return err
+		}
+		rr, err := rangeOf(row)
+		if err != nil {
+			return err
+		}
+		b.Traces = append(b.Traces, t)
+		ranges = append(ranges, rr)
+		if len(b.Traces) == batchSize {
+			if err := flush(); err != nil {
+				return err
+			}
+			if !fn(b) {
+				return nil
+			}
+			b.reset()
+			ranges = ranges[:0]
+		}
+	}
+	if len(b.Traces) > 0 {
+		if err := flush(); err != nil {
+			return err
+		}
+		fn(b)
+	}
+	return nil
+}
+
+// Group is one resource and scope pair of a block, as spans refer to it by ScanSpans.Group.
+type Group struct {
+	// Resource and Scope are the Resource and InstrumentationScope messages; nil when absent.
+	Resource, Scope []byte
+	ServiceName     string
+	ScopeName       string
+}
+
+// Groups returns the block's resource and scope pairs, indexed as ScanSpans.Group. They are
+// held in memory since Open; the slices must not be modified.
+func (r *Reader) Groups() []Group {
+	out := make([]Group, len(r.groups))
+	for i, g := range r.groups {
+		out[i] = Group{ServiceName: g.service, ScopeName: g.scopeName}
+		if g.presence&hasResource != 0 {
+			out[i].Resource = g.resource
+		}
+		if g.presence&hasScope != 0 {
+			out[i].Scope = g.scope
+		}
+	}
+	return out
+}
+
+// DictColumn names a dictionary-encoded string column whose distinct values Distinct can list.
+type DictColumn int
+
+// Columns Distinct can list.
+const (
+	DictSpanName      DictColumn = iota + 1 // spans.parquet name
+	DictSpanAttrKey                         // attrs.parquet key
+	DictSpanAttrStr                         // attrs.parquet str (string values of every key)
+	DictEventName                           // events.parquet name
+	DictEventAttrKey                        // event_attrs.parquet key
+	DictLinkAttrKey                         // link_attrs.parquet key
+	DictRootService                         // traces.parquet root_service
+	DictRootName                            // traces.parquet root_name
+	DictSpanStatusMsg                       // never complete: status messages skip the dictionary
+	dictColumnEnd
+)
+
+func (r *Reader) dictColumn(c DictColumn) (*pfile, int) {
+	switch c {
+	case DictSpanName:
+		return r.spans, sName
+	case DictSpanAttrKey:
+		return r.attrs, aKey
+	case DictSpanAttrStr:
+		return r.attrs, aStr
+	case DictEventName:
+		return r.events, eName
+	case DictEventAttrKey:
+		return r.eventAttrs, aKey
+	case DictLinkAttrKey:
+		return r.linkAttrs, aKey
+	case DictRootService:
+		return r.traces, tRootService
+	case DictRootName:
+		return r.traces, tRootName
+	}
+	return nil, 0
+}
+
+// Distinct returns the distinct values of a string column from its dictionary pages alone, so
+// that a search can skip a block without the value it needs, and tag discovery can list values,
+// reading a few kilobytes rather than the column. complete is false when some page of the column
+// is not dictionary-encoded (the writer falls back to plain past a dictionary size cap); the
+// values are then only a subset and the caller must read the column instead.
+func (r *Reader) Distinct(c DictColumn) (values []string, complete bool, err error) {
+	p, col := r.dictColumn(c)
+	if p == nil {
+		return nil, false, nil
+	}
+	leaf := p.fs.leaf[col]
+	md := p.f.Metadata()
+	seen := map[string]bool{}
+	for i, rg := range p.f.RowGroups() {
+		if rg.NumRows() == 0 {
+			continue
+		}
+		for _, st := range md.RowGroups[i].Columns[leaf].MetaData.EncodingStats {
+			dataPage := st.PageType == format.DataPage || st.PageType == format.DataPageV2
+			if dataPage && st.Encoding != format.RLEDictionary && st.Encoding != format.PlainDictionary {
+				return nil, false, nil
+			}
+		}
+		pages, ok := rg.ColumnChunks()[leaf].Pages().(*parquet.FilePages)
+		if !ok {
+			return nil, false, nil
+		}
+		d, err := pages.ReadDictionary()
+		pages.Close()
+		if err != nil {
+			return nil, false, r.wrap(fmt.Errorf("%s: column %s: dictionary: %w", p.name, p.fs.cols[col].name, err))
+		}
+		if d == nil {
+			return nil, false, nil
+		}
+		for k := range d.Len() {
+			v := d.Index(int32(k)).ByteArray()
+			if !seen[string(v)] {
+				s := string(v)
+				seen[s] = true
+				values = append(values, s)
+			}
+		}
+	}
+	slices.Sort(values)
+	return values, true, nil
+}
+
+// HasRawSpanAttrs reports whether any span attribute value may be stored raw (arrays, maps,
+// bytes), from the type column's statistics. A string inside an array is not in the str
+// column's dictionary, so ruling a block out by that dictionary is only sound without them.
+func (r *Reader) HasRawSpanAttrs() bool {
+	leaf := r.attrs.fs.leaf[aType]
+	for _, rg := range r.attrs.f.RowGroups() {
+		if rg.NumRows() == 0 {
+			continue
+		}
+		fc, ok := rg.ColumnChunks()[leaf].(*parquet.FileColumnChunk)
+		if !ok {
+			return true
+		}
+		_, hi, ok := fc.Bounds()
+		if !ok || hi.Int32() >= ValueRaw {
+			return true
+		}
+	}
+	return false
+}
