@@ -1,0 +1,341 @@
+package search
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ariadne-tracing/ariadne/internal/block"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+	"github.com/ariadne-tracing/ariadne/internal/traceql"
+)
+
+// Engine runs searches over a source. It is safe for concurrent use.
+type Engine struct {
+	src    Source
+	groups groupCache
+	prune  pruneCache
+}
+
+// New returns an engine reading src.
+func New(src Source) *Engine { return &Engine{src: src} }
+
+// Request is one search.
+type Request struct {
+	Query *traceql.Query
+	// Start and End bound the traces' start times; zero leaves a bound open.
+	Start, End time.Time
+	// MinDuration and MaxDuration bound the traces' durations; zero leaves a bound open.
+	MinDuration, MaxDuration time.Duration
+	// Limit is the most traces returned; 20 when 0.
+	Limit int
+	// SpansPerSpanSet is the most spans listed per spanset; 3 when 0.
+	SpansPerSpanSet int
+}
+
+// Result is a search's answer: matching traces, newest first.
+type Result struct {
+	Traces  []Trace
+	Metrics Metrics
+}
+
+// Metrics says how much a search read.
+type Metrics struct {
+	InspectedTraces int64
+	InspectedSpans  int64
+	InspectedBytes  int64
+	TotalBlocks     int
+	// SkippedBlocks were ruled out without reading their spans: by time range or statistics.
+	SkippedBlocks int
+}
+
+// Trace is one matching trace.
+type Trace struct {
+	ID              [16]byte
+	RootServiceName string
+	RootTraceName   string
+	StartUnixNano   int64
+	DurationNanos   int64
+	SpanSets        []SpanSet
+}
+
+// SpanSet is one spanset of a matching trace: up to SpansPerSpanSet of its spans, in start
+// order, and how many matched in all.
+type SpanSet struct {
+	Spans   []Span
+	Matched int
+	// Attributes are the by() labels of the spanset.
+	Attributes []Attribute
+}
+
+// Span is a span of a spanset.
+type Span struct {
+	SpanID        []byte
+	Name          string
+	StartUnixNano int64
+	DurationNanos int64
+	// Attributes are the values of the attributes the query tests or selects.
+	Attributes []Attribute
+}
+
+// Attribute is a key and a typed value.
+type Attribute struct {
+	Key   string
+	Value Value
+}
+
+// Value is a typed value. Type is "string", "int", "float", "bool", "duration", "status",
+// "kind" or, for arrays, "array" with the elements in Array.
+type Value struct {
+	Type   string
+	String string // also the text of duration, status and kind
+	Int    int64  // also nanoseconds of a duration
+	Float  float64
+	Bool   bool
+	Array  []Value
+}
+
+func exportValue(v value) Value {
+	switch v.k {
+	case kString:
+		return Value{Type: "string", String: v.s}
+	case kInt:
+		return Value{Type: "int", Int: v.i}
+	case kFloat:
+		return Value{Type: "float", Float: v.f}
+	case kBool:
+		return Value{Type: "bool", Bool: v.b}
+	case kDuration:
+		return Value{Type: "duration", Int: v.i, String: v.text()}
+	case kStatus:
+		return Value{Type: "status", String: v.text()}
+	case kKind:
+		return Value{Type: "kind", String: v.text()}
+	case kArray:
+		out := Value{Type: "array"}
+		for _, e := range v.arr {
+			out.Array = append(out.Array, exportValue(e))
+		}
+		return out
+	}
+	return Value{}
+}
+
+// ErrMetricsQuery is returned by Search for a metrics query, which has no traces to list.
+var ErrMetricsQuery = errors.New("search: a metrics query needs the metrics API")
+
+type plan struct {
+	q        *traceql.Query
+	cols     block.ScanColumns
+	show     []traceql.FieldExpr // fields shown on result spans
+	minStart int64
+	maxStart int64
+	minDur   int64
+	maxDur   int64
+	required []traceql.Condition
+}
+
+func newPlan(q *traceql.Query, start, end time.Time) *plan {
+	p := &plan{q: q, cols: columnsOf(q.Columns())}
+	if !start.IsZero() {
+		p.minStart = start.UnixNano()
+	}
+	if !end.IsZero() {
+		p.maxStart = end.UnixNano()
+	}
+	seen := map[string]bool{}
+	add := func(f traceql.FieldExpr) {
+		if k := f.String(); !seen[k] {
+			seen[k] = true
+			p.show = append(p.show, f)
+		}
+	}
+	for _, a := range q.Columns().Attributes {
+		if a.Scope != traceql.ScopeEvent && a.Scope != traceql.ScopeLink {
+			add(a)
+		}
+	}
+	for _, st := range q.Stages {
+		if s, ok := st.(*traceql.Select); ok {
+			for _, f := range s.Fields {
+				add(f)
+			}
+		}
+	}
+	p.required = requiredConditions(q.Stages[0].(traceql.SpansetExpr))
+	return p
+}
+
+// requiredConditions returns conditions some span of every matching trace satisfies, for
+// ruling blocks out: a filter's conjunction, and the requirements of both sides of "&&" and of
+// the structural operators, which need both sides to match.
+func requiredConditions(e traceql.SpansetExpr) []traceql.Condition {
+	switch e := e.(type) {
+	case *traceql.SpansetFilter:
+		conds, ok := e.Conditions()
+		if !ok {
+			return nil
+		}
+		return conds
+	case *traceql.SpansetOp:
+		switch {
+		case e.Op == traceql.SpansetOr:
+			return nil
+		case e.Op >= traceql.NotDescendant && e.Op <= traceql.NotParent:
+			return requiredConditions(e.RHS)
+		}
+		return append(requiredConditions(e.LHS), requiredConditions(e.RHS)...)
+	}
+	return nil
+}
+
+// Search runs a TraceQL query over the head and the blocks and returns the newest matching
+// traces. Blocks are read newest first, and reading stops once the limit is reached and no
+// older block can hold a newer trace.
+func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
+	if req.Query == nil {
+		return nil, errors.New("search: no query")
+	}
+	if req.Query.IsMetrics() {
+		return nil, ErrMetricsQuery
+	}
+	limit := cmp.Or(req.Limit, 20)
+	spss := cmp.Or(req.SpansPerSpanSet, 3)
+	p := newPlan(req.Query, req.Start, req.End)
+	p.minDur, p.maxDur = int64(req.MinDuration), int64(req.MaxDuration)
+	res := &Result{}
+	found := map[[16]byte]bool{}
+	keep := func(t *trace) {
+		res.Metrics.InspectedTraces++
+		res.Metrics.InspectedSpans += int64(len(t.spans))
+		res.Metrics.InspectedBytes += t.bytes
+		if found[t.id] || (p.minDur > 0 && t.dur < p.minDur) || (p.maxDur > 0 && t.dur > p.maxDur) {
+			return
+		}
+		sets := evalPipeline(p.q, t)
+		if len(sets) == 0 {
+			return
+		}
+		found[t.id] = true
+		res.Traces = append(res.Traces, p.result(t, sets, spss))
+	}
+	err := e.scanAll(ctx, p, &res.Metrics, keep, func() (int64, bool) {
+		if len(res.Traces) < limit {
+			return 0, false
+		}
+		sortNewest(res.Traces)
+		res.Traces = res.Traces[:limit]
+		return res.Traces[limit-1].StartUnixNano, true
+	})
+	if err != nil {
+		return nil, err
+	}
+	sortNewest(res.Traces)
+	if len(res.Traces) > limit {
+		res.Traces = res.Traces[:limit]
+	}
+	return res, nil
+}
+
+func sortNewest(ts []Trace) {
+	slices.SortStableFunc(ts, func(a, b Trace) int {
+		return cmp.Or(cmp.Compare(b.StartUnixNano, a.StartUnixNano), strings.Compare(string(a.ID[:]), string(b.ID[:])))
+	})
+}
+
+// scanAll calls fn with every trace of the head and of the blocks that may hold a match. After
+// each block, enough tells whether the caller has all it needs from blocks whose traces all
+// started before the returned time.
+func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trace), enough func() (int64, bool)) error {
+	resources := map[*otlpwire.Group]*resource{}
+	for _, parts := range headTraces(e.src.Head(), p.minStart, p.maxStart) {
+		t, err := decodeHead(parts, resources)
+		if err != nil {
+			return fmt.Errorf("search: head: %w", err)
+		}
+		fn(t)
+	}
+	blocks := slices.Clone(e.src.Blocks())
+	e.groups.forget(blocks)
+	e.prune.forget(blocks)
+	m.TotalBlocks = len(blocks)
+	// Newest data first: a block's traces all start before its MaxEnd.
+	slices.SortFunc(blocks, func(a, b *block.Reader) int { return cmp.Compare(b.Meta().MaxEnd, a.Meta().MaxEnd) })
+	for _, b := range blocks {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		meta := b.Meta()
+		if oldest, ok := enough(); ok && meta.MaxEnd < oldest {
+			break
+		}
+		if (p.minStart != 0 && meta.MaxEnd < p.minStart) || (p.maxStart != 0 && meta.MinStart > p.maxStart) || meta.Traces == 0 {
+			m.SkippedBlocks++
+			continue
+		}
+		res, err := e.groups.get(b)
+		if err != nil {
+			return fmt.Errorf("search: %w", err)
+		}
+		ok, err := e.prune.mayMatch(b, res, p.required)
+		if err != nil {
+			return fmt.Errorf("search: %w", err)
+		}
+		if !ok {
+			m.SkippedBlocks++
+			continue
+		}
+		var last int64
+		err = b.Scan(ctx, block.ScanOptions{Columns: p.cols, MinStart: p.minStart, MaxStart: p.maxStart}, func(sb *block.ScanBatch) bool {
+			m.InspectedBytes += sb.Bytes - last
+			last = sb.Bytes
+			_, err := batchTraces(sb, res, func(t *trace) bool {
+				fn(t)
+				return true
+			})
+			return err == nil
+		})
+		if err != nil {
+			return fmt.Errorf("search: %w", err)
+		}
+	}
+	return nil
+}
+
+// result turns a matching trace's spansets into the answer's form.
+func (p *plan) result(t *trace, sets []spanset, spss int) Trace {
+	out := Trace{ID: t.id, RootServiceName: t.rootService, RootTraceName: t.rootName, StartUnixNano: t.start, DurationNanos: t.dur}
+	for _, ss := range sets {
+		set := SpanSet{Matched: len(ss.spans)}
+		for _, l := range ss.by {
+			if l.val.k != kNil {
+				set.Attributes = append(set.Attributes, Attribute{Key: l.key, Value: exportValue(l.val)})
+			}
+		}
+		for _, i := range sortSpansByStart(t, ss.spans) {
+			if len(set.Spans) == spss {
+				break
+			}
+			s := &t.spans[i]
+			sp := Span{SpanID: slices.Clone(s.id), Name: s.name, StartUnixNano: s.start, DurationNanos: s.dur}
+			for _, f := range p.show {
+				v := evalField(f, t, s)
+				if v.k == kNil {
+					continue
+				}
+				key := f.String()
+				if a, ok := f.(traceql.Attribute); ok {
+					key = a.Name
+				}
+				sp.Attributes = append(sp.Attributes, Attribute{Key: key, Value: exportValue(v)})
+			}
+			set.Spans = append(set.Spans, sp)
+		}
+		out.SpanSets = append(out.SpanSets, set)
+	}
+	return out
+}

@@ -1,0 +1,294 @@
+package search
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ariadne-tracing/ariadne/internal/block"
+	"github.com/ariadne-tracing/ariadne/internal/head"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+	"github.com/ariadne-tracing/ariadne/internal/traceql"
+)
+
+// Source is what the engine reads: the store's head and its open blocks.
+type Source interface {
+	Head() *head.Head
+	Blocks() []*block.Reader
+}
+
+// columnsOf maps what a query reads to the block columns that hold it. Span IDs and names are
+// always read: every result span carries them.
+func columnsOf(cols traceql.Columns) block.ScanColumns {
+	c := block.ScanColumns{SpanID: true, Name: true}
+	for _, i := range cols.Intrinsics {
+		switch i {
+		case traceql.IntrinsicKind:
+			c.Kind = true
+		case traceql.IntrinsicStatus:
+			c.Status = true
+		case traceql.IntrinsicStatusMessage:
+			c.StatusMessage = true
+		case traceql.IntrinsicEventName, traceql.IntrinsicEventTimeSinceStart:
+			c.Events = true
+		case traceql.IntrinsicLinkTraceID, traceql.IntrinsicLinkSpanID:
+			c.Links = true
+		}
+	}
+	for _, a := range cols.Attributes {
+		switch a.Scope {
+		case traceql.ScopeSpan, traceql.ScopeNone:
+			c.SpanAttrs = append(c.SpanAttrs, a.Name)
+		case traceql.ScopeEvent:
+			c.Events = true
+			c.EventAttrs = append(c.EventAttrs, a.Name)
+		case traceql.ScopeLink:
+			c.Links = true
+			c.LinkAttrs = append(c.LinkAttrs, a.Name)
+		}
+	}
+	return c
+}
+
+// groupCache holds each block's decoded resources; blocks are immutable, so an entry is good
+// for as long as the reader lives.
+type groupCache struct {
+	mu sync.Mutex
+	m  map[*block.Reader][]*resource
+}
+
+func (g *groupCache) get(r *block.Reader) ([]*resource, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if res, ok := g.m[r]; ok {
+		return res, nil
+	}
+	if g.m == nil {
+		g.m = map[*block.Reader][]*resource{}
+	}
+	groups := r.Groups()
+	res := make([]*resource, len(groups))
+	for i, gr := range groups {
+		rs, err := decodeResource(gr.Resource, gr.Scope)
+		if err != nil {
+			return nil, fmt.Errorf("block %s: group %d: %w", r.Meta().ID, i, err)
+		}
+		rs.service = gr.ServiceName
+		res[i] = rs
+	}
+	g.m[r] = res
+	return res, nil
+}
+
+// forget drops readers that are no longer among the store's blocks.
+func (g *groupCache) forget(live []*block.Reader) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for r := range g.m {
+		if !slices.Contains(live, r) {
+			delete(g.m, r)
+		}
+	}
+}
+
+func decodeResource(resBytes, scopeBytes []byte) (*resource, error) {
+	out := &resource{}
+	if resBytes != nil {
+		var res resourcepb.Resource
+		if err := proto.Unmarshal(resBytes, &res); err != nil {
+			return nil, fmt.Errorf("decode resource: %w", err)
+		}
+		out.attrs = keyValues(res.Attributes)
+	}
+	if scopeBytes != nil {
+		var sc commonpb.InstrumentationScope
+		if err := proto.Unmarshal(scopeBytes, &sc); err != nil {
+			return nil, fmt.Errorf("decode scope: %w", err)
+		}
+		out.scopeName, out.scopeVersion = sc.Name, sc.Version
+		out.scopeAttrs = keyValues(sc.Attributes)
+	}
+	if v, ok := findAttr(out.attrs, "service.name"); ok && v.k == kString {
+		out.service = v.s
+	}
+	return out, nil
+}
+
+// headPart is a copy, taken under the head's lock, of what search needs from a head trace.
+// The span bytes are shared: the head only ever appends to a trace's buffer.
+type headPart struct {
+	id                    [16]byte
+	start, end            uint64
+	rootName, rootService string
+	groups                []*otlpwire.Group
+	raws                  [][]byte
+}
+
+// headTraces copies the head's traces that started within [minStart, maxStart] (0: open), with
+// a trace's live and flushing parts merged into one.
+func headTraces(h *head.Head, minStart, maxStart int64) [][]*headPart {
+	byID := map[[16]byte]int{}
+	var out [][]*headPart
+	h.Each(func(t *head.Trace) bool {
+		p := &headPart{id: t.ID, start: t.Start, end: t.End, rootName: t.RootName, rootService: t.RootService}
+		t.Spans(func(g *otlpwire.Group, raw []byte) {
+			p.groups = append(p.groups, g)
+			p.raws = append(p.raws, raw)
+		})
+		if i, ok := byID[t.ID]; ok {
+			out[i] = append(out[i], p)
+		} else {
+			byID[t.ID] = len(out)
+			out = append(out, []*headPart{p})
+		}
+		return true
+	})
+	// The window applies to the whole trace, so it is checked once the parts are merged.
+	return slices.DeleteFunc(out, func(parts []*headPart) bool {
+		start := parts[0].start
+		for _, p := range parts[1:] {
+			start = min(start, p.start)
+		}
+		return (minStart != 0 && int64(start) < minStart) || (maxStart != 0 && int64(start) > maxStart)
+	})
+}
+
+// decodeHead builds the engine's form of a head trace. Spans appearing twice (a retry) are
+// kept once, and spans are ordered by start time as blocks store them.
+func decodeHead(parts []*headPart, resources map[*otlpwire.Group]*resource) (*trace, error) {
+	t := &trace{id: parts[0].id}
+	var start, end uint64
+	seen := map[string]bool{}
+	var parentIDs []string
+	for pi, p := range parts {
+		if pi == 0 || p.start < start {
+			start = p.start
+		}
+		end = max(end, p.end)
+		if t.rootName == "" && p.rootName != "" {
+			t.rootName, t.rootService = p.rootName, p.rootService
+		}
+		for i, raw := range p.raws {
+			g := p.groups[i]
+			res, ok := resources[g]
+			if !ok {
+				var err error
+				if res, err = decodeResource(g.Resource, g.Scope); err != nil {
+					return nil, fmt.Errorf("trace %x: %w", t.id, err)
+				}
+				resources[g] = res
+			}
+			var sp tracepb.Span
+			if err := proto.Unmarshal(raw, &sp); err != nil {
+				return nil, fmt.Errorf("trace %x: decode span: %w", t.id, err)
+			}
+			if seen[string(sp.SpanId)] {
+				continue
+			}
+			seen[string(sp.SpanId)] = true
+			t.bytes += int64(len(raw))
+			s := span{
+				id:        sp.SpanId,
+				parent:    -1,
+				hasParent: len(sp.ParentSpanId) > 0,
+				start:     int64(sp.StartTimeUnixNano),
+				dur:       int64(sp.EndTimeUnixNano - sp.StartTimeUnixNano),
+				name:      sp.Name,
+				kind:      int32(sp.Kind),
+				status:    int32(sp.GetStatus().GetCode()),
+				statusMsg: sp.GetStatus().GetMessage(),
+				res:       res,
+				attrs:     keyValues(sp.Attributes),
+			}
+			for _, e := range sp.Events {
+				s.events = append(s.events, event{name: e.Name, since: int64(e.TimeUnixNano) - s.start, attrs: keyValues(e.Attributes)})
+			}
+			for _, l := range sp.Links {
+				s.links = append(s.links, link{traceID: l.TraceId, spanID: l.SpanId, attrs: keyValues(l.Attributes)})
+			}
+			parentIDs = append(parentIDs, string(sp.ParentSpanId))
+			t.spans = append(t.spans, s)
+		}
+	}
+	t.start, t.dur = int64(start), int64(end-start)
+	order := make([]int, len(t.spans))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmpInt(t.spans[a].start, t.spans[b].start) })
+	sorted := make([]span, len(t.spans))
+	pids := make([]string, len(t.spans))
+	byID := make(map[string]int32, len(t.spans))
+	for to, from := range order {
+		sorted[to] = t.spans[from]
+		pids[to] = parentIDs[from]
+		byID[string(sorted[to].id)] = int32(to)
+	}
+	for i := range sorted {
+		if p, ok := byID[pids[i]]; ok && pids[i] != "" && int(p) != i {
+			sorted[i].parent = p
+		}
+	}
+	t.spans = sorted
+	return t, nil
+}
+
+// batchTraces converts the traces of a scan batch to the engine's form and calls fn with each
+// until it returns false. The trace passed to fn is reused for the next one.
+func batchTraces(b *block.ScanBatch, res []*resource, fn func(*trace) bool) (bool, error) {
+	var ai, ei, eai, li, lai int
+	t := &trace{}
+	for ti := range b.Traces {
+		st := &b.Traces[ti]
+		t.id, t.start, t.dur, t.rootName, t.rootService = st.ID, st.Start, st.Duration, st.RootName, st.RootService
+		t.spans = t.spans[:0]
+		t.bytes = 0
+		sp := &b.Spans
+		for i := st.Span0; i < st.Span1; i++ {
+			g := sp.Group[i]
+			if g < 0 || int(g) >= len(res) {
+				return false, fmt.Errorf("trace %x: span group %d out of range", st.ID, g)
+			}
+			s := span{parent: sp.Parent[i], hasParent: sp.HasParent[i], start: sp.Start[i], dur: sp.Duration[i], res: res[g]}
+			if len(sp.ID) > 0 {
+				s.id = sp.ID[i]
+			}
+			if len(sp.Name) > 0 {
+				s.name = sp.Name[i]
+			}
+			if len(sp.Kind) > 0 {
+				s.kind = sp.Kind[i]
+			}
+			if len(sp.StatusCode) > 0 {
+				s.status = sp.StatusCode[i]
+			}
+			if len(sp.StatusMessage) > 0 {
+				s.statusMsg = sp.StatusMessage[i]
+			}
+			if s.parent >= int32(st.Span1-st.Span0) {
+				s.parent = -1
+			}
+			s.attrs = scanAttrs(&b.Attrs, &ai, int32(i))
+			for ; ei < len(b.EventSpan) && b.EventSpan[ei] < int32(i); ei++ {
+			}
+			for ; ei < len(b.EventSpan) && b.EventSpan[ei] == int32(i); ei++ {
+				s.events = append(s.events, event{name: b.EventName[ei], since: b.EventTime[ei], attrs: scanAttrs(&b.EventAttrs, &eai, int32(ei))})
+			}
+			for ; li < len(b.LinkSpan) && b.LinkSpan[li] < int32(i); li++ {
+			}
+			for ; li < len(b.LinkSpan) && b.LinkSpan[li] == int32(i); li++ {
+				s.links = append(s.links, link{traceID: b.LinkTraceID[li], spanID: b.LinkSpanID[li], attrs: scanAttrs(&b.LinkAttrs, &lai, int32(li))})
+			}
+			t.spans = append(t.spans, s)
+		}
+		if !fn(t) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
