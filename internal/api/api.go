@@ -65,6 +65,7 @@ func New(q *query.Querier, build BuildInfo, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /api/analysis/lints", s.handleLintReport)
 	s.mux.HandleFunc("GET /api/servicegraph", s.handleServiceGraph)
 	s.mux.HandleFunc("GET /api/services/{service}/operations", s.handleOperations)
+	s.registerSearch()
 	s.registerJaeger()
 	// Go's profiler, as Prometheus and Tempo expose it: how BENCHMARKS.md's profiles are taken.
 	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
