@@ -37,6 +37,20 @@ type ScanOptions struct {
 	MinStart, MaxStart int64
 	// BatchTraces is how many traces a batch holds at most; 1024 when 0.
 	BatchTraces int
+	// MinDuration skips traces shorter than it, from the summary alone: no span of a trace
+	// lasts longer than the trace.
+	MinDuration int64
+	// Require, when set, skips traces without a span attribute it accepts. It is tested on the
+	// key and value columns before any span column is read, so a selective attribute condition
+	// reads spans only for the traces that can match.
+	Require *AttrPredicate
+}
+
+// AttrPredicate tests span attribute rows of one key. Value holds the row's type (a Value*
+// constant) and the field of that type; Raw is the AnyValue bytes of a ValueRaw row.
+type AttrPredicate struct {
+	Key   string
+	Match func(typ int32, str string, num int64, dbl float64, b bool, raw []byte) bool
 }
 
 // ScanTrace is one trace of a batch.
@@ -220,6 +234,53 @@ func (a *attrReader) read(b *ScanBatch, dst *ScanAttrs, from, to, shift int64) e
 	return nil
 }
 
+// any reports whether a row of [from, to) has the reader's key and a value match accepts.
+func (a *attrReader) any(from, to int64, match func(int32, string, int64, float64, bool, []byte) bool) (bool, error) {
+	for row := from; row < to; row++ {
+		in, err := a.key.strIn(row, a.keys)
+		if err != nil || !in {
+			if err != nil {
+				return false, err
+			}
+			continue
+		}
+		typ, err := a.typ.int32At(row)
+		if err != nil {
+			return false, err
+		}
+		var (
+			str  string
+			num  int64
+			dbl  float64
+			bval bool
+			raw  []byte
+		)
+		switch typ {
+		case ValueString:
+			str, err = a.str.strAt(row)
+		case ValueInt:
+			num, err = a.num.int64At(row)
+		case ValueDouble:
+			var v parquet.Value
+			v, err = a.dbl.valueAt(row)
+			dbl = v.Double()
+		case ValueBool:
+			var v parquet.Value
+			v, err = a.boolean.valueAt(row)
+			bval = v.Boolean()
+		case ValueRaw:
+			raw, err = a.rawCl.bytesAt(row)
+		}
+		if err != nil {
+			return false, err
+		}
+		if match(typ, str, num, dbl, bval, raw) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Scan calls fn with the block's traces whose start is within the options' bounds, a batch at
 // a time in trace ID order, reading only the columns asked for. It stops when fn returns false.
 // The batch is reused: fn must copy what it keeps.
@@ -251,12 +312,17 @@ func (r *Reader) scan(ctx context.Context, opts ScanOptions, fn func(*ScanBatch)
 	evSpanC, evTimeC, evNameC := newCursor(r.events, eSpan), newCursor(r.events, eTime), newCursor(r.events, eName)
 	lkSpanC, lkTraceC, lkSpanIDC := newCursor(r.links, lSpan), newCursor(r.links, lTraceID), newCursor(r.links, lSpanID)
 	attrs := newAttrReader(r.attrs, cols.SpanAttrs, cols.AllSpanAttrs)
+	var require *attrReader
+	if opts.Require != nil {
+		require = newAttrReader(r.attrs, []string{opts.Require.Key}, false)
+	}
 	eventAttrs := newAttrReader(r.eventAttrs, cols.EventAttrs, cols.AllEventAttrs)
 	linkAttrs := newAttrReader(r.linkAttrs, cols.LinkAttrs, cols.AllLinkAttrs)
 	all := []*cursor{tStartC, tDurC, tIDC, tSvcC, tNameC, rowC[0], rowC[1], rowC[2], rowC[3], rowC[4], rowC[5],
 		sParentC, sParentIDC, sStartC, sDurC, sGroupC, sIDC, sNameC, sKindC, sStatusC, sMsgC,
 		evSpanC, evTimeC, evNameC, lkSpanC, lkTraceC, lkSpanIDC}
 	all = append(all, attrs.cursors()...)
+	all = append(all, require.cursors()...)
 	all = append(all, eventAttrs.cursors()...)
 	all = append(all, linkAttrs.cursors()...)
 	defer func() {
@@ -428,16 +494,30 @@ func (r *Reader) scan(ctx context.Context, opts ScanOptions, fn func(*ScanBatch)
 			continue
 		}
 		t := ScanTrace{Start: start}
-		var errs [4]error
-		t.ID, errs[0] = tIDC.id16At(row)
-		t.Duration, errs[1] = tDurC.int64At(row)
-		t.RootService, errs[2] = tSvcC.strAt(row)
-		t.RootName, errs[3] = tNameC.strAt(row)
-		if err := errors.Join(errs[:]...); err != nil {
+		if t.Duration, err = tDurC.int64At(row); err != nil {
 			return err
+		}
+		if t.Duration < opts.MinDuration {
+			continue
 		}
 		rr, err := rangeOf(row)
 		if err != nil {
+			return err
+		}
+		if require != nil {
+			ok, err := require.any(rr.attrs[0], rr.attrs[1], opts.Require.Match)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+		}
+		var errs [3]error
+		t.ID, errs[0] = tIDC.id16At(row)
+		t.RootService, errs[1] = tSvcC.strAt(row)
+		t.RootName, errs[2] = tNameC.strAt(row)
+		if err := errors.Join(errs[:]...); err != nil {
 			return err
 		}
 		b.Traces = append(b.Traces, t)

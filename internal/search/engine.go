@@ -137,6 +137,10 @@ type plan struct {
 	minDur   int64
 	maxDur   int64
 	required []traceql.Condition
+	// pushed are the scan options that skip traces which cannot match: a span attribute
+	// condition tested on the attribute columns, and a least duration from the summary.
+	require     *block.AttrPredicate
+	minTraceDur int64
 }
 
 func newPlan(q *traceql.Query, start, end time.Time) *plan {
@@ -167,7 +171,35 @@ func newPlan(q *traceql.Query, start, end time.Time) *plan {
 		}
 	}
 	p.required = requiredConditions(q.Stages[0].(traceql.SpansetExpr))
+	for _, c := range p.required {
+		p.pushDown(c)
+	}
 	return p
+}
+
+func (p *plan) pushDown(c traceql.Condition) {
+	switch f := c.Field.(type) {
+	case traceql.Intrinsic:
+		if (f != traceql.IntrinsicDuration && f != traceql.IntrinsicTraceDuration) || c.Value.Type != traceql.TypeDuration {
+			return
+		}
+		switch c.Op {
+		case traceql.OpGt:
+			p.minTraceDur = max(p.minTraceDur, int64(c.Value.Dur)+1)
+		case traceql.OpGte, traceql.OpEq:
+			p.minTraceDur = max(p.minTraceDur, int64(c.Value.Dur))
+		}
+	case traceql.Attribute:
+		if f.Scope != traceql.ScopeSpan || c.Value.Type == traceql.TypeNil || p.require != nil {
+			return
+		}
+		want := staticValue(c.Value)
+		op := &traceql.BinaryOp{Op: c.Op, Regex: c.Regex}
+		p.require = &block.AttrPredicate{Key: f.Name, Match: func(typ int32, str string, num int64, dbl float64, b bool, raw []byte) bool {
+			v := rowValue(typ, str, num, dbl, b, raw)
+			return compare(c.Op, v, want, op)
+		}}
+	}
 }
 
 // requiredConditions returns conditions some span of every matching trace satisfies, for
@@ -290,7 +322,8 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 			continue
 		}
 		var last int64
-		err = b.Scan(ctx, block.ScanOptions{Columns: p.cols, MinStart: p.minStart, MaxStart: p.maxStart}, func(sb *block.ScanBatch) bool {
+		err = b.Scan(ctx, block.ScanOptions{Columns: p.cols, MinStart: p.minStart, MaxStart: p.maxStart,
+			MinDuration: p.minTraceDur, Require: p.require}, func(sb *block.ScanBatch) bool {
 			m.InspectedBytes += sb.Bytes - last
 			last = sb.Bytes
 			_, err := batchTraces(sb, res, func(t *trace) bool {

@@ -212,29 +212,39 @@ func keyValues(kvs []*commonpb.KeyValue) []attr {
 
 // attrsFromScan converts the attribute rows of owner index range [from, to) of a scan batch,
 // where rows are ordered by owner; pos is the next row to look at and is advanced.
-func scanAttrs(a *block.ScanAttrs, pos *int, owner int32) []attr {
-	var out []attr
+// Attributes are appended to *arena, which the caller resets per trace, so a trace's
+// attributes cost one growing allocation rather than one per span.
+func scanAttrs(a *block.ScanAttrs, pos *int, owner int32, arena *[]attr) []attr {
 	for ; *pos < len(a.Owner) && a.Owner[*pos] < owner; *pos++ {
 	}
+	from := len(*arena)
 	for ; *pos < len(a.Owner) && a.Owner[*pos] == owner; *pos++ {
 		i := *pos
-		var v value
-		switch a.Type[i] {
-		case block.ValueString:
-			v = value{k: kString, s: a.Str[i]}
-		case block.ValueInt:
-			v = value{k: kInt, i: a.Int[i]}
-		case block.ValueDouble:
-			v = value{k: kFloat, f: a.Double[i]}
-		case block.ValueBool:
-			v = value{k: kBool, b: a.Bool[i]}
-		case block.ValueRaw:
-			var av commonpb.AnyValue
-			if proto.Unmarshal(a.Raw[i], &av) == nil {
-				v = anyValue(&av)
-			}
-		}
-		out = append(out, attr{a.Key[i], v})
+		v := rowValue(a.Type[i], a.Str[i], a.Int[i], a.Double[i], a.Bool[i], a.Raw[i])
+		*arena = append(*arena, attr{a.Key[i], v})
 	}
-	return out
+	if len(*arena) == from {
+		return nil
+	}
+	return (*arena)[from:len(*arena):len(*arena)]
+}
+
+// rowValue is the value of one attribute row of a block.
+func rowValue(typ int32, str string, num int64, dbl float64, b bool, raw []byte) value {
+	switch typ {
+	case block.ValueString:
+		return value{k: kString, s: str}
+	case block.ValueInt:
+		return value{k: kInt, i: num}
+	case block.ValueDouble:
+		return value{k: kFloat, f: dbl}
+	case block.ValueBool:
+		return value{k: kBool, b: b}
+	case block.ValueRaw:
+		var av commonpb.AnyValue
+		if proto.Unmarshal(raw, &av) == nil {
+			return anyValue(&av)
+		}
+	}
+	return value{}
 }

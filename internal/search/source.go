@@ -243,11 +243,13 @@ func decodeHead(parts []*headPart, resources map[*otlpwire.Group]*resource) (*tr
 func batchTraces(b *block.ScanBatch, res []*resource, fn func(*trace) bool) (bool, error) {
 	var ai, ei, eai, li, lai int
 	t := &trace{}
+	var arena []attr
 	for ti := range b.Traces {
 		st := &b.Traces[ti]
 		t.id, t.start, t.dur, t.rootName, t.rootService = st.ID, st.Start, st.Duration, st.RootName, st.RootService
 		t.spans = t.spans[:0]
 		t.bytes = 0
+		arena = arena[:0]
 		sp := &b.Spans
 		for i := st.Span0; i < st.Span1; i++ {
 			g := sp.Group[i]
@@ -273,16 +275,16 @@ func batchTraces(b *block.ScanBatch, res []*resource, fn func(*trace) bool) (boo
 			if s.parent >= int32(st.Span1-st.Span0) {
 				s.parent = -1
 			}
-			s.attrs = scanAttrs(&b.Attrs, &ai, int32(i))
+			s.attrs = scanAttrs(&b.Attrs, &ai, int32(i), &arena)
 			for ; ei < len(b.EventSpan) && b.EventSpan[ei] < int32(i); ei++ {
 			}
 			for ; ei < len(b.EventSpan) && b.EventSpan[ei] == int32(i); ei++ {
-				s.events = append(s.events, event{name: b.EventName[ei], since: b.EventTime[ei], attrs: scanAttrs(&b.EventAttrs, &eai, int32(ei))})
+				s.events = append(s.events, event{name: b.EventName[ei], since: b.EventTime[ei], attrs: scanAttrs(&b.EventAttrs, &eai, int32(ei), &arena)})
 			}
 			for ; li < len(b.LinkSpan) && b.LinkSpan[li] < int32(i); li++ {
 			}
 			for ; li < len(b.LinkSpan) && b.LinkSpan[li] == int32(i); li++ {
-				s.links = append(s.links, link{traceID: b.LinkTraceID[li], spanID: b.LinkSpanID[li], attrs: scanAttrs(&b.LinkAttrs, &lai, int32(li))})
+				s.links = append(s.links, link{traceID: b.LinkTraceID[li], spanID: b.LinkSpanID[li], attrs: scanAttrs(&b.LinkAttrs, &lai, int32(li), &arena)})
 			}
 			t.spans = append(t.spans, s)
 		}
