@@ -193,3 +193,49 @@ func TestStatusCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestSearchCommand(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr, cfg.ZipkinAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", ""
+	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(context.Background())
+	ctx := context.Background()
+	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(s.GRPCAddr), otlptracegrpc.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := guidetrace.NewTracerProvider(guidetrace.ServiceTaskAPI, sdktrace.WithBatcher(exp))
+	base := time.Now().Add(-time.Minute)
+	tr := guidetrace.CreateTask(ctx, tp, base)
+	denied := guidetrace.PermissionDenied(ctx, tp, base.Add(time.Second))
+	tp.Shutdown(ctx)
+	srv := "http://" + s.HTTPAddr
+
+	var out, errOut bytes.Buffer
+	if code := run([]string{"search", "--server", srv, `{ resource.service.name = "task-api" && status = error }`}, &out, &errOut); code != 0 {
+		t.Fatalf("search: exit %d %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], denied.TraceID.String()) || !strings.Contains(lines[1], "DELETE /api/tasks/{id}") {
+		t.Fatalf("search for errors:\n%s", out.String())
+	}
+	// The first column pastes into `ariadne trace`.
+	id := strings.Fields(lines[1])[0]
+	out.Reset()
+	if code := run([]string{"trace", "--server", srv, id}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "check_authorization") {
+		t.Fatalf("trace of a search result: exit %d\n%s", code, out.String())
+	}
+	out.Reset()
+	run([]string{"search", "--server", srv, `{ span.db.system = "mongodb" && duration > 100ms }`}, &out, &errOut)
+	if !strings.Contains(out.String(), tr.TraceID.String()) || strings.Contains(out.String(), denied.TraceID.String()) {
+		t.Fatalf("search for the slow insert:\n%s", out.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"search", "--server", srv, `{ duration > }`}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "1:") {
+		t.Fatalf("bad query: exit %d, %q", code, errOut.String())
+	}
+}

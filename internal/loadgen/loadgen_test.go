@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -94,5 +95,29 @@ func TestRunAgainstServer(t *testing.T) {
 		if rep.Server == nil || rep.ServerPeakRSS == 0 {
 			t.Fatalf("no process stats: %+v", rep)
 		}
+	}
+}
+
+// TestSearchableProbe measures acknowledgement-to-searchable against a real server: every probe
+// must be found by TraceQL, quickly, since acknowledged spans are searchable in the head.
+func TestSearchableProbe(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr, cfg.ZipkinAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", ""
+	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(context.Background())
+	rep, err := Run(context.Background(), Config{Endpoint: s.GRPCAddr, Batch: 100, Concurrency: 1, Rate: 2000,
+		Duration: 3500 * time.Millisecond, SearchURL: "http://" + s.HTTPAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Probes < 2 {
+		t.Fatalf("%d probes found", rep.Probes)
+	}
+	if rep.Searchable.Max > time.Second {
+		t.Fatalf("a probe took %v to become searchable", rep.Searchable.Max)
 	}
 }
