@@ -278,7 +278,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 				}
 				d, err := pr.once(ctx)
 				if err != nil {
-					if ctx.Err() == nil {
+					if ctx.Err() == nil && !endingNow(ctx) {
 						probeErr = err
 					}
 					return

@@ -45,8 +45,20 @@ func (p *probe) once(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	if _, _, err := p.snd.send(ctx, body); err != nil {
-		return 0, fmt.Errorf("probe export: %w", err)
+	for {
+		_, retry, err := p.snd.send(ctx, body)
+		if err == nil {
+			break
+		}
+		if !retry {
+			return 0, fmt.Errorf("probe export: %w", err)
+		}
+		// Refused under load like any other request: the clock starts at acknowledgement.
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	acked := time.Now()
 	q := url.Values{"q": {fmt.Sprintf(`{ span.loadgen.probe = "%s" }`, marker)}, "limit": {"1"},
