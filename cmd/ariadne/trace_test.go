@@ -38,31 +38,39 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
-// TestTraceCommand sends the guide's create-task trace through the real SDK to a running Ariadne
-// and prints it with `ariadne trace`, as a user would.
-func TestTraceCommand(t *testing.T) {
+// startWithGuide starts an in-process Ariadne and sends it what emit produces through the real
+// OpenTelemetry SDK over OTLP/gRPC, as the task-api service; it returns the server's query URL.
+func startWithGuide(t *testing.T, emit func(ctx context.Context, tp *sdktrace.TracerProvider)) (*server.Server, string) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
-	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ZipkinAddr = "127.0.0.1:0"
+	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr, cfg.ZipkinAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", ""
 	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Stop(context.Background())
-
+	t.Cleanup(func() { s.Stop(context.Background()) })
 	ctx := context.Background()
 	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(s.GRPCAddr), otlptracegrpc.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
 	tp := guidetrace.NewTracerProvider(guidetrace.ServiceTaskAPI, sdktrace.WithBatcher(exp))
-	tr := guidetrace.CreateTask(ctx, tp, guidetrace.DefaultBase) // fixed times: the golden file holds them
-	denied := guidetrace.PermissionDenied(ctx, tp, guidetrace.DefaultBase.Add(time.Second))
+	emit(ctx, tp)
 	if err := tp.Shutdown(ctx); err != nil {
-		t.Fatal(err)
+		t.Fatalf("SDK shutdown (flush to Ariadne): %v", err)
 	}
-	srv := "http://" + s.HTTPAddr
+	return s, "http://" + s.HTTPAddr
+}
+
+// TestTraceCommand sends the guide's create-task trace through the real SDK to a running Ariadne
+// and prints it with `ariadne trace`, as a user would.
+func TestTraceCommand(t *testing.T) {
+	var tr, denied guidetrace.Trace
+	_, srv := startWithGuide(t, func(ctx context.Context, tp *sdktrace.TracerProvider) {
+		tr = guidetrace.CreateTask(ctx, tp, guidetrace.DefaultBase) // fixed times: the golden file holds them
+		denied = guidetrace.PermissionDenied(ctx, tp, guidetrace.DefaultBase.Add(time.Second))
+	})
 
 	var out, errOut bytes.Buffer
 	if code := run([]string{"trace", "--server", srv, tr.TraceID.String()}, &out, &errOut); code != 0 {
@@ -121,28 +129,12 @@ func TestVersionAndHelp(t *testing.T) {
 
 // TestAnalysisCommands runs why, lint and diff against a running Ariadne holding the guide's traces.
 func TestAnalysisCommands(t *testing.T) {
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ZipkinAddr = "127.0.0.1:0"
-	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop(context.Background())
-	ctx := context.Background()
-	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(s.GRPCAddr), otlptracegrpc.WithInsecure())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := guidetrace.NewTracerProvider(guidetrace.ServiceTaskAPI, sdktrace.WithBatcher(exp))
+	var tr, denied guidetrace.Trace
 	base := time.Now().Add(-time.Minute)
-	tr := guidetrace.CreateTask(ctx, tp, base)
-	denied := guidetrace.PermissionDenied(ctx, tp, base.Add(time.Second))
-	if err := tp.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv := "http://" + s.HTTPAddr
+	_, srv := startWithGuide(t, func(ctx context.Context, tp *sdktrace.TracerProvider) {
+		tr = guidetrace.CreateTask(ctx, tp, base)
+		denied = guidetrace.PermissionDenied(ctx, tp, base.Add(time.Second))
+	})
 	var out, errOut bytes.Buffer
 	if code := run([]string{"why", "--server", srv, tr.TraceID.String()}, &out, &errOut); code != 0 {
 		t.Fatalf("why: exit %d %s", code, errOut.String())
@@ -165,23 +157,9 @@ func TestAnalysisCommands(t *testing.T) {
 }
 
 func TestStatusCommand(t *testing.T) {
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ZipkinAddr = "127.0.0.1:0"
-	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop(context.Background())
-	ctx := context.Background()
-	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(s.GRPCAddr), otlptracegrpc.WithInsecure())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := guidetrace.NewTracerProvider(guidetrace.ServiceTaskAPI, sdktrace.WithBatcher(exp))
-	guidetrace.CreateTask(ctx, tp, time.Now())
-	tp.Shutdown(ctx)
+	s, _ := startWithGuide(t, func(ctx context.Context, tp *sdktrace.TracerProvider) {
+		guidetrace.CreateTask(ctx, tp, time.Now())
+	})
 	s.Store.Flush()
 	var out, errOut bytes.Buffer
 	if code := run([]string{"status", "--server", "http://" + s.HTTPAddr}, &out, &errOut); code != 0 {
@@ -195,25 +173,12 @@ func TestStatusCommand(t *testing.T) {
 }
 
 func TestSearchCommand(t *testing.T) {
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.OTLPGRPCAddr, cfg.OTLPHTTPAddr, cfg.HTTPAddr, cfg.ZipkinAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", ""
-	s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop(context.Background())
-	ctx := context.Background()
-	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(s.GRPCAddr), otlptracegrpc.WithInsecure())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := guidetrace.NewTracerProvider(guidetrace.ServiceTaskAPI, sdktrace.WithBatcher(exp))
+	var tr, denied guidetrace.Trace
 	base := time.Now().Add(-time.Minute)
-	tr := guidetrace.CreateTask(ctx, tp, base)
-	denied := guidetrace.PermissionDenied(ctx, tp, base.Add(time.Second))
-	tp.Shutdown(ctx)
-	srv := "http://" + s.HTTPAddr
+	_, srv := startWithGuide(t, func(ctx context.Context, tp *sdktrace.TracerProvider) {
+		tr = guidetrace.CreateTask(ctx, tp, base)
+		denied = guidetrace.PermissionDenied(ctx, tp, base.Add(time.Second))
+	})
 
 	var out, errOut bytes.Buffer
 	if code := run([]string{"search", "--server", srv, `{ resource.service.name = "task-api" && status = error }`}, &out, &errOut); code != 0 {
