@@ -136,6 +136,14 @@ func (e *Engine) QueryRange(ctx context.Context, req MetricsRequest) (*MetricsRe
 					key.WriteByte(0)
 					labels = append(labels, label{key: by.String(), val: bv})
 				}
+				if m.Func == traceql.MetricsHistogramOverTime {
+					// A series per power-of-two bucket, labelled with its upper bound, as
+					// Grafana's heatmaps read TraceQL histograms.
+					ub := histogramBucket(v)
+					key.WriteString(strconv.FormatFloat(ub, 'g', -1, 64))
+					key.WriteByte(0)
+					labels = append(labels, label{key: "__bucket", val: value{k: kFloat, f: ub}})
+				}
 				sa := series[key.String()]
 				if sa == nil {
 					sa = &seriesAcc{labels: labels, buckets: make([]bucketAcc, n)}
@@ -184,7 +192,7 @@ func (e *Engine) QueryRange(ctx context.Context, req MetricsRequest) (*MetricsRe
 				switch m.Func {
 				case traceql.MetricsRate:
 					v = b.count / step.Seconds()
-				case traceql.MetricsCountOverTime:
+				case traceql.MetricsCountOverTime, traceql.MetricsHistogramOverTime:
 					v = b.count
 				case traceql.MetricsMinOverTime:
 					v = b.min
@@ -205,6 +213,15 @@ func (e *Engine) QueryRange(ctx context.Context, req MetricsRequest) (*MetricsRe
 		res.Series = append(res.Series, outs...)
 	}
 	return res, nil
+}
+
+// histogramBucket is the smallest power of two not below v (v > 0), the bucket bound
+// histogram_over_time groups a value under.
+func histogramBucket(v float64) float64 {
+	if v <= 0 {
+		return 0
+	}
+	return math.Pow(2, math.Ceil(math.Log2(v)))
 }
 
 // quantile is the q-quantile of vs by linear interpolation between closest ranks.

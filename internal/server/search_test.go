@@ -577,6 +577,16 @@ func checkSearchHTTP(t *testing.T, s *server.Server, base string, traces []guide
 			t.Errorf("%s: %+v, want %v", fn, mr.Series, want)
 		}
 	}
+	// process_single_task durations 30, 40, 60, 95, 110 ms fall in the power-of-two buckets
+	// 0.03125 (30), 0.0625 (40, 60) and 0.125 (95, 110) seconds.
+	getJSON(t, base, "/api/metrics/query_range?q="+url.QueryEscape(`{ name = "process_single_task" } | histogram_over_time(duration)`)+rng+"&step=1h", 200, &mr)
+	hist := map[string]float64{}
+	for _, s := range mr.Series {
+		hist[s.PromLabels] = sum(s)
+	}
+	if hist[`{__bucket="0.03125"}`] != 1 || hist[`{__bucket="0.0625"}`] != 2 || hist[`{__bucket="0.125"}`] != 2 || len(hist) != 3 {
+		t.Errorf("histogram_over_time %v", hist)
+	}
 	getJSON(t, base, "/api/metrics/query?q="+url.QueryEscape(`{ } | count_over_time()`)+rng, 200, &mr)
 	if len(mr.Series) != 1 || mr.Series[0].Value == nil || *mr.Series[0].Value != 23 {
 		t.Errorf("instant count %+v, want 23 spans", mr.Series)
