@@ -138,7 +138,10 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 			st.Close()
 			return nil, err
 		}
-		graph, err := servicegraph.New(reg, servicegraph.Config{Wait: time.Duration(mg.ServiceGraphWait), MaxItems: mg.ServiceGraphMaxItems})
+		// Tempo's service-graph buckets start at 100ms, which puts every fast call in the first
+		// bucket and every p95 estimate at 95ms; the span-metrics buckets resolve down to 2ms.
+		graph, err := servicegraph.New(reg, servicegraph.Config{Wait: time.Duration(mg.ServiceGraphWait), MaxItems: mg.ServiceGraphMaxItems,
+			Buckets: spanmetrics.DefaultBuckets})
 		if err != nil {
 			st.Close()
 			return nil, err
