@@ -25,6 +25,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/analyze"
 	"github.com/ariadne-tracing/ariadne/internal/otlpjson"
 	"github.com/ariadne-tracing/ariadne/internal/query"
+	"github.com/ariadne-tracing/ariadne/internal/search"
 )
 
 // BuildInfo describes the running binary for /api/status/buildinfo.
@@ -39,6 +40,8 @@ type BuildInfo struct {
 type Server struct {
 	q       *query.Querier
 	typical analyze.Typical // an operation's usual duration, for why-slow; nil when unknown
+
+	engine *search.Engine // TraceQL, shared by Tempo's and Jaeger's search endpoints
 
 	graph          GraphSource
 	ops            OperationsSource

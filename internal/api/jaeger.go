@@ -17,6 +17,8 @@ import (
 
 	"github.com/ariadne-tracing/ariadne/internal/otlpjson"
 	"github.com/ariadne-tracing/ariadne/internal/query"
+	"github.com/ariadne-tracing/ariadne/internal/search"
+	"github.com/ariadne-tracing/ariadne/internal/traceql"
 )
 
 // Jaeger's query APIs, so Jaeger UI and Jaeger clients read Ariadne: API v3 (OTLP JSON) under
@@ -202,80 +204,109 @@ func writeResult(w http.ResponseWriter, traces []*tracepb.TracesData) {
 }
 
 // traceFilter is a Jaeger search: a trace matches when one of its spans satisfies everything.
+// It runs as a TraceQL query on the search engine, so Jaeger's searches get the same pruning and
+// column reads as Grafana's.
 type traceFilter struct {
 	service, operation string
 	tags               map[string]string
 	minDur, maxDur     time.Duration
 }
 
-func (f traceFilter) match(td *tracepb.TracesData) bool {
-	for _, rs := range td.ResourceSpans {
-		if f.service != "" && serviceOf(rs.Resource.GetAttributes()) != f.service {
+// traceQL writes the filter as one spanset. Jaeger tags are strings; a tag that reads as a number
+// or a boolean also matches an attribute of that type, and error, span.kind and
+// otel.status_code map to the intrinsics Jaeger derives them from.
+func (f traceFilter) traceQL() string {
+	var conds []string
+	if f.service != "" {
+		conds = append(conds, "resource.service.name = "+strconv.Quote(f.service))
+	}
+	if f.operation != "" {
+		conds = append(conds, "name = "+strconv.Quote(f.operation))
+	}
+	if f.minDur > 0 {
+		conds = append(conds, fmt.Sprintf("duration >= %dns", f.minDur.Nanoseconds()))
+	}
+	if f.maxDur > 0 {
+		conds = append(conds, fmt.Sprintf("duration <= %dns", f.maxDur.Nanoseconds()))
+	}
+	keys := sortedKeys(f.tags)
+	for _, k := range keys {
+		v := f.tags[k]
+		switch k {
+		case "error":
+			if v == "true" {
+				conds = append(conds, "status = error")
+			} else {
+				conds = append(conds, "status != error")
+			}
+			continue
+		case "span.kind":
+			conds = append(conds, "kind = "+kindLiteral(v))
+			continue
+		case "otel.status_code":
+			conds = append(conds, "status = "+strings.ToLower(v))
 			continue
 		}
-		for _, ss := range rs.ScopeSpans {
-			for _, sp := range ss.Spans {
-				if f.spanMatches(rs.Resource.GetAttributes(), sp) {
-					return true
-				}
-			}
+		attr := "." + attrName(k)
+		alts := []string{attr + " = " + strconv.Quote(v)}
+		if _, err := strconv.ParseInt(v, 10, 64); err == nil {
+			alts = append(alts, attr+" = "+v)
+		} else if _, err := strconv.ParseFloat(v, 64); err == nil {
+			alts = append(alts, attr+" = "+v)
+		} else if v == "true" || v == "false" {
+			alts = append(alts, attr+" = "+v)
+		}
+		if len(alts) == 1 {
+			conds = append(conds, alts[0])
+		} else {
+			conds = append(conds, "("+strings.Join(alts, " || ")+")")
 		}
 	}
-	return false
+	return "{ " + strings.Join(conds, " && ") + " }"
 }
 
-func (f traceFilter) spanMatches(res []*commonpb.KeyValue, sp *tracepb.Span) bool {
-	if f.operation != "" && sp.Name != f.operation {
-		return false
+func kindLiteral(v string) string {
+	switch v {
+	case "server", "client", "producer", "consumer", "internal":
+		return v
 	}
-	d := time.Duration(sp.EndTimeUnixNano - sp.StartTimeUnixNano)
-	if (f.minDur > 0 && d < f.minDur) || (f.maxDur > 0 && d > f.maxDur) {
-		return false
-	}
-	for k, v := range f.tags {
-		if !hasTag(sp, res, k, v) {
-			return false
+	return "unspecified"
+}
+
+// attrName writes an attribute name bare when TraceQL allows it, quoted otherwise.
+func attrName(k string) string {
+	for _, r := range k {
+		if !(r == '.' || r == '_' || r == '-' || r == '/' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return strconv.Quote(k)
 		}
 	}
-	return true
+	if k == "" || k[0] >= '0' && k[0] <= '9' {
+		return strconv.Quote(k)
+	}
+	return k
 }
 
-// hasTag follows Jaeger's tag semantics: span attributes, resource attributes, and the tags Jaeger
-// derives from OTLP fields (error, span.kind, otel.status_code).
-func hasTag(sp *tracepb.Span, res []*commonpb.KeyValue, k, v string) bool {
-	switch k {
-	case "error":
-		return (sp.Status.GetCode() == tracepb.Status_STATUS_CODE_ERROR) == (v == "true")
-	case "span.kind":
-		return kindName(sp.Kind) == v
-	case "otel.status_code":
-		return strings.TrimPrefix(sp.Status.GetCode().String(), "STATUS_CODE_") == v
+// findJaeger runs a filter and returns the matching traces whole, newest first.
+func (s *Server) findJaeger(ctx context.Context, f traceFilter, tr query.TimeRange, limit int) ([]*tracepb.TracesData, error) {
+	q, err := traceql.Parse(f.traceQL())
+	if err != nil {
+		return nil, fmt.Errorf("jaeger search: %w", err)
 	}
-	for _, attrs := range [][]*commonpb.KeyValue{sp.Attributes, res} {
-		for _, kv := range attrs {
-			if kv.Key == k && anyString(kv.Value) == v {
-				return true
-			}
+	res, err := s.engine.Search(ctx, search.Request{Query: q, Start: tr.Start, End: tr.End, Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	var out []*tracepb.TracesData
+	for _, t := range res.Traces {
+		td, err := s.q.FindTrace(ctx, t.ID, query.TimeRange{})
+		if err != nil {
+			return nil, err
+		}
+		if td != nil {
+			out = append(out, td)
 		}
 	}
-	return false
-}
-
-func anyString(v *commonpb.AnyValue) string {
-	switch x := v.GetValue().(type) {
-	case *commonpb.AnyValue_StringValue:
-		return x.StringValue
-	case *commonpb.AnyValue_BoolValue:
-		return strconv.FormatBool(x.BoolValue)
-	case *commonpb.AnyValue_IntValue:
-		return strconv.FormatInt(x.IntValue, 10)
-	case *commonpb.AnyValue_DoubleValue:
-		return strconv.FormatFloat(x.DoubleValue, 'g', -1, 64)
-	case *commonpb.AnyValue_BytesValue:
-		return base64.StdEncoding.EncodeToString(x.BytesValue)
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
+	return out, nil
 }
 
 // v3Param reads a query.* parameter in either spelling (camelCase today, snake_case before).
@@ -334,7 +365,7 @@ func (s *Server) jaegerFindV3(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	traces, err := s.q.FindTraces(r.Context(), tr, limit, f.match)
+	traces, err := s.findJaeger(r.Context(), f, tr, limit)
 	if err != nil {
 		jaegerError(w, 500, err.Error())
 		return
@@ -616,7 +647,7 @@ func (s *Server) jaegerFind(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	traces, err := s.q.FindTraces(r.Context(), tr, limit, f.match)
+	traces, err := s.findJaeger(r.Context(), f, tr, limit)
 	if err != nil {
 		jaegerError(w, 500, err.Error())
 		return
@@ -626,4 +657,22 @@ func (s *Server) jaegerFind(w http.ResponseWriter, r *http.Request) {
 		out = append(out, toJaeger(td))
 	}
 	writeJaegerData(w, out, len(out))
+}
+
+// anyString renders an attribute value as Jaeger's string tags show it.
+func anyString(v *commonpb.AnyValue) string {
+	switch x := v.GetValue().(type) {
+	case *commonpb.AnyValue_StringValue:
+		return x.StringValue
+	case *commonpb.AnyValue_BoolValue:
+		return strconv.FormatBool(x.BoolValue)
+	case *commonpb.AnyValue_IntValue:
+		return strconv.FormatInt(x.IntValue, 10)
+	case *commonpb.AnyValue_DoubleValue:
+		return strconv.FormatFloat(x.DoubleValue, 'g', -1, 64)
+	case *commonpb.AnyValue_BytesValue:
+		return base64.StdEncoding.EncodeToString(x.BytesValue)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }

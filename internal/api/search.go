@@ -20,6 +20,7 @@ import (
 // registerSearch adds Tempo's search, tag discovery and TraceQL metrics endpoints.
 func (s *Server) registerSearch() {
 	h := &searchHandlers{s: s, e: search.New(s.q.Source())}
+	s.engine = h.e
 	s.mux.HandleFunc("GET /api/search", h.search)
 	s.mux.HandleFunc("GET /api/search/tags", h.tags(false))
 	s.mux.HandleFunc("GET /api/v2/search/tags", h.tags(true))
