@@ -19,6 +19,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ariadne-tracing/ariadne/internal/guidetrace"
 	"github.com/ariadne-tracing/ariadne/internal/ingest"
 )
 
@@ -70,7 +71,7 @@ func TestGuideTraces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	emitGuide(t, g.ObserveTraces)
+	guidetrace.ObserveAll(t, g.ObserveTraces)
 	g.Expire(time.Now().Add(time.Minute))
 
 	mfs := scrape(t, reg)

@@ -21,6 +21,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ariadne-tracing/ariadne/internal/guidetrace"
 	"github.com/ariadne-tracing/ariadne/internal/ingest"
 )
 
@@ -79,7 +80,7 @@ func TestGuideTraces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	emitGuide(t, m.ObserveTraces)
+	guidetrace.ObserveAll(t, m.ObserveTraces)
 
 	const (
 		api, notif                   = "task-api", "notification-service"

@@ -1,4 +1,4 @@
-package spanmetrics
+package guidetrace
 
 import (
 	"context"
@@ -11,8 +11,6 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/ariadne-tracing/ariadne/internal/guidetrace"
 )
 
 // captureServer receives OTLP/gRPC exports and hands each request's wire bytes to observe, the
@@ -31,9 +29,11 @@ func (c *captureServer) Export(_ context.Context, req *coltracepb.ExportTraceSer
 	return &coltracepb.ExportTraceServiceResponse{}, nil
 }
 
-// emitGuide sends every guide trace through the real SDK and OTLP/gRPC exporter to observe and
-// returns once all of them have been observed.
-func emitGuide(t *testing.T, observe func([]byte)) []guidetrace.Trace {
+// ObserveAll sends every guide trace through the real SDK and its OTLP/gRPC exporter to a capture
+// server built from the stock OTLP service, hands each request's wire bytes to observe (the way
+// ingest hands them to its observers), and returns once all of them have been observed. For
+// tests of ingest observers that need no Ariadne server.
+func ObserveAll(t testing.TB, observe func([]byte)) []Trace {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,8 +50,8 @@ func emitGuide(t *testing.T, observe func([]byte)) []guidetrace.Trace {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := guidetrace.NewProviders(sdktrace.WithBatcher(exp))
-	traces, err := guidetrace.EmitAll(ctx, p, time.Time{})
+	p := NewProviders(sdktrace.WithBatcher(exp))
+	traces, err := EmitAll(ctx, p, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
