@@ -169,22 +169,29 @@ func (s *Server) jaegerOperationsV3(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]any{"operations": ops})
 }
 
-func (s *Server) jaegerTraceV3(w http.ResponseWriter, r *http.Request) {
+// jaegerFindByID reads the trace named in the path, answering errors in Jaeger's shape itself;
+// nil means it did.
+func (s *Server) jaegerFindByID(w http.ResponseWriter, r *http.Request) *tracepb.TracesData {
 	id, err := ParseTraceID(r.PathValue("id"))
 	if err != nil {
 		jaegerError(w, 400, err.Error())
-		return
+		return nil
 	}
 	td, err := s.q.FindTrace(r.Context(), id, query.TimeRange{})
 	if err != nil {
 		jaegerError(w, 500, err.Error())
-		return
+		return nil
 	}
 	if td == nil {
 		jaegerError(w, 404, "trace not found")
-		return
 	}
-	writeResult(w, []*tracepb.TracesData{td})
+	return td
+}
+
+func (s *Server) jaegerTraceV3(w http.ResponseWriter, r *http.Request) {
+	if td := s.jaegerFindByID(w, r); td != nil {
+		writeResult(w, []*tracepb.TracesData{td})
+	}
 }
 
 // writeResult wraps traces in grpc-gateway's {"result": TracesData} envelope, OTLP/JSON inside.
@@ -572,21 +579,9 @@ func (s *Server) jaegerOperations(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) jaegerTrace(w http.ResponseWriter, r *http.Request) {
-	id, err := ParseTraceID(r.PathValue("id"))
-	if err != nil {
-		jaegerError(w, 400, err.Error())
-		return
+	if td := s.jaegerFindByID(w, r); td != nil {
+		writeJaegerData(w, []jTrace{toJaeger(td)}, 1)
 	}
-	td, err := s.q.FindTrace(r.Context(), id, query.TimeRange{})
-	if err != nil {
-		jaegerError(w, 500, err.Error())
-		return
-	}
-	if td == nil {
-		jaegerError(w, 404, "trace not found")
-		return
-	}
-	writeJaegerData(w, []jTrace{toJaeger(td)}, 1)
 }
 
 // jaegerFind is Jaeger UI's search: service, operation, tags (JSON or key:value logfmt),
