@@ -104,7 +104,7 @@ func Default() Config {
 			TraceMaxAge:   Duration(time.Minute),
 			HeadCutBytes:  16 << 20,
 			BlockMaxBytes: 16 << 20,
-			BlockMaxWait:  Duration(10 * time.Second),
+			BlockMaxWait:  Duration(time.Minute),
 			WALSegment:    128 << 20,
 		},
 	}

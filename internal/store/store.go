@@ -34,7 +34,7 @@ type Options struct {
 	HeadMaxBytes int64         // live span bytes past which the oldest traces are cut early (default 16 MiB)
 
 	BlockMaxBytes int64         // cut traces are collected into one block up to this many span bytes (default 16 MiB)
-	BlockMaxWait  time.Duration // or until the oldest has waited this long (default 10s)
+	BlockMaxWait  time.Duration // or until the oldest has waited this long (default 1m)
 	FlushInterval time.Duration // how often the loop looks for complete traces (default 250ms)
 
 	Retention time.Duration // blocks whose newest span is older are deleted (default 14 days)
@@ -61,7 +61,7 @@ func (o *Options) defaults() {
 		o.BlockMaxBytes = 16 << 20
 	}
 	if o.BlockMaxWait <= 0 {
-		o.BlockMaxWait = 10 * time.Second
+		o.BlockMaxWait = time.Minute
 	}
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = 250 * time.Millisecond
