@@ -76,6 +76,9 @@ type Storage struct {
 	BlockMaxBytes int64    `yaml:"block_max_bytes"`
 	BlockMaxWait  Duration `yaml:"block_max_wait"`
 	WALSegment    int64    `yaml:"wal_segment_bytes"`
+	// Compaction: see store.Options. A negative CompactMinBlocks turns it off.
+	CompactMinBlocks   int   `yaml:"compact_min_blocks"`
+	CompactTargetBytes int64 `yaml:"compact_target_bytes"`
 }
 
 // Default returns the configuration with every default filled in.
@@ -106,6 +109,9 @@ func Default() Config {
 			BlockMaxBytes: 16 << 20,
 			BlockMaxWait:  Duration(time.Minute),
 			WALSegment:    128 << 20,
+
+			CompactMinBlocks:   4,
+			CompactTargetBytes: 256 << 20,
 		},
 	}
 }

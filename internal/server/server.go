@@ -112,13 +112,15 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 		}
 	}
 	st, err := store.Open(store.Options{
-		Dir:           cfg.DataDir,
-		Keep:          keep,
-		TraceIdle:     idle,
-		TraceMaxAge:   time.Duration(cfg.Storage.TraceMaxAge),
-		HeadMaxBytes:  cfg.Storage.HeadCutBytes,
-		BlockMaxBytes: cfg.Storage.BlockMaxBytes,
-		BlockMaxWait:  time.Duration(cfg.Storage.BlockMaxWait),
+		Dir:                cfg.DataDir,
+		Keep:               keep,
+		TraceIdle:          idle,
+		TraceMaxAge:        time.Duration(cfg.Storage.TraceMaxAge),
+		HeadMaxBytes:       cfg.Storage.HeadCutBytes,
+		BlockMaxBytes:      cfg.Storage.BlockMaxBytes,
+		BlockMaxWait:       time.Duration(cfg.Storage.BlockMaxWait),
+		CompactMinBlocks:   cfg.Storage.CompactMinBlocks,
+		CompactTargetBytes: cfg.Storage.CompactTargetBytes,
 		WAL: wal.Options{SegmentBytes: cfg.Storage.WALSegment,
 			ObserveFsync: func(d time.Duration) { fsync.Observe(d.Seconds()) }},
 		Retention: time.Duration(cfg.Retention),

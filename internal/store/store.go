@@ -39,6 +39,12 @@ type Options struct {
 
 	Retention time.Duration // blocks whose newest span is older are deleted (default 14 days)
 
+	// Compaction merges the oldest blocks under CompactTargetBytes (Meta.Bytes) into one of up
+	// to that size once more than CompactMinBlocks of them exist (defaults 4 and 256 MiB).
+	// A negative CompactMinBlocks turns compaction off.
+	CompactMinBlocks   int
+	CompactTargetBytes int64
+
 	// Keep is the tail-sampling hook: it sees each complete trace and says whether it goes to a
 	// block, and with what sampling ratio (see block.Trace.SampleRatio). Nil keeps everything.
 	Keep func(t *head.Trace) (keep bool, ratio float64)
@@ -68,6 +74,12 @@ func (o *Options) defaults() {
 	}
 	if o.Retention <= 0 {
 		o.Retention = 14 * 24 * time.Hour
+	}
+	if o.CompactMinBlocks == 0 {
+		o.CompactMinBlocks = defaultCompactMinBlocks
+	}
+	if o.CompactTargetBytes <= 0 {
+		o.CompactTargetBytes = defaultCompactTargetBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -120,6 +132,10 @@ type Stats struct {
 	BlocksDeleted  int64 // by retention
 	ReplayedSpans  int64
 	LastFlushError string
+
+	Compactions      int64 // merged blocks written
+	BlocksCompacted  int64 // blocks merged away
+	LastCompactError string
 }
 
 // Open opens or creates the store in opts.Dir, replays its WAL into the head and starts the flush
@@ -250,6 +266,9 @@ func (s *Store) loop() {
 		case <-t.C:
 			if err := s.flush(false); err != nil {
 				s.log.Error("flush failed; traces stay in the head and the WAL", "err", err)
+			}
+			if err := s.compact(); err != nil {
+				s.log.Error("compaction failed; blocks stay as they were", "err", err)
 			}
 		}
 	}
