@@ -21,6 +21,12 @@ const readAllTraces = 1024
 // recognise a span it has already seen (say, a block left twice by a crash) by its bytes.
 var marshalSpan = proto.MarshalOptions{Deterministic: true}
 
+// marshalSized reuses the size marshalSpan.Size just computed for the same message.
+var marshalSized = proto.MarshalOptions{Deterministic: true, UseCachedSize: true}
+
+// arenaChunk is the allocation that span encodings are packed into.
+const arenaChunk = 256 << 10
+
 // ReadAll calls fn with every trace of the block, in trace ID order, in the form Write takes:
 // each span re-encoded as an OTLP Span message carrying every field FindTrace would return,
 // with its resource and scope as one Group per distinct group of the block (spans of a group
@@ -142,8 +148,14 @@ func (r *Reader) readBatch(row, n int64, groups []*otlpwire.Group) ([]Trace, err
 			if gi < 0 || int(gi) >= len(groups) {
 				return nil, fmt.Errorf("span row %d: group %d out of range", span[0]+i, gi)
 			}
+			// Spans keep slices of the arena, so it must never be grown by copying: the old
+			// array would stay alive beside the new one. A full chunk is left to its spans.
+			size := marshalSpan.Size(&s)
+			if cap(arena)-len(arena) < size {
+				arena = make([]byte, 0, max(arenaChunk, size))
+			}
 			from := len(arena)
-			if arena, err = marshalSpan.MarshalAppend(arena, &s); err != nil {
+			if arena, err = marshalSized.MarshalAppend(arena, &s); err != nil {
 				return nil, fmt.Errorf("trace %x: encode span: %w", ids[t], err)
 			}
 			spans[i-first] = Span{Group: groups[gi], Raw: arena[from:len(arena):len(arena)]}
