@@ -111,7 +111,7 @@ func Default() Config {
 			WALSegment:    128 << 20,
 
 			CompactMinBlocks:   4,
-			CompactTargetBytes: 256 << 20,
+			CompactTargetBytes: 8 << 20,
 		},
 	}
 }

@@ -9,9 +9,12 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/block"
 )
 
+// A run is merged in memory, and a block's spans take about ten times its bytes once decoded
+// (small spans: ~13 bytes on disk, ~120 in the wire form the writer takes), so the target is
+// what bounds compaction's memory: 8 MiB of blocks is ~80 MiB of spans at the peak.
 const (
 	defaultCompactMinBlocks   = 4
-	defaultCompactTargetBytes = 256 << 20
+	defaultCompactTargetBytes = 8 << 20
 )
 
 // compact merges the oldest run of small blocks into one, when there are more small blocks
@@ -30,6 +33,11 @@ func (s *Store) compact() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	if s.closed {
+		return nil
+	}
+	// Under load the head is being cut by its memory budget: merging now would hold flushes
+	// back and add compaction's memory to the head's. Blocks wait for a quieter tick.
+	if s.head.Bytes() > s.opts.HeadMaxBytes/2 {
 		return nil
 	}
 	run := pickRun(s.Blocks(), s.opts.CompactMinBlocks, s.opts.CompactTargetBytes)

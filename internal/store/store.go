@@ -40,7 +40,7 @@ type Options struct {
 	Retention time.Duration // blocks whose newest span is older are deleted (default 14 days)
 
 	// Compaction merges the oldest blocks under CompactTargetBytes (Meta.Bytes) into one of up
-	// to that size once more than CompactMinBlocks of them exist (defaults 4 and 256 MiB).
+	// to that size once more than CompactMinBlocks of them exist (defaults 4 and 8 MiB).
 	// A negative CompactMinBlocks turns compaction off.
 	CompactMinBlocks   int
 	CompactTargetBytes int64
