@@ -125,6 +125,8 @@ func printStatus(w io.Writer, fams map[string]*dto.MetricFamily) {
 	fmt.Fprintf(w, "  %.0f blocks, %s on disk; written since start: %.0f blocks, %.0f traces, %.0f spans; deleted by retention %.0f\n",
 		total(fams, "ariadne_blocks"), mib(total(fams, "ariadne_block_disk_bytes")), total(fams, "ariadne_blocks_written_total"),
 		total(fams, "ariadne_block_traces_flushed_total"), total(fams, "ariadne_block_spans_flushed_total"), total(fams, "ariadne_blocks_deleted_total"))
+	fmt.Fprintf(w, "  compaction: %.0f merged blocks written from %.0f smaller ones\n",
+		total(fams, "ariadne_compactions_total"), total(fams, "ariadne_blocks_compacted_total"))
 	fmt.Fprintln(w, "Tail sampling")
 	if fams["ariadne_sampling_decisions_total"] == nil {
 		fmt.Fprintln(w, "  off: every trace is kept")

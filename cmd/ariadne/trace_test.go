@@ -165,7 +165,7 @@ func TestStatusCommand(t *testing.T) {
 	if code := run([]string{"status", "--server", "http://" + s.HTTPAddr}, &out, &errOut); code != 0 {
 		t.Fatalf("status: exit %d %s", code, errOut.String())
 	}
-	for _, want := range []string{"spans received 9, accepted 9", "1 blocks", "9 spans", "off: every trace is kept"} {
+	for _, want := range []string{"spans received 9, accepted 9", "1 blocks", "9 spans", "off: every trace is kept", "compaction: 0 merged blocks"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, out.String())
 		}

@@ -18,6 +18,7 @@ type storeCollector struct {
 	blocksWritten, tracesFlushed         *prometheus.Desc
 	spansFlushed, tracesDropped, deleted *prometheus.Desc
 	replayed                             *prometheus.Desc
+	compactions, compacted               *prometheus.Desc
 }
 
 func newStoreCollector(st *store.Store) *storeCollector {
@@ -39,13 +40,15 @@ func newStoreCollector(st *store.Store) *storeCollector {
 		tracesDropped: d("ariadne_sampling_traces_dropped_total", "Complete traces dropped by tail sampling since start."),
 		deleted:       d("ariadne_blocks_deleted_total", "Blocks deleted by retention since start."),
 		replayed:      d("ariadne_wal_replayed_spans", "Spans replayed from the write-ahead log at start."),
+		compactions:   d("ariadne_compactions_total", "Merged blocks written by compaction since start."),
+		compacted:     d("ariadne_blocks_compacted_total", "Blocks merged away by compaction since start."),
 	}
 }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.headTraces, c.headSpans, c.headBytes, c.walRecords, c.walBytes, c.walFsyncs,
 		c.walDisk, c.walSegments, c.blocks, c.blockBytes, c.blocksWritten, c.tracesFlushed, c.spansFlushed, c.tracesDropped,
-		c.deleted, c.replayed} {
+		c.deleted, c.replayed, c.compactions, c.compacted} {
 		ch <- d
 	}
 }
@@ -79,4 +82,6 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	k(c.tracesDropped, float64(ss.TracesDropped))
 	k(c.deleted, float64(ss.BlocksDeleted))
 	g(c.replayed, float64(ss.ReplayedSpans))
+	k(c.compactions, float64(ss.Compactions))
+	k(c.compacted, float64(ss.BlocksCompacted))
 }
