@@ -86,28 +86,47 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 func startProc(t *testing.T, dataDir string, extra ...string) *proc {
 	t.Helper()
-	p := &proc{grpcAddr: freeAddr(t), http: freeAddr(t), logs: &syncBuffer{}}
-	args := append([]string{"serve", "--data-dir", dataDir, "--otlp-grpc-addr", p.grpcAddr,
-		"--otlp-http-addr", freeAddr(t), "--http-addr", p.http, "--zipkin-addr", ""}, extra...)
-	p.cmd = exec.Command(ariadneBinary(t), args...)
-	p.cmd.Stderr = p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
+	// freeAddr's ports are free when chosen but may be taken by another test process before
+	// the server binds them; such a start is retried on fresh ports.
+	for attempt := 0; ; attempt++ {
+		p := &proc{grpcAddr: freeAddr(t), http: freeAddr(t), logs: &syncBuffer{}}
+		args := append([]string{"serve", "--data-dir", dataDir, "--otlp-grpc-addr", p.grpcAddr,
+			"--otlp-http-addr", freeAddr(t), "--http-addr", p.http, "--zipkin-addr", ""}, extra...)
+		p.cmd = exec.Command(ariadneBinary(t), args...)
+		p.cmd.Stderr = p.logs
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if p.waitReady() {
+			t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+			return p
+		}
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+		if !strings.Contains(p.logs.String(), "address already in use") || attempt == 4 {
+			t.Fatalf("server not ready; logs:\n%s", p.logs.String())
+		}
 	}
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+}
+
+// waitReady polls /ready until it answers 200, the server reports it could not start, or a
+// minute passes.
+func (p *proc) waitReady() bool {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://" + p.http + "/ready")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return p
+				return true
 			}
+		}
+		if strings.Contains(p.logs.String(), "cannot start") {
+			return false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("server not ready; logs:\n%s", p.logs.String())
-	return nil
+	return false
 }
 
 func (p *proc) kill9(t *testing.T) {
