@@ -195,32 +195,12 @@ func (a *attrReader) read(b *ScanBatch, dst *ScanAttrs, from, to, shift int64) e
 		if err := errors.Join(err1, err2); err != nil {
 			return err
 		}
-		var (
-			str  string
-			num  int64
-			dbl  float64
-			bval bool
-			raw  []byte
-		)
-		switch typ {
-		case ValueString:
-			str, err = a.str.strAt(row)
-		case ValueInt:
-			num, err = a.num.int64At(row)
-		case ValueDouble:
-			var v parquet.Value
-			v, err = a.dbl.valueAt(row)
-			dbl = v.Double()
-		case ValueBool:
-			var v parquet.Value
-			v, err = a.boolean.valueAt(row)
-			bval = v.Boolean()
-		case ValueRaw:
-			raw, err = a.rawCl.bytesAt(row)
-			raw = b.keep(raw)
-		}
+		str, num, dbl, bval, raw, err := a.valueAt(row, typ)
 		if err != nil {
 			return err
+		}
+		if typ == ValueRaw {
+			raw = b.keep(raw)
 		}
 		dst.Owner = append(dst.Owner, int32(owner+shift))
 		dst.Key = append(dst.Key, key)
@@ -232,6 +212,28 @@ func (a *attrReader) read(b *ScanBatch, dst *ScanAttrs, from, to, shift int64) e
 		dst.Raw = append(dst.Raw, raw)
 	}
 	return nil
+}
+
+// valueAt decodes the value of an attribute row of type typ from its type's column; raw points
+// into the cursor's page and is valid until the cursor moves on.
+func (a *attrReader) valueAt(row int64, typ int32) (str string, num int64, dbl float64, bval bool, raw []byte, err error) {
+	switch typ {
+	case ValueString:
+		str, err = a.str.strAt(row)
+	case ValueInt:
+		num, err = a.num.int64At(row)
+	case ValueDouble:
+		var v parquet.Value
+		v, err = a.dbl.valueAt(row)
+		dbl = v.Double()
+	case ValueBool:
+		var v parquet.Value
+		v, err = a.boolean.valueAt(row)
+		bval = v.Boolean()
+	case ValueRaw:
+		raw, err = a.rawCl.bytesAt(row)
+	}
+	return
 }
 
 // any reports whether a row of [from, to) has the reader's key and a value match accepts.
@@ -248,29 +250,7 @@ func (a *attrReader) any(from, to int64, match func(int32, string, int64, float6
 		if err != nil {
 			return false, err
 		}
-		var (
-			str  string
-			num  int64
-			dbl  float64
-			bval bool
-			raw  []byte
-		)
-		switch typ {
-		case ValueString:
-			str, err = a.str.strAt(row)
-		case ValueInt:
-			num, err = a.num.int64At(row)
-		case ValueDouble:
-			var v parquet.Value
-			v, err = a.dbl.valueAt(row)
-			dbl = v.Double()
-		case ValueBool:
-			var v parquet.Value
-			v, err = a.boolean.valueAt(row)
-			bval = v.Boolean()
-		case ValueRaw:
-			raw, err = a.rawCl.bytesAt(row)
-		}
+		str, num, dbl, bval, raw, err := a.valueAt(row, typ)
 		if err != nil {
 			return false, err
 		}
