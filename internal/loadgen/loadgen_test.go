@@ -32,6 +32,7 @@ func TestTemplateFillsFreshIDsAndTimes(t *testing.T) {
 			}
 			ids := map[string]bool{}
 			roundTraces := map[string]bool{}
+			traceEnd := map[string]uint64{}
 			for _, rs := range req.ResourceSpans {
 				for _, ss := range rs.ScopeSpans {
 					for _, sp := range ss.Spans {
@@ -41,10 +42,23 @@ func TestTemplateFillsFreshIDsAndTimes(t *testing.T) {
 						seenSpan[string(sp.SpanId)] = true
 						ids[string(sp.SpanId)] = true
 						roundTraces[string(sp.TraceId)] = true
-						if sp.StartTimeUnixNano < now || sp.StartTimeUnixNano > now+uint64(1e12) || sp.EndTimeUnixNano < sp.StartTimeUnixNano {
-							t.Fatalf("%s: times not shifted to now: %d..%d", profile, sp.StartTimeUnixNano, sp.EndTimeUnixNano)
+						// No span may lie in the future of the send, and none far in its past.
+						if sp.EndTimeUnixNano > now || sp.StartTimeUnixNano < now-uint64(time.Minute) || sp.EndTimeUnixNano < sp.StartTimeUnixNano {
+							t.Fatalf("%s: times not shifted to now: %d..%d (now %d)", profile, sp.StartTimeUnixNano, sp.EndTimeUnixNano, now)
 						}
+						for _, ev := range sp.Events {
+							if ev.TimeUnixNano < sp.StartTimeUnixNano || ev.TimeUnixNano > now {
+								t.Fatalf("%s: event time %d outside its span or after now", profile, ev.TimeUnixNano)
+							}
+						}
+						traceEnd[string(sp.TraceId)] = max(traceEnd[string(sp.TraceId)], sp.EndTimeUnixNano)
 					}
+				}
+			}
+			// Every trace ends at the moment it is sent.
+			for tid, end := range traceEnd {
+				if end != now {
+					t.Fatalf("%s: trace %x ends at %d, %v from the send", profile, tid, end, time.Duration(int64(now)-int64(end)))
 				}
 			}
 			for tid := range roundTraces {

@@ -212,5 +212,5 @@ func buildProfile(profile string, batch int) (*template, error) {
 		Resource: resource("loadgen-" + profile), ScopeSpans: []*tracepb.ScopeSpans{ss},
 		SchemaUrl: "https://opentelemetry.io/schemas/1.26.0",
 	}}}
-	return newTemplate(req, templateBase)
+	return newTemplate(req)
 }

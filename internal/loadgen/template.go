@@ -17,22 +17,31 @@ type template struct {
 	wire   []byte
 	traces [][]int // offsets of each trace's 16-byte ID (span trace_id fields)
 	spans  [][]int // offsets of each span's 8-byte ID (its span_id and its children's parent_span_id)
-	times  []int   // offsets of fixed64 timestamps
-	base   uint64  // the template's time origin, unix nanos
+	times  []timeOffset
 	nspans int
+}
+
+// timeOffset is where one fixed64 timestamp sits, and the end of the trace it belongs to: each
+// send shifts a trace's times so the trace ends at the moment it is sent. (The template spaces its
+// traces seconds apart to keep their byte patterns distinct; shifting them all by one amount
+// would date the later ones minutes into the future.)
+type timeOffset struct {
+	off      int
+	traceEnd uint64
 }
 
 // newTemplate encodes req, whose trace IDs, span IDs and timestamps must be distinct byte
 // patterns (the profiles make them so), and finds where each one landed.
-func newTemplate(req *coltracepb.ExportTraceServiceRequest, base uint64) (*template, error) {
+func newTemplate(req *coltracepb.ExportTraceServiceRequest) (*template, error) {
 	wire, err := proto.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: encode template: %w", err)
 	}
-	t := &template{wire: wire, base: base}
+	t := &template{wire: wire}
 	seenTrace := map[string]int{}
 	seenSpan := map[string]bool{}
-	seenTime := map[uint64]bool{}
+	seenTime := map[uint64]string{} // timestamp → its trace ID
+	traceEnd := map[string]uint64{}
 	for _, rs := range req.ResourceSpans {
 		for _, ss := range rs.ScopeSpans {
 			for _, sp := range ss.Spans {
@@ -45,22 +54,25 @@ func newTemplate(req *coltracepb.ExportTraceServiceRequest, base uint64) (*templ
 					seenSpan[string(sp.SpanId)] = true
 					t.spans = append(t.spans, allOffsets(wire, sp.SpanId))
 				}
+				tid := string(sp.TraceId)
 				for _, ts := range []uint64{sp.StartTimeUnixNano, sp.EndTimeUnixNano} {
-					seenTime[ts] = true
+					seenTime[ts] = tid
 				}
 				for _, ev := range sp.Events {
-					seenTime[ev.TimeUnixNano] = true
+					seenTime[ev.TimeUnixNano] = tid
 				}
+				traceEnd[tid] = max(traceEnd[tid], sp.EndTimeUnixNano)
 			}
 		}
 	}
-	for ts := range seenTime {
+	for ts, tid := range seenTime {
 		var b [8]byte
 		binary.LittleEndian.PutUint64(b[:], ts)
-		offs := allOffsets(wire, b[:])
 		// A timestamp pattern must appear only as a fixed64 field value: the profiles space
 		// times so no ID or string can contain one.
-		t.times = append(t.times, offs...)
+		for _, o := range allOffsets(wire, b[:]) {
+			t.times = append(t.times, timeOffset{off: o, traceEnd: traceEnd[tid]})
+		}
 	}
 	return t, nil
 }
@@ -77,7 +89,8 @@ func allOffsets(b, pat []byte) []int {
 	}
 }
 
-// fill writes the template into dst with fresh IDs from rng and times shifted to now.
+// fill writes the template into dst with fresh IDs from rng and times shifted so that every
+// trace ends at now.
 func (t *template) fill(dst []byte, rng *fastRand, now uint64) []byte {
 	dst = append(dst[:0], t.wire...)
 	for _, offs := range t.traces {
@@ -97,10 +110,9 @@ func (t *template) fill(dst []byte, rng *fastRand, now uint64) []byte {
 			copy(dst[o:o+8], id[:])
 		}
 	}
-	shift := now - t.base
-	for _, o := range t.times {
-		v := binary.LittleEndian.Uint64(dst[o:])
-		binary.LittleEndian.PutUint64(dst[o:], v+shift)
+	for _, to := range t.times {
+		v := binary.LittleEndian.Uint64(dst[to.off:])
+		binary.LittleEndian.PutUint64(dst[to.off:], v-to.traceEnd+now)
 	}
 	return dst
 }
