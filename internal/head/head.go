@@ -146,8 +146,11 @@ func (a *Appender) Commit() {
 	for i := range a.pending {
 		t.add(a.pending[i].g, &a.pending[i].s, a.seq, a.now)
 	}
+	// Measured under the lock: once it is released, another request may append to the same
+	// trace, and reading len(t.buf) then would count its bytes twice (once here, once there).
+	added := int64(len(t.buf) - before)
 	sh.mu.Unlock()
-	a.h.bytes.Add(int64(len(t.buf) - before))
+	a.h.bytes.Add(added)
 	a.h.spans.Add(int64(len(a.pending)))
 	clear(a.pending)
 	a.pending = a.pending[:0]

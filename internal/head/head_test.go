@@ -2,6 +2,7 @@ package head
 
 import (
 	"bytes"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,5 +118,59 @@ func TestCutOverBudgetTakesOldest(t *testing.T) {
 		if tr.ID[0] > 3 {
 			t.Fatalf("cut trace %d, not among the oldest", tr.ID[0])
 		}
+	}
+}
+
+// Many senders appending to one trace at once: the counters must match what the head holds, and
+// return to zero once everything is cut and released. Before the fix, Commit measured the
+// trace's buffer after unlocking and counted other senders' bytes as its own.
+func TestCountersExactUnderConcurrentAppendsToOneTrace(t *testing.T) {
+	h := New()
+	g := &otlpwire.Group{Resource: []byte("res"), Scope: []byte("scope"), ServiceName: []byte("svc")}
+	const senders, requests, perRequest = 16, 200, 5
+	var wg sync.WaitGroup
+	for s := 0; s < senders; s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < requests; r++ {
+				a := h.Appender(uint64(r + 1))
+				for i := 0; i < perRequest; i++ {
+					a.Append(g, testSpan(7, byte(i), true, "span", 0, 10, 20))
+				}
+				a.Commit()
+			}
+		}()
+	}
+	// Cut while appending, too, so that live entries come and go under the senders.
+	stop := make(chan struct{})
+	cutDone := make(chan struct{})
+	go func() {
+		defer close(cutDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				h.Release(h.Cut(CutPolicy{All: true}))
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	<-cutDone
+
+	var held, spans int64
+	h.Each(func(tr *Trace) bool {
+		held += int64(tr.Bytes())
+		spans += int64(tr.SpanCount)
+		return true
+	})
+	if st := h.Stats(); st.Bytes != held || st.Spans != spans {
+		t.Fatalf("counters %+v, head holds %d bytes in %d spans", st, held, spans)
+	}
+	h.Release(h.Cut(CutPolicy{All: true}))
+	if st := h.Stats(); st.Bytes != 0 || st.Spans != 0 || st.Traces != 0 {
+		t.Fatalf("after flushing everything the counters are %+v, want zero", st)
 	}
 }

@@ -99,6 +99,8 @@ type Ingester struct {
 
 	limMu    sync.Mutex
 	limiters map[string]*bucket
+
+	quota traceQuota
 }
 
 type metrics struct {
@@ -112,6 +114,7 @@ type metrics struct {
 func New(store Store, cfg Config) (*Ingester, error) {
 	cfg.defaults()
 	in := &Ingester{store: store, cfg: cfg, limiters: map[string]*bucket{}}
+	in.quota.init()
 	in.m = metrics{
 		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "ariadne_ingest_spans_received_total",
 			Help: "Spans in OTLP requests that decoded."}),
@@ -168,13 +171,13 @@ type scan struct {
 	spans, invalid, overTrace int
 	reshape                   bool // some span needs a limit applied
 	firstInvalid              string
-	// traceCounts counts spans per trace in this request, only when a trace may hit the
-	// per-trace limit.
+	// traceCounts counts the valid spans per trace in this request, only when the
+	// spans-per-trace limit is on.
 	traceCounts map[[16]byte]int
-	// headCounts is what the head held of each trace when the request was scanned: rewrite
-	// must keep exactly the spans the scan counted as within the limit.
-	headCounts map[[16]byte]int
-	truncated  map[[16]byte]bool
+	// granted is how many of each trace's spans the quota let in: rewrite keeps exactly the
+	// first granted spans of each trace.
+	granted   map[[16]byte]int
+	truncated map[[16]byte]bool
 }
 
 // Consume checks and stores one ExportTraceServiceRequest in protobuf wire form for tenant.
@@ -204,6 +207,12 @@ func (in *Ingester) Consume(ctx context.Context, tenant string, body []byte) (Re
 		return Result{}, &OverloadError{Reason: fmt.Sprintf("%d MiB waiting for the write-ahead log", wp>>20), After: in.cfg.RetryAfter}
 	}
 
+	if sc.traceCounts != nil {
+		in.reserve(&sc)
+		// The reservation stands until the spans are in the head (or refused), so that
+		// concurrent requests for the same trace cannot all see room for themselves.
+		defer in.releaseQuota(&sc)
+	}
 	res := Result{Accepted: int64(sc.spans - sc.invalid - sc.overTrace), RejectedSpans: int64(sc.invalid + sc.overTrace)}
 	var msgs []string
 	if sc.invalid > 0 {
@@ -258,8 +267,6 @@ func joinMsgs(m []string) string {
 func (in *Ingester) scan(body []byte) (scan, error) {
 	var sc scan
 	perTrace := in.cfg.MaxSpansPerTrace > 0
-	var run [16]byte
-	runHead := -1 // spans the head holds for the current run's trace
 	err := otlpwire.ScanRequest(body, func(_ *otlpwire.Group, s *otlpwire.Span) error {
 		sc.spans++
 		if ok, why := s.Valid(); !ok {
@@ -272,26 +279,8 @@ func (in *Ingester) scan(body []byte) (scan, error) {
 		if perTrace {
 			if sc.traceCounts == nil {
 				sc.traceCounts = map[[16]byte]int{}
-				sc.headCounts = map[[16]byte]int{}
 			}
-			if runHead < 0 || string(s.TraceID) != string(run[:]) {
-				copy(run[:], s.TraceID)
-				var seen bool
-				if runHead, seen = sc.headCounts[run]; !seen {
-					runHead = in.store.TraceSpans(run)
-					sc.headCounts[run] = runHead
-				}
-			}
-			n := sc.traceCounts[run] + 1
-			sc.traceCounts[run] = n
-			if runHead+n > in.cfg.MaxSpansPerTrace {
-				sc.overTrace++
-				if sc.truncated == nil {
-					sc.truncated = map[[16]byte]bool{}
-				}
-				sc.truncated[run] = true
-				return nil
-			}
+			sc.traceCounts[[16]byte(s.TraceID)]++
 		}
 		if !sc.reshape && in.mayNeedReshape(s.Raw) {
 			sc.reshape = needsReshape(s.Raw, in.cfg)

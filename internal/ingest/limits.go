@@ -115,7 +115,7 @@ func (in *Ingester) rewrite(dst, body []byte, sc scan) ([]byte, error) {
 				if in.cfg.MaxSpansPerTrace > 0 {
 					id := [16]byte(sp.TraceId)
 					counts[id]++
-					if sc.headCounts[id]+counts[id] > in.cfg.MaxSpansPerTrace {
+					if counts[id] > sc.granted[id] {
 						continue
 					}
 				}
