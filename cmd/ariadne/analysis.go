@@ -2,42 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
-)
 
-// getJSON calls the query API and decodes a JSON answer, turning HTTP errors into the server's
-// message.
-func getJSON(ctx context.Context, server, path string, q url.Values, out any) error {
-	u := strings.TrimRight(server, "/") + path
-	if !strings.Contains(server, "://") {
-		u = "http://" + u
-	}
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach Ariadne at %s: %w", server, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("%s", strings.TrimSpace(string(body)))
-	}
-	return json.Unmarshal(body, out)
-}
+	"github.com/spf13/cobra"
+)
 
 func fmtNanos(n int64) string {
 	d := time.Duration(n)
@@ -51,36 +22,24 @@ func fmtNanos(n int64) string {
 	}
 }
 
-// analysisFlags parses the flags every analysis command shares.
-func analysisFlags(name, usage string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*flag.FlagSet, string, int) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	srv := fs.String("server", envOr("ARIADNE_SERVER", "http://localhost:3200"), "Ariadne query API address")
-	if extra != nil {
-		extra(fs)
+func newWhyCmd() *cobra.Command {
+	var client clientOptions
+	cmd := &cobra.Command{
+		Use:     "why <trace-id> [flags]",
+		Short:   "Explain why a trace was slow",
+		Long:    "Explains why a trace was slow: the span that held up its critical path.",
+		Example: "  ariadne why 4bf92f3577b34da6a3ce929d0e0e4736",
+		Args:    exactArgs("trace ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return why(cmd, &client, args[0])
+		},
 	}
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, usage+"\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, "", 0
-		}
-		return nil, "", 2
-	}
-	return fs, *srv, -1
+	client.register(cmd)
+	return cmd
 }
 
-func whyCmd(args []string, stdout, stderr io.Writer) int {
-	fs, srv, code := analysisFlags("why", "Usage: ariadne why [flags] <trace-id>\n\nExplains why a trace was slow: the span that held up its critical path.", args, stderr, nil)
-	if code >= 0 {
-		return code
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
+func why(cmd *cobra.Command, client *clientOptions, id string) error {
+	stdout := cmd.OutOrStdout()
 	var a struct {
 		WhySlow struct {
 			Sentence string
@@ -108,11 +67,10 @@ func whyCmd(args []string, stdout, stderr io.Writer) int {
 			Rule, Severity, Message, Fix string
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
-	if err := getJSON(ctx, srv, "/api/analysis/traces/"+url.PathEscape(fs.Arg(0)), nil, &a); err != nil {
-		fmt.Fprintln(stderr, "ariadne:", err)
-		return 1
+	if err := client.getJSON(ctx, "/api/analysis/traces/"+url.PathEscape(id), nil, &a); err != nil {
+		return err
 	}
 	fmt.Fprintln(stdout, a.WhySlow.Sentence)
 	fmt.Fprintln(stdout, "\nCritical path (self time):")
@@ -131,21 +89,39 @@ func whyCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "  %-7s %s: %s\n          fix: %s\n", l.Severity, l.Rule, l.Message, l.Fix)
 		}
 	}
-	return 0
+	return nil
 }
 
-func lintCmd(args []string, stdout, stderr io.Writer) int {
-	var service string
-	var since time.Duration
-	var limit int
-	_, srv, code := analysisFlags("lint", "Usage: ariadne lint [flags]\n\nChecks recent traces for instrumentation problems (broken context, unended spans, oversized\nor high-cardinality attributes, naming, status) and reports them per service.", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&service, "service", "", "only this service")
-		fs.DurationVar(&since, "since", time.Hour, "how far back to look")
-		fs.IntVar(&limit, "limit", 500, "most recent traces to examine")
-	})
-	if code >= 0 {
-		return code
+func newLintCmd() *cobra.Command {
+	var (
+		client  clientOptions
+		service string
+		since   time.Duration
+		limit   int
+	)
+	cmd := &cobra.Command{
+		Use:   "lint [flags]",
+		Short: "Find instrumentation problems in recent traces",
+		Long: "Checks recent traces for instrumentation problems (broken context, unended spans, oversized\n" +
+			"or high-cardinality attributes, naming, status) and reports them per service.",
+		Example: "  ariadne lint --since 1h --service task-api",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit <= 0 {
+				return usageErrorf("--limit %d: want at least 1", limit)
+			}
+			return lint(cmd, &client, service, since, limit)
+		},
 	}
+	client.register(cmd)
+	cmd.Flags().StringVar(&service, "service", "", "only this service")
+	cmd.Flags().DurationVar(&since, "since", time.Hour, "how far back to look")
+	cmd.Flags().IntVar(&limit, "limit", 500, "most recent traces to examine")
+	return cmd
+}
+
+func lint(cmd *cobra.Command, client *clientOptions, service string, since time.Duration, limit int) error {
+	stdout := cmd.OutOrStdout()
 	var rep struct {
 		TracesExamined int
 		Services       []struct {
@@ -163,16 +139,15 @@ func lintCmd(args []string, stdout, stderr io.Writer) int {
 	if service != "" {
 		q.Set("service", service)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 	defer cancel()
-	if err := getJSON(ctx, srv, "/api/analysis/lints", q, &rep); err != nil {
-		fmt.Fprintln(stderr, "ariadne:", err)
-		return 1
+	if err := client.getJSON(ctx, "/api/analysis/lints", q, &rep); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "%d traces examined from the last %s\n", rep.TracesExamined, since)
 	if len(rep.Services) == 0 {
 		fmt.Fprintln(stdout, "no instrumentation problems found")
-		return 0
+		return nil
 	}
 	for _, s := range rep.Services {
 		fmt.Fprintf(stdout, "\n%s: %d findings\n", s.Service, s.Findings)
@@ -180,18 +155,26 @@ func lintCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "  %-7s %-32s %5d in %d traces, e.g. %s\n          fix: %s\n", r.Severity, r.Rule, r.Count, r.Traces, r.ExampleTraceID, r.Fix)
 		}
 	}
-	return 0
+	return nil
 }
 
-func diffCmd(args []string, stdout, stderr io.Writer) int {
-	fs, srv, code := analysisFlags("diff", "Usage: ariadne diff [flags] <trace-a> <trace-b>\n\nCompares two traces of the same operation: spans added or missing, and where latency changed.", args, stderr, nil)
-	if code >= 0 {
-		return code
+func newDiffCmd() *cobra.Command {
+	var client clientOptions
+	cmd := &cobra.Command{
+		Use:   "diff <trace-a> <trace-b> [flags]",
+		Short: "Compare two traces of the same operation",
+		Long:  "Compares two traces of the same operation: spans added or missing, and where latency changed.",
+		Args:  exactArgs("first trace ID", "second trace ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return diff(cmd, &client, args[0], args[1])
+		},
 	}
-	if fs.NArg() != 2 {
-		fs.Usage()
-		return 2
-	}
+	client.register(cmd)
+	return cmd
+}
+
+func diff(cmd *cobra.Command, client *clientOptions, a, b string) error {
+	stdout := cmd.OutOrStdout()
 	var d struct {
 		TotalANanos, TotalBNanos int64
 		Added, Missing           []string
@@ -200,11 +183,10 @@ func diffCmd(args []string, stdout, stderr io.Writer) int {
 			ANanos, BNanos, DeltaNanos, SelfDeltaNanos int64
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
-	if err := getJSON(ctx, srv, "/api/analysis/diff", url.Values{"a": {fs.Arg(0)}, "b": {fs.Arg(1)}}, &d); err != nil {
-		fmt.Fprintln(stderr, "ariadne:", err)
-		return 1
+	if err := client.getJSON(ctx, "/api/analysis/diff", url.Values{"a": {a}, "b": {b}}, &d); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "total: %s → %s (%+.1f%%)\n", fmtNanos(d.TotalANanos), fmtNanos(d.TotalBNanos),
 		100*float64(d.TotalBNanos-d.TotalANanos)/float64(max(1, d.TotalANanos)))
@@ -222,5 +204,5 @@ func diffCmd(args []string, stdout, stderr io.Writer) int {
 		shown++
 		fmt.Fprintf(stdout, "  %+9s  %s (%s → %s)\n", fmtNanos(c.DeltaNanos), c.Path, fmtNanos(c.ANanos), fmtNanos(c.BNanos))
 	}
-	return 0
+	return nil
 }

@@ -2,33 +2,49 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"net/url"
 	"strconv"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
-// searchCmd runs a TraceQL search and prints a table whose first column pastes into
+// newSearchCmd runs a TraceQL search and prints a table whose first column pastes into
 // `ariadne trace`.
-func searchCmd(args []string, stdout, stderr io.Writer) int {
-	var since time.Duration
-	var limit int
-	fs, srv, code := analysisFlags("search", "Usage: ariadne search [flags] '<TraceQL>'\n\nFinds traces with TraceQL, newest first, e.g.\n  ariadne search '{ resource.service.name = \"task-api\" && status = error }' --since 1h", args, stderr, func(fs *flag.FlagSet) {
-		fs.DurationVar(&since, "since", time.Hour, "how far back to search")
-		fs.IntVar(&limit, "limit", 20, "most traces to list")
-	})
-	if code >= 0 {
-		return code
+func newSearchCmd() *cobra.Command {
+	var (
+		client clientOptions
+		since  time.Duration
+		limit  int
+	)
+	cmd := &cobra.Command{
+		Use:     "search '<TraceQL>' [flags]",
+		Short:   "Find traces with TraceQL, newest first",
+		Example: `  ariadne search '{ resource.service.name = "task-api" && status = error }' --since 1h`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageErrorf("got %d arguments; quote the TraceQL query so the shell passes it as one", len(args))
+			}
+			return exactArgs("TraceQL query")(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if limit <= 0 {
+				return usageErrorf("--limit %d: want at least 1", limit)
+			}
+			return search(cmd, &client, args[0], since, limit)
+		},
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
+	client.register(cmd)
+	cmd.Flags().DurationVar(&since, "since", time.Hour, "how far back to search")
+	cmd.Flags().IntVar(&limit, "limit", 20, "most traces to list")
+	return cmd
+}
+
+func search(cmd *cobra.Command, client *clientOptions, query string, since time.Duration, limit int) error {
 	now := time.Now()
-	q := url.Values{"q": {fs.Arg(0)}, "limit": {strconv.Itoa(limit)},
+	q := url.Values{"q": {query}, "limit": {strconv.Itoa(limit)},
 		"start": {strconv.FormatInt(now.Add(-since).Unix(), 10)}, "end": {strconv.FormatInt(now.Unix()+1, 10)}}
 	var res struct {
 		Traces []struct {
@@ -41,15 +57,15 @@ func searchCmd(args []string, stdout, stderr io.Writer) int {
 			SpanSet           *struct{ Matched int }
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 	defer cancel()
-	if err := getJSON(ctx, srv, "/api/search", q, &res); err != nil {
-		fmt.Fprintln(stderr, "ariadne:", err)
-		return 1
+	if err := client.getJSON(ctx, "/api/search", q, &res); err != nil {
+		return err
 	}
+	stdout := cmd.OutOrStdout()
 	if len(res.Traces) == 0 {
 		fmt.Fprintf(stdout, "no traces match in the last %s\n", since)
-		return 0
+		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "TRACE ID\tROOT SERVICE\tROOT NAME\tSTART\tDURATION\tMATCHED")
@@ -69,6 +85,5 @@ func searchCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", t.TraceID, root, t.RootTraceName,
 			time.Unix(0, ns).Local().Format("2006-01-02 15:04:05.000"), fmtNanos(int64(t.DurationMs*1e6)), matched)
 	}
-	tw.Flush()
-	return 0
+	return tw.Flush()
 }

@@ -1,10 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -12,40 +12,36 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/spf13/cobra"
 )
 
 // statusCmd prints a summary of a running server's own metrics: the same figures /metrics gives
 // Prometheus, for a person at a terminal.
-func statusCmd(args []string, stdout, stderr io.Writer) int {
-	_, srv, code := analysisFlags("status", "Usage: ariadne status [flags]\n\nSummarises a running Ariadne: ingest, refusals, memory, write-ahead log, blocks and sampling.", args, stderr, nil)
-	if code >= 0 {
-		return code
+func newStatusCmd() *cobra.Command {
+	var client clientOptions
+	cmd := &cobra.Command{
+		Use:   "status [flags]",
+		Short: "Summarise a running server's ingest, memory, WAL, blocks and sampling",
+		Long:  "Summarises a running Ariadne: ingest, refusals, memory, write-ahead log, blocks and sampling.",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			body, err := client.get(ctx, "/metrics", nil)
+			if err != nil {
+				return err
+			}
+			p := expfmt.NewTextParser(model.UTF8Validation)
+			fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+			if err != nil {
+				return fmt.Errorf("reading %s/metrics: %w", client.baseURL(), err)
+			}
+			printStatus(cmd.OutOrStdout(), fams)
+			return nil
+		},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	u := strings.TrimRight(srv, "/") + "/metrics"
-	if !strings.Contains(u, "://") {
-		u = "http://" + u
-	}
-	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		fmt.Fprintf(stderr, "ariadne: cannot reach Ariadne at %s: %v\n", srv, err)
-		return 1
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		fmt.Fprintf(stderr, "ariadne: %s answered %s\n", u, resp.Status)
-		return 1
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		fmt.Fprintln(stderr, "ariadne: reading metrics:", err)
-		return 1
-	}
-	printStatus(stdout, fams)
-	return 0
+	client.register(cmd)
+	return cmd
 }
 
 func sample(m *dto.Metric) float64 {

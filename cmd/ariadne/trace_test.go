@@ -100,7 +100,9 @@ func TestTraceCommand(t *testing.T) {
 		{[]string{"trace", "--server", srv, "0123456789abcdef0123456789abcdef"}, 1, "not found"},
 		{[]string{"trace", "--server", srv, "xyz"}, 1, "hex"},
 		{[]string{"trace", "--server", "http://127.0.0.1:1", tr.TraceID.String()}, 1, "cannot reach"},
-		{[]string{"trace"}, 2, "Usage"},
+		{[]string{"trace"}, 2, "ariadne: missing trace ID\n\nUsage:"},
+		{[]string{"trace", tr.TraceID.String(), "--bogus"}, 2, "ariadne: unknown flag: --bogus\n\nUsage:"},
+		{[]string{"trace", tr.TraceID.String(), "--color", "red", "--server", srv}, 2, "--color \"red\""},
 	} {
 		errOut.Reset()
 		if code := run(c.args, &out, &errOut); code != c.code || !strings.Contains(errOut.String(), c.msg) {
@@ -115,15 +117,16 @@ func TestVersionAndHelp(t *testing.T) {
 		t.Fatalf("version: %d %q", code, out.String())
 	}
 	out.Reset()
-	if code := run([]string{"--help"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "ariadne serve") {
+	if code := run([]string{"--help"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "  serve ") {
 		t.Fatalf("help: %d %q", code, out.String())
 	}
-	errOut.Reset()
-	if code := run([]string{"serve", "-h"}, &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "--data-dir") && !strings.Contains(errOut.String(), "-data-dir") {
-		t.Fatalf("serve -h: %d %q", code, errOut.String())
+	out.Reset()
+	if code := run([]string{"serve", "-h"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "--data-dir") {
+		t.Fatalf("serve -h: %d %q", code, out.String())
 	}
-	if code := run([]string{"bogus"}, &out, &errOut); code != 2 {
-		t.Fatalf("unknown command exit %d", code)
+	errOut.Reset()
+	if code := run([]string{"bogus"}, &out, &errOut); code != 2 || !strings.HasPrefix(errOut.String(), `ariadne: unknown command "bogus"`) {
+		t.Fatalf("unknown command: exit %d, %q", code, errOut.String())
 	}
 }
 
