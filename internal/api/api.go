@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/pprof"
 	"runtime"
 	"strconv"
 	"strings"
@@ -70,11 +69,6 @@ func New(q *query.Querier, build BuildInfo, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /api/services/{service}/operations", s.handleOperations)
 	s.registerSearch()
 	s.registerJaeger()
-	// Go's profiler, as Prometheus and Tempo expose it: how BENCHMARKS.md's profiles are taken.
-	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	return s
 }
 

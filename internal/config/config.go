@@ -37,6 +37,10 @@ type Config struct {
 
 	MetricsGenerator MetricsGenerator `yaml:"metrics_generator"`
 
+	// PprofEnabled serves Go's profiler on the query port under /debug/pprof/ (admin role when
+	// authentication is on). Off by default: profiles expose memory contents and cost CPU.
+	PprofEnabled bool `yaml:"pprof_enabled"`
+
 	// ZipkinAddr is where Zipkin v2 JSON is accepted (POST /api/v2/spans); empty disables it.
 	ZipkinAddr string `yaml:"zipkin_addr"`
 }
@@ -142,6 +146,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "query API and UI listen address")
 	fs.StringVar(&c.ZipkinAddr, "zipkin-addr", c.ZipkinAddr, "Zipkin v2 JSON listen address (POST /api/v2/spans); empty disables")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.BoolVar(&c.PprofEnabled, "pprof-enabled", c.PprofEnabled, "serve Go's profiler under /debug/pprof/ on the query port")
 	fs.Var(&c.Retention, "retention", "delete blocks older than this (e.g. 14d, 36h)")
 	fs.Var(&c.Storage.TraceIdle, "trace-idle", "a trace with no new span for this long is complete")
 	fs.Int64Var(&c.MemoryLimit, "memory-limit-bytes", c.MemoryLimit, "Go soft memory limit; 0 leaves the runtime's default")

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -172,6 +173,13 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 	s.linter.start()
 	s.API.Handle("GET /", ui.Handler())
 	s.API.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if cfg.PprofEnabled {
+		// Go's profiler, as Prometheus and Tempo expose it: how BENCHMARKS.md's profiles are taken.
+		s.API.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+		s.API.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		s.API.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+		s.API.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	}
 	if spanMetrics != nil {
 		s.API.SetTypical(spanMetrics)
 		s.API.SetGenerated(s.graph, spanMetrics, time.Now())
@@ -228,7 +236,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 	s.otlpHTTP = &http.Server{Handler: receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes,
 		Refused: in.RefusedRequest}),
 		ReadHeaderTimeout: 10 * time.Second}
-	s.queryHTTP = &http.Server{Handler: s.API, ReadHeaderTimeout: 10 * time.Second}
+	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(s.API), ReadHeaderTimeout: 10 * time.Second}
 
 	go func() { s.errs <- wrapServe("OTLP/gRPC", s.grpc.Serve(lg)) }()
 	go func() { s.errs <- wrapServe("OTLP/HTTP", s.otlpHTTP.Serve(lh)) }()

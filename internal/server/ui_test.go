@@ -32,7 +32,9 @@ import (
 
 // The UI mounted as "GET /" must leave every other handler of the query port alone.
 func TestUIDoesNotShadowAPI(t *testing.T) {
-	s := startServer(t, testConfig(t.TempDir()))
+	cfg := testConfig(t.TempDir())
+	cfg.PprofEnabled = true
+	s := startServer(t, cfg)
 	base := "http://" + s.HTTPAddr
 	isIndex := func(b []byte) bool { return bytes.Contains(b, []byte(`<main id="main">`)) }
 	for _, c := range []struct {

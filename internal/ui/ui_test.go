@@ -105,3 +105,58 @@ func TestVersionIsStable(t *testing.T) {
 		t.Fatalf("version %q then %q", a, b)
 	}
 }
+
+// Every page and asset carries the browser protections, and the policy allows no inline script.
+func TestSecurityHeaders(t *testing.T) {
+	h := Handler()
+	for _, p := range []string{"/", "/trace/abc", AssetPrefix + "app.js", "/no-such-page"} {
+		r := get(t, h, p)
+		csp := r.Header.Get("Content-Security-Policy")
+		for _, want := range []string{"script-src 'self'", "object-src 'none'", "frame-ancestors 'none'", "base-uri 'none'"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("%s: Content-Security-Policy %q lacks %q", p, csp, want)
+			}
+		}
+		if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
+			t.Errorf("%s: Content-Security-Policy %q allows inline code", p, csp)
+		}
+		for k, v := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY"} {
+			if got := r.Header.Get(k); got != v {
+				t.Errorf("%s: %s %q, want %q", p, k, got, v)
+			}
+		}
+	}
+}
+
+// The UI's sources never turn strings into markup or code: span data reaches the page only as
+// text. This audit keeps a future edit from quietly reintroducing innerHTML and the like; the
+// browser test in internal/server proves the same against real payloads.
+func TestNoMarkupFromStrings(t *testing.T) {
+	bad := regexp.MustCompile(`\.innerHTML|\.outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|setAttribute\(\s*["'](style|on|href|src)|\.srcdoc|createContextualFragment|DOMParser`)
+	inline := regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|\son[a-z]+\s*=|style\s*=|javascript:`)
+	err := fs.WalkDir(staticFS, "static", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := staticFS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case strings.HasSuffix(p, ".js"):
+			for i, line := range strings.Split(string(b), "\n") {
+				if bad.MatchString(line) {
+					t.Errorf("%s:%d builds markup or code from a string: %s", p, i+1, strings.TrimSpace(line))
+				}
+			}
+		case strings.HasSuffix(p, ".html"):
+			if m := inline.FindString(string(b)); m != "" {
+				t.Errorf("%s has inline script or style (%q), which the Content-Security-Policy refuses", p, m)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

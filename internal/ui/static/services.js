@@ -227,6 +227,8 @@ function svg(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
     if (k === "dataset") Object.assign(e.dataset, v);
+    // Styles go through the CSSOM: the Content-Security-Policy refuses style attributes.
+    else if (k === "style") Object.assign(e.style, v);
     else e.setAttribute(k, String(v));
   }
   for (const c of children.flat()) {
@@ -245,7 +247,7 @@ function drawMap(graph, select) {
     class: "sm-svg", width: L.width, height, viewBox: `0 0 ${L.width} ${height}`, role: "group",
     // A graph a little wider than the window shrinks to fit; a much wider one keeps its text
     // legible and scrolls.
-    style: `min-width: ${Math.round(L.width * 0.75)}px`,
+    style: { minWidth: `${Math.round(L.width * 0.75)}px` },
     "aria-label": `Service map: ${nodes.length} nodes, ${edges.length} connections`,
   });
   root.append(svg("defs", {},
@@ -385,7 +387,7 @@ function shape(n) {
     default:
       return svg("g", { class: "sm-shape" },
         svg("rect", { class: "body", width: w, height: h, rx: 8 }),
-        svg("rect", { class: "stripe", x: 0, y: 0, width: 6, height: h, rx: 3, style: `fill: ${serviceColor(n.name)}` }));
+        svg("rect", { class: "stripe", x: 0, y: 0, width: 6, height: h, rx: 3, style: { fill: serviceColor(n.name) } }));
   }
 }
 

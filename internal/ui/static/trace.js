@@ -7,6 +7,15 @@ import { spanDetails } from "./details.js";
 import { el, fmtDuration, fmtTime, fmtAgo, copyButton, serviceChip, debounce } from "./util.js";
 
 export async function tracePage(main, id, params, signal) {
+  // Anything in the address bar reaches this page; what is not a trace ID is answered here,
+  // as text, without asking the server.
+  if (!/^[0-9a-f]{1,32}$/.test(id)) {
+    main.replaceChildren(el("div", { class: "page" },
+      el("h1", {}, "Not a trace ID"),
+      el("p", { class: "error-box" }, `“${id}” is not a trace ID: a trace ID is 1 to 32 hexadecimal digits.`),
+      el("p", {}, el("a", { href: "/search", "data-nav": "" }, "Search traces"))));
+    return { ready: true };
+  }
   main.replaceChildren(el("div", { class: "page loading" }, `Loading trace ${id}…`));
   const [tr, an] = await Promise.allSettled([getTrace(id, signal), getAnalysis(id, signal)]);
   if (signal.aborted) return;
