@@ -19,6 +19,10 @@ type storeCollector struct {
 	spansFlushed, tracesDropped, deleted *prometheus.Desc
 	replayed                             *prometheus.Desc
 	compactions, compacted               *prometheus.Desc
+
+	walWritable, walWriteErrors, walSealed   *prometheus.Desc
+	replayLostRecords, replayLostBytes       *prometheus.Desc
+	replayDamaged, replayTorn, replayRecords *prometheus.Desc
 }
 
 func newStoreCollector(st *store.Store) *storeCollector {
@@ -42,13 +46,23 @@ func newStoreCollector(st *store.Store) *storeCollector {
 		replayed:      d("ariadne_wal_replayed_spans", "Spans replayed from the write-ahead log at start."),
 		compactions:   d("ariadne_compactions_total", "Merged blocks written by compaction since start."),
 		compacted:     d("ariadne_blocks_compacted_total", "Blocks merged away by compaction since start."),
+
+		walWritable:       d("ariadne_wal_writable", "1 while the write-ahead log can take appends; 0 from a failed disk write until it has written again."),
+		walWriteErrors:    d("ariadne_wal_write_errors_total", "Group commits that failed on the disk (write, fsync or new segment); their requests were refused as retryable."),
+		walSealed:         d("ariadne_wal_segments_sealed_total", "Segments cut back to their last good record and closed after a failed write or fsync."),
+		replayRecords:     d("ariadne_wal_replayed_records", "Records replayed from the write-ahead log at start."),
+		replayLostRecords: d("ariadne_wal_replay_lost_records", "Records lost to damage in the middle of write-ahead log segments, found at start."),
+		replayLostBytes:   d("ariadne_wal_replay_lost_bytes", "Bytes of the write-ahead log that replay could not use at start (damage and cut-off tails)."),
+		replayDamaged:     d("ariadne_wal_replay_damaged_segments", "Segments with damage before an intact record, found at start (copied to wal/quarantine)."),
+		replayTorn:        d("ariadne_wal_replay_torn_tails", "Segments whose last write was incomplete or damaged, cut off at start (copied to wal/quarantine)."),
 	}
 }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.headTraces, c.headSpans, c.headBytes, c.walRecords, c.walBytes, c.walFsyncs,
 		c.walDisk, c.walSegments, c.blocks, c.blockBytes, c.blocksWritten, c.tracesFlushed, c.spansFlushed, c.tracesDropped,
-		c.deleted, c.replayed, c.compactions, c.compacted} {
+		c.deleted, c.replayed, c.compactions, c.compacted, c.walWritable, c.walWriteErrors, c.walSealed,
+		c.replayRecords, c.replayLostRecords, c.replayLostBytes, c.replayDamaged, c.replayTorn} {
 		ch <- d
 	}
 }
@@ -68,6 +82,19 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	k(c.walFsyncs, float64(ws.Fsyncs))
 	g(c.walDisk, float64(ws.BytesOnDisk))
 	g(c.walSegments, float64(ws.Segments))
+	writable := 0.0
+	if ws.Writable {
+		writable = 1
+	}
+	g(c.walWritable, writable)
+	k(c.walWriteErrors, float64(ws.WriteErrors))
+	k(c.walSealed, float64(ws.Sealed))
+	rs := c.st.ReplayStats()
+	g(c.replayRecords, float64(rs.Records))
+	g(c.replayLostRecords, float64(rs.LostRecords))
+	g(c.replayLostBytes, float64(rs.LostBytes))
+	g(c.replayDamaged, float64(rs.Damaged))
+	g(c.replayTorn, float64(rs.TornTails))
 	var n, bytes float64
 	for _, b := range c.st.Blocks() {
 		n++

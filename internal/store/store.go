@@ -121,6 +121,8 @@ type Store struct {
 	closed  bool
 
 	stats Stats
+
+	replay wal.ReplayStats // what the WAL replay at open found; never changes after
 }
 
 // Stats count the store's work since it opened.
@@ -172,7 +174,7 @@ func OpenWith(opts Options, objs objstore.Store) (*Store, error) {
 	walDir := filepath.Join(opts.Dir, "wal")
 	start := time.Now()
 	var replayed int64
-	err = wal.Replay(walDir, s.log, func(seq uint64, payload []byte) error {
+	s.replay, err = wal.ReplayWith(walDir, wal.ReplayOptions{FS: opts.WAL.FS, Logger: s.log}, func(seq uint64, payload []byte) error {
 		n, err := s.appendHead(seq, payload)
 		replayed += int64(n)
 		return err
@@ -244,6 +246,13 @@ func (s *Store) TraceSpans(id [16]byte) int { return s.head.SpanCount(id) }
 // MarkTruncated records that a trace in the head lost spans to the spans-per-trace limit; the
 // mark goes with it into its block.
 func (s *Store) MarkTruncated(id [16]byte) { s.head.MarkTruncated(id) }
+
+// ReplayStats is what replaying the WAL at open found, damage included.
+func (s *Store) ReplayStats() wal.ReplayStats { return s.replay }
+
+// Writable reports whether the WAL can take appends now. It is false from a failed disk write
+// until the WAL has written again (it retries by itself).
+func (s *Store) Writable() bool { return s.wal.Writable() }
 
 // WALStats reports the log's counters.
 func (s *Store) WALStats() wal.Stats { return s.wal.Stats() }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/ariadne-tracing/ariadne/internal/vfs"
 )
 
 func replayAll(t *testing.T, dir string) (payloads [][]byte, seqs []uint64) {
@@ -101,7 +103,7 @@ func TestTornTailIsTruncated(t *testing.T) {
 		}
 	}
 	fi2, _ := os.Stat(path)
-	if fi2.Size() != 9*(headerSize+100) {
+	if fi2.Size() != segHeaderSize+9*(recHeaderSize+100) {
 		t.Fatalf("segment not truncated to the last good record: %d", fi2.Size())
 	}
 	// A new WAL after the tear appends to a new segment and both replay.
@@ -149,7 +151,7 @@ func TestRemoveBefore(t *testing.T) {
 	if err := w.RemoveBefore(active + 10); err != nil {
 		t.Fatal(err)
 	}
-	seqs, _ := segments(dir)
+	seqs, _ := segments(vfs.OS, dir)
 	if len(seqs) != 1 || seqs[0] != active {
 		t.Fatalf("segments left %v, want only active %d", seqs, active)
 	}
