@@ -28,12 +28,17 @@ func evalPipeline(q *traceql.Query, t *trace) []spanset {
 	for i := range all {
 		all[i] = int32(i)
 	}
-	first := evalSpanset(q.Stages[0].(traceql.SpansetExpr), t, all)
+	return evalStages(q.Stages, t, all)
+}
+
+// evalStages runs a pipeline over the spans of universe.
+func evalStages(stages []traceql.Stage, t *trace, universe []int32) []spanset {
+	first := evalSpanset(stages[0].(traceql.SpansetExpr), t, universe)
 	if len(first) == 0 {
 		return nil
 	}
 	sets := []spanset{{spans: first}}
-	for _, st := range q.Stages[1:] {
+	for _, st := range stages[1:] {
 		var next []spanset
 		switch st := st.(type) {
 		case traceql.SpansetExpr:
@@ -81,6 +86,12 @@ func evalSpanset(e traceql.SpansetExpr, t *trace, universe []int32) []int32 {
 			if v := evalField(e.Cond, t, &t.spans[i]); v.k == kBool && v.b {
 				out = append(out, i)
 			}
+		}
+		return out
+	case *traceql.Pipeline:
+		var out []int32
+		for _, ss := range evalStages(e.Stages, t, universe) {
+			out = union(out, ss.spans)
 		}
 		return out
 	case *traceql.SpansetOp:
@@ -323,6 +334,11 @@ func evalField(e traceql.FieldExpr, t *trace, s *span) value {
 		}
 		l, r := evalField(e.LHS, t, s), evalField(e.RHS, t, s)
 		if e.Op.IsComparison() {
+			if l.k == kNil || r.k == kNil {
+				// A missing attribute makes the comparison nil, not false, so that
+				// "!span.flag" does not match a span without the flag.
+				return value{}
+			}
 			return value{k: kBool, b: compare(e.Op, l, r, e)}
 		}
 		return arithmetic(e.Op, l, r)
@@ -356,10 +372,27 @@ func intrinsic(i traceql.Intrinsic, t *trace, s *span) value {
 			return hexValue(t.spans[s.parent].id)
 		}
 		return value{}
-	case traceql.IntrinsicRootName:
-		return value{k: kString, s: t.rootName}
-	case traceql.IntrinsicRootServiceName:
-		return value{k: kString, s: t.rootService}
+	case traceql.IntrinsicRootName, traceql.IntrinsicRootServiceName:
+		// Only a span without a parent is a root: a rootless trace has neither value.
+		r := t.tree().root
+		if r < 0 {
+			return value{}
+		}
+		if i == traceql.IntrinsicRootName {
+			return value{k: kString, s: t.spans[r].name}
+		}
+		if res := t.spans[r].res; res != nil {
+			return value{k: kString, s: res.service}
+		}
+		return value{}
+	case traceql.IntrinsicChildCount:
+		return value{k: kInt, i: int64(t.tree().children[spanIndex(t, s)])}
+	case traceql.IntrinsicNestedSetLeft:
+		return value{k: kInt, i: int64(t.tree().left[spanIndex(t, s)])}
+	case traceql.IntrinsicNestedSetRight:
+		return value{k: kInt, i: int64(t.tree().right[spanIndex(t, s)])}
+	case traceql.IntrinsicNestedSetParent:
+		return value{k: kInt, i: int64(t.tree().parentLeft[spanIndex(t, s)])}
 	case traceql.IntrinsicTraceDuration:
 		return value{k: kDuration, i: t.dur}
 	case traceql.IntrinsicTraceID:
@@ -400,7 +433,20 @@ func many(vs []value) value {
 	if len(vs) == 0 {
 		return value{}
 	}
-	return value{k: kArray, arr: vs}
+	return value{k: kArray, arr: vs, multi: true}
+}
+
+// spanIndex is the index of s within t.spans.
+func spanIndex(t *trace, s *span) int32 {
+	if s.self >= 0 && int(s.self) < len(t.spans) && &t.spans[s.self] == s {
+		return s.self
+	}
+	for i := range t.spans {
+		if &t.spans[i] == s {
+			return int32(i)
+		}
+	}
+	return 0
 }
 
 func attribute(a traceql.Attribute, s *span) value {
@@ -446,9 +492,22 @@ func attribute(a traceql.Attribute, s *span) value {
 	return value{}
 }
 
-// compare applies a comparison operator. Arrays match when any element does; a missing value
-// never compares true, not even with "!=", as in TraceQL.
+// compare applies a comparison operator. Arrays match when any element does, except that an
+// array attribute is != a value (or !~ a pattern) only when no element is equal (matches); a
+// missing value never compares true, not even with "!=", as in TraceQL.
 func compare(op traceql.Operator, l, r value, b *traceql.BinaryOp) bool {
+	if l.k == kArray && !l.multi && (op == traceql.OpNeq || op == traceql.OpNotRegex) {
+		pos := traceql.OpEq
+		if op == traceql.OpNotRegex {
+			pos = traceql.OpRegex
+		}
+		for _, e := range l.arr {
+			if compare(pos, e, r, b) {
+				return false
+			}
+		}
+		return len(l.arr) > 0
+	}
 	if l.k == kArray {
 		for _, e := range l.arr {
 			if compare(op, e, r, b) {

@@ -37,12 +37,16 @@ const (
 // value is one attribute or intrinsic value. Durations are nanoseconds in i; statuses and kinds
 // are their traceql constants in i.
 type value struct {
-	k   valueKind
-	s   string
-	i   int64
-	f   float64
-	b   bool
-	arr []value
+	k valueKind
+	// multi marks the values of a field a span has several of (event and link fields), where
+	// every comparison holds when some element's does, as opposed to an array attribute, where
+	// != and !~ hold only when no element is equal or matches.
+	multi bool
+	s     string
+	i     int64
+	f     float64
+	b     bool
+	arr   []value
 }
 
 func (v value) number() (float64, bool) {
@@ -133,6 +137,7 @@ type resource struct {
 // span is one span in the engine's form. Fields the query does not read are left zero.
 type span struct {
 	id        []byte
+	self      int32 // its own index within the trace
 	parent    int32 // index within the trace, -1 when none there
 	hasParent bool
 	start     int64 // unix nanos
@@ -156,6 +161,67 @@ type trace struct {
 	spans       []span
 	// bytes is roughly what was read for the trace, for the response's inspectedBytes.
 	bytes int64
+	// shape is the span tree's derived facts, computed on first use.
+	shape *treeShape
+}
+
+// treeShape holds what the tree intrinsics read: the root, child counts and the nested-set
+// numbering.
+type treeShape struct {
+	root                    int32 // earliest span without a parent, -1 in a rootless trace
+	children                []int32
+	left, right, parentLeft []int32
+}
+
+// tree returns t's shape, computing it once per trace.
+func (t *trace) tree() *treeShape {
+	if t.shape != nil {
+		return t.shape
+	}
+	n := len(t.spans)
+	sh := &treeShape{root: -1, children: make([]int32, n), left: make([]int32, n), right: make([]int32, n), parentLeft: make([]int32, n)}
+	kids := make([][]int32, n)
+	var tops []int32
+	for i := range t.spans {
+		s := &t.spans[i]
+		if !s.hasParent && sh.root < 0 {
+			sh.root = int32(i)
+		}
+		if s.parent >= 0 {
+			sh.children[s.parent]++
+			kids[s.parent] = append(kids[s.parent], int32(i))
+		} else {
+			tops = append(tops, int32(i))
+		}
+	}
+	// Nested-set numbers by a depth-first walk of each tree in start order (spans are sorted by
+	// start), iteratively so a deep trace cannot exhaust the stack. A span in a cycle of parent
+	// links is never reached and keeps 0.
+	next := int32(1)
+	type frame struct{ span, kid int32 }
+	for _, top := range tops {
+		sh.parentLeft[top] = -1
+		stack := []frame{{top, 0}}
+		sh.left[top] = next
+		next++
+		for len(stack) > 0 {
+			f := &stack[len(stack)-1]
+			if int(f.kid) < len(kids[f.span]) {
+				c := kids[f.span][f.kid]
+				f.kid++
+				sh.left[c] = next
+				sh.parentLeft[c] = sh.left[f.span]
+				next++
+				stack = append(stack, frame{c, 0})
+				continue
+			}
+			sh.right[f.span] = next
+			next++
+			stack = stack[:len(stack)-1]
+		}
+	}
+	t.shape = sh
+	return sh
 }
 
 func (s *span) attr(key string) (value, bool) {

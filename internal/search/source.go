@@ -226,6 +226,7 @@ func decodeHead(parts []*headPart, resources map[*otlpwire.Group]*resource) (*tr
 	byID := make(map[string]int32, len(t.spans))
 	for to, from := range order {
 		sorted[to] = t.spans[from]
+		sorted[to].self = int32(to)
 		pids[to] = parentIDs[from]
 		byID[string(sorted[to].id)] = int32(to)
 	}
@@ -249,6 +250,7 @@ func batchTraces(b *block.ScanBatch, res []*resource, fn func(*trace) bool) (boo
 		t.id, t.start, t.dur, t.rootName, t.rootService = st.ID, st.Start, st.Duration, st.RootName, st.RootService
 		t.spans = t.spans[:0]
 		t.bytes = 0
+		t.shape = nil
 		arena = arena[:0]
 		sp := &b.Spans
 		for i := st.Span0; i < st.Span1; i++ {
@@ -256,7 +258,7 @@ func batchTraces(b *block.ScanBatch, res []*resource, fn func(*trace) bool) (boo
 			if g < 0 || int(g) >= len(res) {
 				return false, fmt.Errorf("trace %x: span group %d out of range", st.ID, g)
 			}
-			s := span{parent: sp.Parent[i], hasParent: sp.HasParent[i], start: sp.Start[i], dur: sp.Duration[i], res: res[g]}
+			s := span{self: int32(i - st.Span0), parent: sp.Parent[i], hasParent: sp.HasParent[i], start: sp.Start[i], dur: sp.Duration[i], res: res[g]}
 			if len(sp.ID) > 0 {
 				s.id = sp.ID[i]
 			}

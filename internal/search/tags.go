@@ -178,19 +178,13 @@ func ParseTag(tag string) (traceql.FieldExpr, error) {
 		return nil, fmt.Errorf("empty tag name")
 	}
 	for _, src := range []string{tag, "." + tag} {
-		q, err := traceql.Parse("{ " + src + " != nil }")
-		if err != nil {
+		// select() takes exactly one plain field, so this accepts a tag and nothing else.
+		q, err := traceql.Parse("{ } | select(" + src + ")")
+		if err != nil || len(q.Stages) != 2 {
 			continue
 		}
-		f, ok := q.Stages[0].(*traceql.SpansetFilter)
-		if !ok {
-			continue
-		}
-		if b, ok := f.Cond.(*traceql.BinaryOp); ok {
-			switch l := b.LHS.(type) {
-			case traceql.Attribute, traceql.Intrinsic:
-				return l, nil
-			}
+		if sel, ok := q.Stages[1].(*traceql.Select); ok && len(sel.Fields) == 1 {
+			return sel.Fields[0], nil
 		}
 	}
 	return nil, fmt.Errorf("tag %q is neither an attribute nor an intrinsic", tag)

@@ -13,8 +13,14 @@
 //	│     *GroupBy            by(resource.service.name)
 //	│     *Select             select(span.http.url, duration)
 //	│     *Coalesce           coalesce()
-//	├── Metrics *MetricsAggregate   rate(), quantile_over_time(...) by (...)
+//	├── Metrics *MetricsAggregate   rate(), quantile_over_time(...) by (...), compare(...)
+//	├── MetricsStages []MetricsStage  > 10, | topk(5), | bottomk(5), after Metrics
 //	└── Hints []Hint                with(sample=true)
+//
+// A pipeline that starts with an aggregate, by() or select() reads as if
+// it started with "{ } |", which is how it is stored and printed. A
+// parenthesised pipeline is a spanset operand (*Pipeline), as in
+// "({ } | count() > 1) && { .a }".
 //
 // Inside a spanset filter, conditions are FieldExprs: Attribute, Intrinsic,
 // Static, *BinaryOp and *UnaryOp.
@@ -48,8 +54,21 @@ type Query struct {
 	// Metrics is non-nil for a metrics query (rate(), *_over_time(), ...).
 	// It is the pipeline's final step, applied after every stage.
 	Metrics *MetricsAggregate
+	// MetricsStages are applied, in order, to the series Metrics produces:
+	// thresholds that keep only the samples passing them, and topk/bottomk.
+	MetricsStages []MetricsStage
 	// Hints are the with(...) options, in source order.
 	Hints []Hint
+}
+
+// Hint returns the value of the last hint called name.
+func (q *Query) Hint(name string) (Static, bool) {
+	for i := len(q.Hints) - 1; i >= 0; i-- {
+		if q.Hints[i].Name == name {
+			return q.Hints[i].Value, true
+		}
+	}
+	return Static{}, false
 }
 
 // IsMetrics reports whether q is a TraceQL metrics query.
@@ -63,8 +82,8 @@ type Stage interface {
 	stage()
 }
 
-// SpansetExpr selects spansets. It is implemented by *SpansetFilter and
-// *SpansetOp.
+// SpansetExpr selects spansets. It is implemented by *SpansetFilter,
+// *SpansetOp and *Pipeline.
 type SpansetExpr interface {
 	Stage
 	spansetExpr()
@@ -75,6 +94,13 @@ type SpansetFilter struct {
 	// Cond is a boolean expression, or nil for "{ }", which matches every
 	// span.
 	Cond FieldExpr
+}
+
+// Pipeline is a parenthesised pipeline used as a spanset operand, as in
+// "({ } | count() > 1) && { .a }": its spans are those of every spanset
+// the pipeline leaves. Stages[0] is a SpansetExpr; there are at least two.
+type Pipeline struct {
+	Stages []Stage
 }
 
 // SpansetOp combines two spanset expressions.
@@ -175,7 +201,39 @@ type MetricsAggregate struct {
 	Quantiles []float64
 	// By is the grouping of the output series; empty means one series.
 	By []FieldExpr
+	// Selection, TopN, CompareStart and CompareEnd are compare()'s
+	// arguments: the spans compared with the rest (the baseline), how many
+	// values per attribute to report (10 when 0), and an optional time
+	// window, in unix nanoseconds, that narrows the selection.
+	Selection                SpansetExpr
+	TopN                     int
+	CompareStart, CompareEnd int64
 }
+
+// MetricsStage is a step applied to a metrics query's series. It is
+// implemented by *MetricsFilter and *TopK.
+type MetricsStage interface {
+	String() string
+	metricsStage()
+}
+
+// MetricsFilter keeps the samples whose value compares true with Value,
+// as in "{ } | rate() > 10". A duration Value is compared in seconds, the
+// unit duration series are reported in.
+type MetricsFilter struct {
+	Op    Operator // a comparison other than a regex
+	Value Static   // a number or a duration
+}
+
+// TopK keeps the K series with the largest values (the smallest for
+// bottomk), ranked at each step as Prometheus's topk does.
+type TopK struct {
+	K      int
+	Bottom bool
+}
+
+func (*MetricsFilter) metricsStage() {}
+func (*TopK) metricsStage()          {}
 
 // MetricsFunc names a metrics function.
 type MetricsFunc int
@@ -190,6 +248,7 @@ const (
 	MetricsSumOverTime
 	MetricsQuantileOverTime
 	MetricsHistogramOverTime
+	MetricsCompare
 )
 
 // Hint is one with(...) option, as in "with(sample=true)". Hints never change
@@ -254,6 +313,10 @@ const (
 	IntrinsicLinkSpanID                                  // link:spanID
 	IntrinsicInstrumentationName                         // instrumentation:name
 	IntrinsicInstrumentationVersion                      // instrumentation:version
+	IntrinsicChildCount                                  // span:childCount
+	IntrinsicNestedSetLeft                               // nestedSetLeft, span:nestedSetLeft
+	IntrinsicNestedSetRight                              // nestedSetRight, span:nestedSetRight
+	IntrinsicNestedSetParent                             // nestedSetParent, span:nestedSetParent
 )
 
 // Static is a literal value. Type says which of the value fields is set.
@@ -366,6 +429,8 @@ func (*GroupBy) stage()       {}
 func (*Select) stage()        {}
 func (*Coalesce) stage()      {}
 
+func (*Pipeline) stage()            {}
+func (*Pipeline) spansetExpr()      {}
 func (*SpansetFilter) spansetExpr() {}
 func (*SpansetOp) spansetExpr()     {}
 
@@ -390,6 +455,8 @@ func (i Intrinsic) StaticType() Type {
 		return TypeKind
 	case IntrinsicDuration, IntrinsicTraceDuration, IntrinsicEventTimeSinceStart:
 		return TypeDuration
+	case IntrinsicChildCount, IntrinsicNestedSetLeft, IntrinsicNestedSetRight, IntrinsicNestedSetParent:
+		return TypeInt
 	}
 	// Names, messages and IDs (compared as hex strings) are all strings.
 	return TypeString

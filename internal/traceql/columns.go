@@ -24,6 +24,9 @@ func (q *Query) Columns() Columns {
 		c.addStage(s)
 	}
 	if m := q.Metrics; m != nil {
+		if m.Selection != nil {
+			c.addStage(m.Selection)
+		}
 		c.addField(m.Field)
 		for _, f := range m.By {
 			c.addField(f)
@@ -45,6 +48,10 @@ func (c *Columns) addStage(s Stage) {
 	case *SpansetOp:
 		c.addStage(s.LHS)
 		c.addStage(s.RHS)
+	case *Pipeline:
+		for _, st := range s.Stages {
+			c.addStage(st)
+		}
 	case *ScalarFilter:
 		c.addField(s.Agg.Field)
 	case *GroupBy:

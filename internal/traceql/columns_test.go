@@ -108,7 +108,7 @@ func TestIntrinsicSpellings(t *testing.T) {
 			t.Errorf("%s printed as %s", spelling, q)
 		}
 	}
-	if len(intrinsicNames) != int(IntrinsicInstrumentationVersion) {
-		t.Errorf("%d canonical names for %d intrinsics", len(intrinsicNames), IntrinsicInstrumentationVersion)
+	if len(intrinsicNames) != int(IntrinsicNestedSetParent) {
+		t.Errorf("%d canonical names for %d intrinsics", len(intrinsicNames), IntrinsicNestedSetParent)
 	}
 }

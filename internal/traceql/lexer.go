@@ -194,30 +194,46 @@ func (lx *lexer) ident() (token, error) {
 }
 
 // attribute lexes the name after "scope." or a bare ".", which lx.pos is
-// just past.
+// just past. A name is bare runs and quoted strings joined by dots, so
+// `span.http."status code"` and `span."a b".c` work as well as
+// `span."http.status_code"`.
 func (lx *lexer) attribute(start int, scope AttributeScope) (token, error) {
 	tok := token{kind: tAttr, pos: start, attr: Attribute{Scope: scope}}
-	if lx.pos < len(lx.src) && lx.src[lx.pos] == '"' {
-		name, err := lx.quoted()
-		if err != nil {
-			return token{}, err
-		}
-		tok.attr.Name = name
-		tok.text = lx.src[start:lx.pos]
-		return tok, nil
-	}
-	nameStart := lx.pos
-	for lx.pos < len(lx.src) {
-		r, size := utf8.DecodeRuneInString(lx.src[lx.pos:])
-		if !isNameRune(r) {
+	var name strings.Builder
+	for {
+		if lx.pos < len(lx.src) && lx.src[lx.pos] == '"' {
+			part, err := lx.quoted()
+			if err != nil {
+				return token{}, err
+			}
+			name.WriteString(part)
+			// A quoted part continues only with a dot and more name.
+			if lx.pos+1 < len(lx.src) && lx.src[lx.pos] == '.' && (lx.src[lx.pos+1] == '"' || isNameRune(rune(lx.src[lx.pos+1]))) {
+				name.WriteByte('.')
+				lx.pos++
+				continue
+			}
 			break
 		}
-		lx.pos += size
+		nameStart := lx.pos
+		for lx.pos < len(lx.src) {
+			r, size := utf8.DecodeRuneInString(lx.src[lx.pos:])
+			if !isNameRune(r) {
+				break
+			}
+			lx.pos += size
+		}
+		if lx.pos == nameStart {
+			return token{}, lx.errorf(start, nil, "expected an attribute name after %q", lx.src[start:nameStart])
+		}
+		part := lx.src[nameStart:lx.pos]
+		name.WriteString(part)
+		// "http." followed by a quote: the quoted part is the rest of the name.
+		if !strings.HasSuffix(part, ".") || lx.pos >= len(lx.src) || lx.src[lx.pos] != '"' {
+			break
+		}
 	}
-	if lx.pos == nameStart {
-		return token{}, lx.errorf(start, nil, "expected an attribute name after %q", lx.src[start:nameStart])
-	}
-	tok.attr.Name = lx.src[nameStart:lx.pos]
+	tok.attr.Name = name.String()
 	tok.text = lx.src[start:lx.pos]
 	return tok, nil
 }

@@ -2,6 +2,7 @@ package traceql
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -96,12 +97,24 @@ func (p *parser) expect(kind tokenKind, what string) token {
 func (p *parser) isIdent(word string) bool { return p.tok.kind == tIdent && p.tok.text == word }
 
 func (p *parser) query() *Query {
-	q := &Query{Stages: []Stage{p.spansetExpr(1)}}
+	q := &Query{}
+	if p.startsStage() {
+		// "count() > 1 | ...", "by(.a) | ...", "select(.a)": a pipeline over
+		// every span of the trace, as if written after "{ } |".
+		q.Stages = []Stage{&SpansetFilter{}, p.stage(nil)}
+	} else {
+		q.Stages = []Stage{p.spansetExpr(1)}
+	}
 	for p.tok.kind == tPipe {
-		if q.Metrics != nil {
-			p.failAt(p.tok.pos, nil, "%s() must be the last stage of the pipeline, found \"|\" after it", q.Metrics.Func)
-		}
 		p.next()
+		if q.Metrics != nil {
+			if !p.isIdent("topk") && !p.isIdent("bottomk") {
+				p.failAt(p.tok.pos, nil, "only topk() or bottomk() may follow %s(), found %s", q.Metrics.Func, describe(p.tok))
+			}
+			q.MetricsStages = append(q.MetricsStages, p.topK())
+			q.MetricsStages = append(q.MetricsStages, p.metricsFilters()...)
+			continue
+		}
 		if stage := p.stage(q); stage != nil {
 			q.Stages = append(q.Stages, stage)
 		}
@@ -115,8 +128,19 @@ func (p *parser) query() *Query {
 	return q
 }
 
+// startsStage reports whether the current token opens a pipeline stage that
+// may also start a pipeline: an aggregate, by() or select().
+func (p *parser) startsStage() bool {
+	if p.tok.kind != tIdent {
+		return false
+	}
+	_, agg := aggregateByName[p.tok.text]
+	return agg || p.tok.text == "by" || p.tok.text == "select"
+}
+
 // stage parses what follows a "|". A metrics function is stored on q rather
-// than returned, since it is not a Stage.
+// than returned, since it is not a Stage; q is nil inside parentheses, where
+// metrics functions are not allowed.
 func (p *parser) stage(q *Query) Stage {
 	switch p.tok.kind {
 	case tLBrace, tLParen:
@@ -130,7 +154,11 @@ func (p *parser) stage(q *Query) Stage {
 		return p.scalarFilter(agg)
 	}
 	if fn, ok := metricsByName[word.text]; ok {
+		if q == nil {
+			p.failAt(word.pos, nil, "%s() ends a whole query; it cannot be used inside parentheses", word.text)
+		}
 		q.Metrics = p.metrics(fn)
+		q.MetricsStages = p.metricsFilters()
 		return nil
 	}
 	switch word.text {
@@ -145,9 +173,47 @@ func (p *parser) stage(q *Query) Stage {
 		p.expect(tLParen, `"(" after coalesce`)
 		p.expect(tRParen, `")": coalesce() takes no arguments`)
 		return &Coalesce{}
+	case "topk", "bottomk":
+		p.failAt(word.pos, nil, "%s() applies to the series of a metrics function, as in \"{ } | rate() by (name) | %s(5)\"", word.text, word.text)
 	}
 	p.failAt(word.pos, nil, "unknown pipeline function %q", word.text)
 	return nil
+}
+
+// topK parses "topk(n)" or "bottomk(n)".
+func (p *parser) topK() *TopK {
+	t := &TopK{Bottom: p.tok.text == "bottomk"}
+	name := p.tok.text
+	p.next()
+	p.expect(tLParen, fmt.Sprintf("\"(\" after %s", name))
+	k := p.tok
+	if k.kind != tInt || k.i <= 0 || k.i > 1<<20 {
+		p.failAt(k.pos, nil, "%s() needs a positive whole number of series, found %s", name, describe(k))
+	}
+	t.K = int(k.i)
+	p.next()
+	p.expect(tRParen, fmt.Sprintf("\")\" to close %s(", name))
+	return t
+}
+
+// metricsFilters parses the thresholds that may follow a metrics function,
+// as in "rate() by (name) > 10".
+func (p *parser) metricsFilters() []MetricsStage {
+	var out []MetricsStage
+	for {
+		opTok := p.tok
+		op, ok := fieldOperator(opTok.kind)
+		if !ok || !op.IsComparison() || op == OpRegex || op == OpNotRegex {
+			return out
+		}
+		p.next()
+		valTok := p.tok
+		v, isStatic := p.unary().(Static)
+		if !isStatic || !isNumeric(v.Type) {
+			p.failAt(valTok.pos, nil, "expected a number or a duration after %s in a metrics threshold, found %s", op, describe(valTok))
+		}
+		out = append(out, &MetricsFilter{Op: op, Value: v})
+	}
 }
 
 var aggregateByName = map[string]AggregateFunc{
@@ -240,6 +306,22 @@ func (p *parser) metrics(fn MetricsFunc) *MetricsAggregate {
 	switch fn {
 	case MetricsRate, MetricsCountOverTime:
 		p.expect(tRParen, fmt.Sprintf("\")\": %s() takes no arguments", fn))
+	case MetricsCompare:
+		m.Selection = p.spansetExpr(1)
+		if p.tok.kind == tComma {
+			p.next()
+			m.TopN = int(p.intArg("compare()'s number of values per attribute", 1))
+			if p.tok.kind == tComma {
+				p.next()
+				m.CompareStart = p.intArg("compare()'s start, in unix nanoseconds", 0)
+				p.expect(tComma, `"," and an end after compare()'s start`)
+				m.CompareEnd = p.intArg("compare()'s end, in unix nanoseconds", 0)
+				if m.CompareEnd <= m.CompareStart {
+					p.failAt(p.prev.pos, nil, "compare()'s end must be after its start")
+				}
+			}
+		}
+		p.expect(tRParen, `")" to close compare(`)
 	case MetricsQuantileOverTime:
 		m.Field = p.numericArg(fn.String())
 		if p.tok.kind != tComma {
@@ -259,6 +341,16 @@ func (p *parser) metrics(fn MetricsFunc) *MetricsAggregate {
 		m.By = p.fieldList("by", false)
 	}
 	return m
+}
+
+// intArg parses a whole number of at least least.
+func (p *parser) intArg(what string, least int64) int64 {
+	t := p.tok
+	if t.kind != tInt || t.i < least {
+		p.failAt(t.pos, nil, "expected %s, a whole number of at least %d, found %s", what, least, describe(t))
+	}
+	p.next()
+	return t.i
 }
 
 func (p *parser) quantile() float64 {
@@ -357,6 +449,15 @@ func (p *parser) spansetPrimaryInner() SpansetExpr {
 	case tLParen:
 		p.next()
 		e := p.spansetExpr(1)
+		if p.tok.kind == tPipe {
+			// A parenthesised pipeline: "({ } | count() > 1) && { .a }".
+			pl := &Pipeline{Stages: []Stage{e}}
+			for p.tok.kind == tPipe {
+				p.next()
+				pl.Stages = append(pl.Stages, p.stage(nil))
+			}
+			e = pl
+		}
 		if p.tok.kind != tRParen {
 			p.failAt(p.tok.pos, nil, "expected \")\" to close \"(\" at %s, found %s", p.where(open.pos), describe(p.tok))
 		}
@@ -461,6 +562,9 @@ var keywordValues = map[string]Static{
 	"true":  {Type: TypeBool, Bool: true},
 	"false": {Type: TypeBool},
 	"nil":   {Type: TypeNil},
+	// The extremes of an int attribute, as in "{ span.retries > minInt }".
+	"minInt": {Type: TypeInt, Int: math.MinInt64},
+	"maxInt": {Type: TypeInt, Int: math.MaxInt64},
 }
 
 func init() {
@@ -578,6 +682,14 @@ func (p *parser) checkComparison(op Operator, opTok token, lhs, rhs FieldExpr) {
 			switch t {
 			case TypeBool, TypeStatus, TypeKind, TypeNil:
 				p.failAt(opTok.pos, nil, "%q cannot order %s values (only = and != apply)", op.String(), t)
+			}
+		}
+	}
+	if lt == TypeNil || rt == TypeNil {
+		// Only attributes can be missing; every span has its intrinsics.
+		for _, e := range []FieldExpr{lhs, rhs} {
+			if in, ok := e.(Intrinsic); ok {
+				p.failAt(opTok.pos, nil, "cannot compare %s with nil: intrinsics always have a value (nil tests whether an attribute exists)", in)
 			}
 		}
 	}

@@ -333,7 +333,7 @@ var parseCases = []parseCase{
 	bad(`{ } | by(1)`, "1:10", `by() needs attributes or intrinsics, found int 1`),
 	bad(`{ } | select(span.a + 1)`, "1:14", `select() takes attributes and intrinsics`),
 	bad(`{ } | coalesce(name)`, "1:16", `coalesce() takes no arguments`),
-	bad(`{ } | topk(5)`, "1:7", `unknown pipeline function "topk"`),
+	bad(`{ } | topk(5)`, "1:7", `topk() applies to the series of a metrics function`),
 
 	// Errors: metrics queries.
 	bad(`{ } | rate(duration)`, "1:12", `rate() takes no arguments`),
@@ -342,7 +342,72 @@ var parseCases = []parseCase{
 	bad(`{ } | quantile_over_time(duration, 1.5)`, "1:36", `quantile 1.5 is outside [0, 1]`),
 	bad(`{ } | quantile_over_time(duration, "x")`, "1:36", `expected a quantile between 0 and 1, found string "x"`),
 	bad(`{ } | histogram_over_time(name)`, "1:27", `histogram_over_time() needs a numeric field`),
-	bad(`{ } | rate() | count() > 1`, "1:14", `rate() must be the last stage`),
+	bad(`{ } | rate() | count() > 1`, "1:16", `only topk() or bottomk() may follow rate()`),
+
+	// Pipelines that start with an aggregate, by() or select() run over
+	// every span, as if "{ } |" came first.
+	canon(`count() > 1`, `{ } | count() > 1`),
+	canon(`avg(span.size) > 1 | { .a }`, `{ } | avg(span.size) > 1 | { .a = true }`),
+	canon(`select(span.a)`, `{ } | select(span.a)`),
+	canon(`by(span.a) | { name = "x" }`, `{ } | by(span.a) | { name = "x" }`),
+	bad(`coalesce() | { }`, "1:1", `expected "{" to start a spanset`),
+	bad(`rate()`, "1:1", `expected "{" to start a spanset`),
+
+	// Parenthesised pipelines as spanset operands.
+	ok(`({ .a = 1 } | count() > 1) && ({ .b = 2 } | count() > 1)`),
+	ok(`({ } | count() > 1 | { .x = 1 }) >> ({ } | by(name) | count() = 1)`),
+	ok(`({ } | select(span.a)) || { .b = 2 }`),
+	bad(`({ } | rate()) && { }`, "1:8", `rate() ends a whole query`),
+	bad(`({ } | count() > 1`, "1:19", `expected ")" to close "(" at 1:1`),
+
+	// Metrics thresholds, topk and bottomk.
+	ok(`{ } | rate() > 10`),
+	ok(`{ } | rate() by (name) >= 0.5`),
+	ok(`{ } | quantile_over_time(duration, 0.9) by (name) > 100ms`),
+	ok(`{ } | count_over_time() by (name) > 1 < 100`),
+	ok(`{ } | rate() by (resource.service.name) | topk(10)`),
+	ok(`{ } | rate() by (resource.service.name) | bottomk(3) > 2`),
+	ok(`{ } | rate() | topk(1) | bottomk(1)`),
+	bad(`{ } | rate() > "x"`, "1:16", `expected a number or a duration`),
+	bad(`{ } | rate() | topk(0)`, "1:21", `needs a positive whole number`),
+	bad(`{ } | rate() | topk(a)`, "1:21", `needs a positive whole number`),
+	bad(`{ } | rate() =~ "x"`, "1:14", `unexpected "=~"`),
+
+	// compare().
+	ok(`{ } | compare({ status = error })`),
+	ok(`{ } | compare({ status = error }, 5)`),
+	ok(`{ } | compare({ .a = 1 } >> { .b = 2 }, 10, 1700000000000000000, 1700000060000000000)`),
+	bad(`{ } | compare({ }, 0)`, "1:20", `a whole number of at least 1`),
+	bad(`{ } | compare({ }, 5, 20, 10)`, "1:27", `end must be after its start`),
+	bad(`{ } | compare(5)`, "1:15", `expected a spanset "{ ... }" after "("`),
+
+	// Newer intrinsics and literals.
+	ok(`{ span:childCount > 2 }`),
+	canon(`{ childCount = 0 }`, `{ span:childCount = 0 }`),
+	ok(`{ nestedSetLeft > 3 }`),
+	canon(`{ span:nestedSetParent = -1 }`, `{ nestedSetParent = -1 }`),
+	ok(`{ } >> { kind = server } | select(nestedSetLeft, nestedSetRight, nestedSetParent)`),
+	bad(`{ nestedSetLeft = "foo" }`, "1:17", `cannot compare nestedSetLeft (int) with string "foo"`),
+	canon(`{ span.n > minInt && span.n < maxInt }`, `{ span.n > minInt && span.n < 9223372036854775807 }`),
+	canon(`{ span.n = -9223372036854775807 - 1 }`, `{ span.n = -9223372036854775807 - 1 }`),
+
+	// A quoted name after a dotted prefix.
+	canon(`{ span.http."status_code" = 200 }`, `{ span.http.status_code = 200 }`),
+	canon(`{ span.http."status code" = 200 }`, `{ span."http.status code" = 200 }`),
+	canon(`{ ."a b".c = 1 }`, `{ ."a b.c" = 1 }`),
+	canon(`{ resource."k8s".pod."name x" = "p" }`, `{ resource."k8s.pod.name x" = "p" }`),
+	bad(`{ span.http."status }`, "1:13", `unterminated string`),
+
+	// Intrinsics always have a value, so comparing one with nil is an error.
+	bad(`{ span:status = nil }`, "1:15", `cannot compare status with nil`),
+	bad(`{ nil != name }`, "1:7", `cannot compare name with nil`),
+	bad(`{ trace:rootName = nil }`, "1:18", `cannot compare rootName with nil`),
+	ok(`{ span.a = nil }`),
+	ok(`{ span.a != nil }`),
+
+	// Hints.
+	ok(`{ } with(most_recent=true)`),
+	ok(`{ } | rate() by (name) > 1 with(sample=0.1)`),
 	bad(`{ } | rate() by ()`, "1:18", `expected a value after "(", found ")"`),
 	bad(`{ } | min_over_time() `, "1:21", `expected a value after "(", found ")"`),
 

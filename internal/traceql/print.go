@@ -1,6 +1,7 @@
 package traceql
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -28,19 +29,27 @@ var intrinsicNames = map[Intrinsic]string{
 	IntrinsicLinkSpanID:             "link:spanID",
 	IntrinsicInstrumentationName:    "instrumentation:name",
 	IntrinsicInstrumentationVersion: "instrumentation:version",
+	IntrinsicChildCount:             "span:childCount",
+	IntrinsicNestedSetLeft:          "nestedSetLeft",
+	IntrinsicNestedSetRight:         "nestedSetRight",
+	IntrinsicNestedSetParent:        "nestedSetParent",
 }
 
 // intrinsicByName accepts every spelling, aliases included.
 var intrinsicByName = func() map[string]Intrinsic {
 	m := map[string]Intrinsic{
-		"span:name":          IntrinsicName,
-		"span:status":        IntrinsicStatus,
-		"span:statusMessage": IntrinsicStatusMessage,
-		"span:kind":          IntrinsicKind,
-		"span:duration":      IntrinsicDuration,
-		"trace:rootName":     IntrinsicRootName,
-		"trace:rootService":  IntrinsicRootServiceName,
-		"trace:duration":     IntrinsicTraceDuration,
+		"span:name":            IntrinsicName,
+		"span:status":          IntrinsicStatus,
+		"span:statusMessage":   IntrinsicStatusMessage,
+		"span:kind":            IntrinsicKind,
+		"span:duration":        IntrinsicDuration,
+		"trace:rootName":       IntrinsicRootName,
+		"trace:rootService":    IntrinsicRootServiceName,
+		"trace:duration":       IntrinsicTraceDuration,
+		"childCount":           IntrinsicChildCount,
+		"span:nestedSetLeft":   IntrinsicNestedSetLeft,
+		"span:nestedSetRight":  IntrinsicNestedSetRight,
+		"span:nestedSetParent": IntrinsicNestedSetParent,
 	}
 	for i, n := range intrinsicNames {
 		m[n] = i
@@ -103,6 +112,7 @@ var metricsNames = map[MetricsFunc]string{
 	MetricsSumOverTime:       "sum_over_time",
 	MetricsQuantileOverTime:  "quantile_over_time",
 	MetricsHistogramOverTime: "histogram_over_time",
+	MetricsCompare:           "compare",
 }
 
 var typeNames = map[Type]string{
@@ -172,6 +182,9 @@ func (q *Query) String() string {
 		b.WriteString(" | ")
 		b.WriteString(q.Metrics.String())
 	}
+	for _, st := range q.MetricsStages {
+		b.WriteString(st.String())
+	}
 	if len(q.Hints) > 0 {
 		b.WriteString(" with(")
 		for i, h := range q.Hints {
@@ -192,6 +205,27 @@ func (f *SpansetFilter) String() string {
 		return "{ }"
 	}
 	return "{ " + f.Cond.String() + " }"
+}
+
+func (p *Pipeline) String() string {
+	parts := make([]string, len(p.Stages))
+	for i, s := range p.Stages {
+		parts[i] = s.String()
+	}
+	return "(" + strings.Join(parts, " | ") + ")"
+}
+
+// String prints the filter with its leading space, as it follows the
+// metrics function directly: "{ } | rate() > 10".
+func (f *MetricsFilter) String() string { return " " + f.Op.String() + " " + f.Value.String() }
+
+// String prints the stage with its leading pipe.
+func (t *TopK) String() string {
+	name := "topk"
+	if t.Bottom {
+		name = "bottomk"
+	}
+	return " | " + name + "(" + strconv.Itoa(t.K) + ")"
 }
 
 func (o *SpansetOp) String() string {
@@ -241,6 +275,15 @@ func (m *MetricsAggregate) String() string {
 	b.WriteString("(")
 	if m.Field != nil {
 		b.WriteString(m.Field.String())
+	}
+	if m.Selection != nil {
+		b.WriteString(m.Selection.String())
+		if m.TopN != 0 || m.CompareStart != 0 || m.CompareEnd != 0 {
+			b.WriteString(", " + strconv.Itoa(m.TopN))
+		}
+		if m.CompareStart != 0 || m.CompareEnd != 0 {
+			b.WriteString(", " + strconv.FormatInt(m.CompareStart, 10) + ", " + strconv.FormatInt(m.CompareEnd, 10))
+		}
 	}
 	for _, q := range m.Quantiles {
 		b.WriteString(", ")
@@ -304,6 +347,10 @@ func (s Static) String() string {
 	case TypeBool:
 		return strconv.FormatBool(s.Bool)
 	case TypeInt:
+		if s.Int == math.MinInt64 {
+			// Its digits alone overflow an int64, so "-9223372036854775808" would not lex back.
+			return "minInt"
+		}
 		return strconv.FormatInt(s.Int, 10)
 	case TypeFloat:
 		return formatFloat(s.Float)
