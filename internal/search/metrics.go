@@ -86,6 +86,9 @@ func (e *Engine) QueryRange(ctx context.Context, req MetricsRequest) (*MetricsRe
 	if !req.End.After(req.Start) {
 		return nil, errors.New("search: end must be after start")
 	}
+	if q.Metrics.Func == traceql.MetricsCompare || len(q.MetricsStages) > 0 {
+		return nil, fmt.Errorf("search: %s is not supported yet", q.Metrics.Func)
+	}
 	step := req.Step
 	if step <= 0 {
 		step = req.End.Sub(req.Start)
