@@ -70,6 +70,8 @@ type Ingest struct {
 	MaxLinksPerSpan        int     `yaml:"max_links_per_span"`
 	RateLimitSpans         float64 `yaml:"rate_limit_spans_per_second"`
 	RateBurstSpans         float64 `yaml:"rate_burst_spans"`
+	// MaxTenants caps the tenants whose ingest rate is tracked at once.
+	MaxTenants int `yaml:"max_tenants"`
 }
 
 // Storage tunes when traces move from memory to blocks.

@@ -60,6 +60,14 @@ type Config struct {
 	// RateBurstSpans of burst (default: one second's worth).
 	RateLimitSpans float64
 	RateBurstSpans float64
+	// TenantLimits, when set, gives each tenant's rate and burst instead (per-tenant overrides);
+	// it is asked on every request, so a changed override applies at once.
+	TenantLimits func(tenant string) (rate, burst float64)
+	// MaxTenants caps how many tenants' rate-limit state is held (default DefaultMaxTenants).
+	// Past it a request from a new tenant is refused as rate limited until others go idle.
+	MaxTenants int
+	// Now is the clock, for tests of the rate limiter (default time.Now).
+	Now func() time.Time
 
 	Observers  []Observer
 	Registerer prometheus.Registerer
@@ -97,8 +105,7 @@ type Ingester struct {
 	bufs  sync.Pool
 	m     metrics
 
-	limMu    sync.Mutex
-	limiters map[string]*bucket
+	limiter *rateLimiter
 
 	quota traceQuota
 }
@@ -113,7 +120,12 @@ type metrics struct {
 // New returns an Ingester writing to store.
 func New(store Store, cfg Config) (*Ingester, error) {
 	cfg.defaults()
-	in := &Ingester{store: store, cfg: cfg, limiters: map[string]*bucket{}}
+	in := &Ingester{store: store, cfg: cfg}
+	limits := cfg.TenantLimits
+	if limits == nil {
+		limits = func(string) (float64, float64) { return cfg.RateLimitSpans, cfg.RateBurstSpans }
+	}
+	in.limiter = newRateLimiter(limits, cfg.MaxTenants, cfg.Now)
 	in.quota.init()
 	in.m = metrics{
 		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "ariadne_ingest_spans_received_total",
@@ -121,7 +133,7 @@ func New(store Store, cfg Config) (*Ingester, error) {
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "ariadne_ingest_spans_accepted_total",
 			Help: "Spans made durable and acknowledged."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ariadne_ingest_spans_refused_total",
-			Help: "Spans refused, by reason: invalid_id, max_spans_per_trace, rate_limited, overloaded."}, []string{"reason"}),
+			Help: "Spans refused, by reason: invalid_id, max_spans_per_trace, rate_limited, too_many_tenants, overloaded."}, []string{"reason"}),
 		refusedRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ariadne_ingest_requests_refused_total",
 			Help: "Requests refused before their spans could be counted, by reason: too_large, bad_content_type, malformed."}, []string{"reason"}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ariadne_ingest_spans_limited_total",
@@ -191,12 +203,16 @@ func (in *Ingester) Consume(ctx context.Context, tenant string, body []byte) (Re
 	if sc.spans == 0 {
 		return Result{}, nil
 	}
-	if in.cfg.RateLimitSpans > 0 {
-		if wait, ok := in.limiter(tenant).take(float64(sc.spans)); !ok {
-			in.m.refused.WithLabelValues("rate_limited").Add(float64(sc.spans))
-			return Result{}, &OverloadError{Reason: fmt.Sprintf("tenant %q is over its ingest rate of %.0f spans/s", tenant, in.cfg.RateLimitSpans),
-				After: max(wait, time.Second), Limited: true}
-		}
+	switch d, wait := in.limiter.take(tenant, float64(sc.spans)); d {
+	case limitOverRate:
+		in.m.refused.WithLabelValues("rate_limited").Add(float64(sc.spans))
+		rate, _ := in.limiter.limits(tenant)
+		return Result{}, &OverloadError{Reason: fmt.Sprintf("tenant %q is over its ingest rate of %.0f spans/s", tenant, rate),
+			After: max(wait, time.Second), Limited: true}
+	case limitTooManyTenants:
+		in.m.refused.WithLabelValues("too_many_tenants").Add(float64(sc.spans))
+		return Result{}, &OverloadError{Reason: fmt.Sprintf("tenant %q refused: this server already tracks the rate of %d active tenants (ingest.max_tenants)",
+			tenant, in.limiter.maxTenants), After: max(wait, time.Second), Limited: true}
 	}
 	if hb := in.store.HeadBytes(); hb > in.cfg.MaxHeadBytes {
 		in.m.refused.WithLabelValues("overloaded").Add(float64(sc.spans))
@@ -299,38 +315,4 @@ func (in *Ingester) mayNeedReshape(raw []byte) bool {
 		(c.MaxAttributesPerSpan > 0 && l > 2*c.MaxAttributesPerSpan) ||
 		(c.MaxEventsPerSpan > 0 && l > 2*c.MaxEventsPerSpan) ||
 		(c.MaxLinksPerSpan > 0 && l > 2*c.MaxLinksPerSpan)
-}
-
-func (in *Ingester) limiter(tenant string) *bucket {
-	in.limMu.Lock()
-	defer in.limMu.Unlock()
-	b := in.limiters[tenant]
-	if b == nil {
-		b = &bucket{rate: in.cfg.RateLimitSpans, burst: in.cfg.RateBurstSpans, tokens: in.cfg.RateBurstSpans, last: time.Now()}
-		in.limiters[tenant] = b
-	}
-	return b
-}
-
-// bucket is a token bucket in spans.
-type bucket struct {
-	mu                  sync.Mutex
-	rate, burst, tokens float64
-	last                time.Time
-}
-
-// take spends n tokens, or says how long until there would be enough.
-func (b *bucket) take(n float64) (time.Duration, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := time.Now()
-	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	b.last = now
-	if b.tokens >= n || (b.tokens == b.burst && n > b.burst) {
-		// A request larger than the whole burst passes when the bucket is full, or it could
-		// never pass at all.
-		b.tokens -= n
-		return 0, true
-	}
-	return time.Duration((n - b.tokens) / b.rate * float64(time.Second)), false
 }

@@ -158,7 +158,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 		MaxHeadBytes: ic.MaxHeadBytes, MaxWALPendingBytes: ic.MaxWALPendingBytes,
 		MaxSpansPerTrace: ic.MaxSpansPerTrace, MaxAttributeValueBytes: ic.MaxAttributeValueBytes,
 		MaxAttributesPerSpan: ic.MaxAttributesPerSpan, MaxEventsPerSpan: ic.MaxEventsPerSpan, MaxLinksPerSpan: ic.MaxLinksPerSpan,
-		RateLimitSpans: ic.RateLimitSpans, RateBurstSpans: ic.RateBurstSpans,
+		RateLimitSpans: ic.RateLimitSpans, RateBurstSpans: ic.RateBurstSpans, MaxTenants: ic.MaxTenants,
 		Observers: observers, Registerer: reg,
 	})
 	if err != nil {
