@@ -48,6 +48,7 @@ type Server struct {
 	build          BuildInfo
 	log            *slog.Logger
 	ready          atomic.Bool
+	writeCheck     func() error // nil: always accepting writes
 	mux            *http.ServeMux
 }
 
@@ -58,6 +59,9 @@ func New(q *query.Querier, build BuildInfo, log *slog.Logger) *Server {
 	}
 	s := &Server{q: q, build: build, log: log, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /ready", s.handleReady)
+	// Liveness: the process serves HTTP. Unlike /ready it stays 200 while writes are refused
+	// (disk full), so an orchestrator does not restart a server that will recover by itself.
+	s.mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "live") })
 	s.mux.HandleFunc("GET /api/echo", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "echo") })
 	s.mux.HandleFunc("GET /api/status/buildinfo", s.handleBuildInfo)
 	s.mux.HandleFunc("GET /api/traces/{id}", s.handleTrace(false))
@@ -81,12 +85,22 @@ func (s *Server) SetTypical(t analyze.Typical) { s.typical = t }
 // SetReady marks the server as accepting data and queries.
 func (s *Server) SetReady(v bool) { s.ready.Store(v) }
 
+// SetWriteCheck gives /ready a test of whether data can be stored now: while it returns an
+// error, /ready answers 503 with it. Call before serving.
+func (s *Server) SetWriteCheck(check func() error) { s.writeCheck = check }
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
+	}
+	if s.writeCheck != nil {
+		if err := s.writeCheck(); err != nil {
+			http.Error(w, "not accepting writes: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 	}
 	fmt.Fprintln(w, "ready")
 }

@@ -10,6 +10,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+	"github.com/ariadne-tracing/ariadne/internal/wal"
 )
 
 // Store is where accepted spans go.
@@ -133,7 +135,7 @@ func New(store Store, cfg Config) (*Ingester, error) {
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "ariadne_ingest_spans_accepted_total",
 			Help: "Spans made durable and acknowledged."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ariadne_ingest_spans_refused_total",
-			Help: "Spans refused, by reason: invalid_id, max_spans_per_trace, rate_limited, too_many_tenants, overloaded."}, []string{"reason"}),
+			Help: "Spans refused, by reason: invalid_id, max_spans_per_trace, rate_limited, too_many_tenants, overloaded, storage_unavailable."}, []string{"reason"}),
 		refusedRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ariadne_ingest_requests_refused_total",
 			Help: "Requests refused before their spans could be counted, by reason: too_large, bad_content_type, malformed."}, []string{"reason"}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ariadne_ingest_spans_limited_total",
@@ -172,9 +174,17 @@ type OverloadError struct {
 	After  time.Duration
 	// Limited marks a per-tenant rate limit rather than the server as a whole being full.
 	Limited bool
+	// Err is the cause, when there is one (the disk error behind "storage unavailable").
+	Err error
 }
 
-func (e *OverloadError) Error() string             { return "overloaded: " + e.Reason }
+func (e *OverloadError) Error() string {
+	if e.Err != nil {
+		return "overloaded: " + e.Reason + ": " + e.Err.Error()
+	}
+	return "overloaded: " + e.Reason
+}
+func (e *OverloadError) Unwrap() error             { return e.Err }
 func (e *OverloadError) RetryAfter() time.Duration { return e.After }
 func (e *OverloadError) RateLimited() bool         { return e.Limited }
 
@@ -260,6 +270,12 @@ func (in *Ingester) Consume(ctx context.Context, tenant string, body []byte) (Re
 		payload = *bp
 	}
 	if err := in.store.Append(payload); err != nil {
+		if errors.Is(err, wal.ErrUnavailable) {
+			// The disk is full or failing. Nothing of the request is acknowledged; SDKs retry
+			// an Unavailable/503 with its delay, so the spans are not lost while it lasts.
+			in.m.refused.WithLabelValues("storage_unavailable").Add(float64(res.Accepted))
+			return Result{}, &OverloadError{Reason: "storage unavailable", After: in.cfg.RetryAfter, Err: err}
+		}
 		return Result{}, fmt.Errorf("storing %d spans: %w", res.Accepted, err)
 	}
 	for id := range sc.truncated {

@@ -33,6 +33,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/spanmetrics"
 	"github.com/ariadne-tracing/ariadne/internal/store"
 	"github.com/ariadne-tracing/ariadne/internal/ui"
+	"github.com/ariadne-tracing/ariadne/internal/vfs"
 	"github.com/ariadne-tracing/ariadne/internal/wal"
 	"github.com/ariadne-tracing/ariadne/internal/zipkin"
 )
@@ -80,11 +81,24 @@ func sampledTrace(t *head.Trace) *sampling.Trace {
 		}}
 }
 
+// Option changes how Start assembles the server; the end-to-end tests use them.
+type Option func(*options)
+
+type options struct{ fs vfs.FS }
+
+// WithFS makes the write-ahead log write through fsys instead of the real filesystem, so that a
+// test can fail its writes (internal/faultfs).
+func WithFS(fsys vfs.FS) Option { return func(o *options) { o.fs = fsys } }
+
 // Start opens the store (replaying its WAL), binds every listener and starts serving. Errors from
 // serving later arrive on Err.
-func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, error) {
+func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Option) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
+	}
+	var o options
+	for _, f := range opts {
+		f(&o)
 	}
 	if cfg.MemoryLimit > 0 {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
@@ -122,7 +136,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 		BlockMaxWait:       time.Duration(cfg.Storage.BlockMaxWait),
 		CompactMinBlocks:   cfg.Storage.CompactMinBlocks,
 		CompactTargetBytes: cfg.Storage.CompactTargetBytes,
-		WAL: wal.Options{SegmentBytes: cfg.Storage.WALSegment,
+		WAL: wal.Options{SegmentBytes: cfg.Storage.WALSegment, FS: o.fs,
 			ObserveFsync: func(d time.Duration) { fsync.Observe(d.Seconds()) }},
 		Retention: time.Duration(cfg.Retention),
 		Logger:    log,
@@ -169,6 +183,12 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger) (*Server, e
 
 	q := query.New(st)
 	s.API = api.New(q, build, log)
+	s.API.SetWriteCheck(func() error {
+		if !st.Writable() {
+			return fmt.Errorf("write-ahead log cannot write: %s", st.WALStats().LastError)
+		}
+		return nil
+	})
 	s.linter = newLinter(q, reg, log)
 	s.linter.start()
 	s.API.Handle("GET /", ui.Handler())

@@ -387,14 +387,21 @@ func (w *WAL) commit(batch []*request) error {
 }
 
 // seal cuts the current segment back to good, its last good record, and closes it for good:
-// nothing is ever appended behind a failed write. If the cut fails, torn or unsynced bytes may
-// stay at the segment's tail; replay would stop there, which is harmless since nothing follows
-// them, but the file can no longer be trusted to say what is durable, so Fatal is called.
+// nothing is ever appended behind a failed write.
+//
+// Whether the cut reaches the disk does not matter for safety: if it does not, the segment ends
+// in the failed group's bytes, which replay cuts off as a torn tail or replays as records that
+// were never acknowledged (duplicates of the senders' retries, removed at read time); nothing
+// acknowledged follows them. So a failed fsync of the cut is only logged. A failed truncate
+// itself is different: the filesystem refused to change a file it just wrote, the state of that
+// file is unknown, and Fatal is called.
 func (w *WAL) seal(good int64, cause error) {
 	seq := w.segSeq.Load()
 	err := w.seg.Truncate(good)
 	if err == nil && !w.opts.NoSync {
-		err = w.seg.Datasync()
+		if serr := w.seg.Datasync(); serr != nil {
+			w.log.Warn("wal: the cut of a failed segment may not be durable; replay will cut it again", "segment", seq, "err", serr)
+		}
 	}
 	w.seg.Close()
 	w.seg = nil

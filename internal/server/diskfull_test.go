@@ -1,0 +1,174 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ariadne-tracing/ariadne/internal/api"
+	"github.com/ariadne-tracing/ariadne/internal/faultfs"
+	"github.com/ariadne-tracing/ariadne/internal/server"
+	"github.com/ariadne-tracing/ariadne/internal/vfs"
+)
+
+// waitFor polls cond until it holds; what it waits for is caused by the test, not by time.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// With the disk full under the WAL, exports are refused as retryable (gRPC Unavailable with
+// RetryInfo, HTTP 503 with Retry-After), counted under their own reason, /ready says writes are
+// not accepted while /live stays 200; the real SDKs keep retrying, and once there is room again
+// the server recovers by itself and every span the SDKs sent is stored. Before, the receivers
+// answered Internal/500, which SDKs do not retry: the data was dropped.
+func TestDiskFullIsRetryableAndRecovers(t *testing.T) {
+	dir := t.TempDir()
+	ffs := faultfs.New(vfs.OS)
+	s, err := server.Start(testConfig(dir), api.BuildInfo{Version: "test"}, nil, server.WithFS(ffs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop(context.Background()) })
+	base := "http://" + s.HTTPAddr
+	client := grpcClient(t, s)
+	ctx := context.Background()
+	if _, err := client.Export(ctx, request(validSpan(1, 1))); err != nil {
+		t.Fatalf("export before the disk filled: %v", err)
+	}
+
+	walDir := filepath.Join(dir, "wal")
+	ffs.Inject(faultfs.Fault{Op: faultfs.OpWrite, PathContains: walDir, Err: syscall.ENOSPC, Torn: true})
+
+	_, err = client.Export(ctx, request(validSpan(2, 1)))
+	st := status.Convert(err)
+	if st.Code() != codes.Unavailable {
+		t.Fatalf("export on a full disk: %v, want Unavailable", err)
+	}
+	var retry *errdetails.RetryInfo
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			retry = ri
+		}
+	}
+	if retry == nil || retry.RetryDelay.AsDuration() <= 0 {
+		t.Fatalf("no RetryInfo with the refusal: %v", st.Details())
+	}
+	body, _ := proto.Marshal(request(validSpan(3, 1)))
+	hr, hb := post(t, "http://"+s.OTLPHTTPAddr+"/v1/traces", "application/x-protobuf", body)
+	if hr.StatusCode != 503 || hr.Header.Get("Retry-After") == "" {
+		t.Fatalf("HTTP export on a full disk: %d %q, Retry-After %q", hr.StatusCode, hb, hr.Header.Get("Retry-After"))
+	}
+	if code, b := httpGet(t, base+"/ready", ""); code != 503 || !strings.Contains(string(b), "not accepting writes") {
+		t.Fatalf("/ready on a full disk: %d %q", code, b)
+	}
+	if code, _ := httpGet(t, base+"/live", ""); code != 200 {
+		t.Fatalf("/live on a full disk: %d", code)
+	}
+	fams := scrape(t, s)
+	if v := metricValue(fams, "ariadne_ingest_spans_refused_total", map[string]string{"reason": "storage_unavailable"}); v != 2 {
+		t.Fatalf("storage_unavailable refusals = %v, want 2", v)
+	}
+	if v := metricValue(fams, "ariadne_wal_writable", nil); v != 0 {
+		t.Fatalf("ariadne_wal_writable = %v on a full disk", v)
+	}
+
+	// The real SDKs, over both protocols, export while the disk is full; they retry.
+	var providers []*sdktrace.TracerProvider
+	var traceIDs [][16]byte
+	for _, protocol := range []string{"grpc", "http"} {
+		var exp sdktrace.SpanExporter
+		switch protocol {
+		case "grpc":
+			exp, err = otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(s.GRPCAddr), otlptracegrpc.WithInsecure(),
+				otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: true, InitialInterval: 50 * time.Millisecond,
+					MaxInterval: 500 * time.Millisecond, MaxElapsedTime: 2 * time.Minute}))
+		case "http":
+			exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(s.OTLPHTTPAddr), otlptracehttp.WithInsecure(),
+				otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: true, InitialInterval: 50 * time.Millisecond,
+					MaxInterval: 500 * time.Millisecond, MaxElapsedTime: 2 * time.Minute}))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithExportTimeout(3*time.Minute)))
+		providers = append(providers, tp)
+		for i := 0; i < 3; i++ {
+			_, span := tp.Tracer("diskfull").Start(ctx, fmt.Sprintf("%s-%d", protocol, i))
+			traceIDs = append(traceIDs, span.SpanContext().TraceID())
+			span.End()
+		}
+	}
+	flushed := make(chan error, len(providers))
+	for _, tp := range providers {
+		go func() { flushed <- tp.ForceFlush(ctx) }()
+	}
+	// Both SDKs have been refused at least once (2 spans refused before, 3 per SDK since).
+	waitFor(t, "both SDKs to be refused", func() bool {
+		return metricValue(scrape(t, s), "ariadne_ingest_spans_refused_total", map[string]string{"reason": "storage_unavailable"}) >= 2+6
+	})
+	select {
+	case err := <-flushed:
+		t.Fatalf("an SDK flush finished while the disk was full: %v", err)
+	default:
+	}
+
+	ffs.Clear() // space returns
+	for range providers {
+		if err := <-flushed; err != nil {
+			t.Fatalf("SDK flush after space returned: %v", err)
+		}
+	}
+	waitFor(t, "/ready after space returned", func() bool { code, _ := httpGet(t, base+"/ready", ""); return code == 200 })
+	for _, id := range traceIDs {
+		if code, b := httpGet(t, fmt.Sprintf("%s/api/traces/%x", base, id), "application/json"); code != 200 {
+			t.Fatalf("trace %x sent while the disk was full: %d %s", id, code, b)
+		}
+	}
+	for _, tp := range providers {
+		tp.Shutdown(ctx)
+	}
+	if v := metricValue(scrape(t, s), "ariadne_wal_writable", nil); v != 1 {
+		t.Fatalf("ariadne_wal_writable = %v after recovery", v)
+	}
+}
+
+// With the server up, the WAL recovers without any sender: the prober starts a new segment once
+// the disk has room, and /ready turns 200 again on its own.
+func TestReadyRecoversWithoutTraffic(t *testing.T) {
+	dir := t.TempDir()
+	ffs := faultfs.New(vfs.OS)
+	s, err := server.Start(testConfig(dir), api.BuildInfo{Version: "test"}, nil, server.WithFS(ffs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop(context.Background()) })
+	base := "http://" + s.HTTPAddr
+	ffs.Inject(faultfs.Fault{Op: faultfs.OpSync, PathContains: filepath.Join(dir, "wal"), Err: syscall.EIO})
+	if _, err := grpcClient(t, s).Export(context.Background(), request(validSpan(4, 1))); status.Code(err) != codes.Unavailable {
+		t.Fatalf("export with failing fsync: %v", err)
+	}
+	if code, _ := httpGet(t, base+"/ready", ""); code != 503 {
+		t.Fatalf("/ready with failing fsync: %d", code)
+	}
+	ffs.Clear()
+	waitFor(t, "/ready without traffic", func() bool { code, _ := httpGet(t, base+"/ready", ""); return code == 200 })
+}
