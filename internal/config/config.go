@@ -41,6 +41,9 @@ type Config struct {
 	// authentication is on). Off by default: profiles expose memory contents and cost CPU.
 	PprofEnabled bool `yaml:"pprof_enabled"`
 
+	Server Server `yaml:"server"`
+	Query  Query  `yaml:"query"`
+
 	// ZipkinAddr is where Zipkin v2 JSON is accepted (POST /api/v2/spans); empty disables it.
 	ZipkinAddr string `yaml:"zipkin_addr"`
 }
@@ -87,6 +90,47 @@ type Storage struct {
 	CompactTargetBytes int64 `yaml:"compact_target_bytes"`
 }
 
+// Server protects the listeners from too many, idle or slow connections. The names follow
+// Grafana Tempo's server block.
+type Server struct {
+	HTTPReadHeaderTimeout Duration `yaml:"http_server_read_header_timeout"`
+	HTTPReadTimeout       Duration `yaml:"http_server_read_timeout"`
+	HTTPWriteTimeout      Duration `yaml:"http_server_write_timeout"`
+	HTTPIdleTimeout       Duration `yaml:"http_server_idle_timeout"`
+	// HTTPConnLimit and GRPCConnLimit cap each listener's open connections; <= 0 is no cap.
+	HTTPConnLimit int `yaml:"http_listen_conn_limit"`
+	GRPCConnLimit int `yaml:"grpc_listen_conn_limit"`
+
+	GRPCMaxConcurrentStreams   uint32   `yaml:"grpc_server_max_concurrent_streams"`
+	GRPCMaxConnectionIdle      Duration `yaml:"grpc_server_max_connection_idle"`
+	GRPCKeepaliveTime          Duration `yaml:"grpc_server_keepalive_time"`
+	GRPCKeepaliveTimeout       Duration `yaml:"grpc_server_keepalive_timeout"`
+	GRPCMinTimeBetweenPings    Duration `yaml:"grpc_server_min_time_between_pings"`
+	GRPCPingWithoutStreamAllow bool     `yaml:"grpc_server_ping_without_stream_allowed"`
+}
+
+// Query bounds what one query may cost and how many run at once. The names follow Grafana
+// Tempo's query frontend, querier and overrides.
+type Query struct {
+	// MaxConcurrentQueries run at once; the rest wait in per-tenant queues. 0: half the CPUs,
+	// at least one.
+	MaxConcurrentQueries int `yaml:"max_concurrent_queries"`
+	// MaxMemoryBytes is the memory the running queries may hold together, by their estimates.
+	MaxMemoryBytes int64 `yaml:"max_memory_bytes"`
+	// MaxOutstandingPerTenant queries may wait; past it the API answers 429 with Retry-After.
+	MaxOutstandingPerTenant int      `yaml:"max_outstanding_per_tenant"`
+	Timeout                 Duration `yaml:"timeout"`
+
+	MaxResultLimit            int      `yaml:"max_result_limit"`
+	MaxSpansPerSpanSet        int      `yaml:"max_spans_per_span_set"`
+	MaxDuration               Duration `yaml:"max_duration"`
+	MetricsMaxDuration        Duration `yaml:"metrics_max_duration"`
+	MaxResponseSeries         int      `yaml:"max_response_series"`
+	MaxBytesPerTrace          int64    `yaml:"max_bytes_per_trace"`
+	MaxBytesPerTagValuesQuery int64    `yaml:"max_bytes_per_tag_values_query"`
+	MaxTracesPerLintReport    int      `yaml:"max_traces_per_lint_report"`
+}
+
 // Default returns the configuration with every default filled in.
 func Default() Config {
 	return Config{
@@ -118,6 +162,33 @@ func Default() Config {
 
 			CompactMinBlocks:   4,
 			CompactTargetBytes: 8 << 20,
+		},
+		Server: Server{
+			HTTPReadHeaderTimeout:      Duration(10 * time.Second),
+			HTTPReadTimeout:            Duration(time.Minute),
+			HTTPWriteTimeout:           Duration(2 * time.Minute),
+			HTTPIdleTimeout:            Duration(2 * time.Minute),
+			HTTPConnLimit:              2048,
+			GRPCConnLimit:              2048,
+			GRPCMaxConcurrentStreams:   100,
+			GRPCMaxConnectionIdle:      Duration(5 * time.Minute),
+			GRPCKeepaliveTime:          Duration(2 * time.Minute),
+			GRPCKeepaliveTimeout:       Duration(20 * time.Second),
+			GRPCMinTimeBetweenPings:    Duration(10 * time.Second),
+			GRPCPingWithoutStreamAllow: true,
+		},
+		Query: Query{
+			MaxMemoryBytes:            64 << 20,
+			MaxOutstandingPerTenant:   100,
+			Timeout:                   Duration(30 * time.Second),
+			MaxResultLimit:            1000,
+			MaxSpansPerSpanSet:        100,
+			MaxDuration:               Duration(168 * time.Hour),
+			MetricsMaxDuration:        Duration(24 * time.Hour),
+			MaxResponseSeries:         1000,
+			MaxBytesPerTrace:          50 << 20,
+			MaxBytesPerTagValuesQuery: 5 << 20,
+			MaxTracesPerLintReport:    1000,
 		},
 	}
 }

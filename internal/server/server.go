@@ -22,6 +22,7 @@ import (
 
 	"github.com/ariadne-tracing/ariadne/internal/api"
 	"github.com/ariadne-tracing/ariadne/internal/config"
+	"github.com/ariadne-tracing/ariadne/internal/connlimit"
 	"github.com/ariadne-tracing/ariadne/internal/head"
 	"github.com/ariadne-tracing/ariadne/internal/ingest"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
@@ -55,6 +56,7 @@ type Server struct {
 	graph      *servicegraph.Graph
 	pusher     *remotewrite.Pusher
 	linter     *linter
+	listeners  map[string]*connlimit.Listener // by name, for their metrics
 
 	// Bound addresses (useful when the config asked for port 0).
 	GRPCAddr, OTLPHTTPAddr, HTTPAddr, ZipkinAddr string
@@ -144,7 +146,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, Store: st, errs: make(chan error, 4)}
+	s := &Server{cfg: cfg, log: log, Store: st, errs: make(chan error, 4), listeners: map[string]*connlimit.Listener{}}
 	reg.MustRegister(newStoreCollector(st))
 	var observers []ingest.Observer
 	var spanMetrics *spanmetrics.Metrics
@@ -248,19 +250,26 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 			res, err := in.Consume(ctx, receive.DefaultTenant, otlp)
 			return res.RejectedSpans, err
 		}))
-		s.zipkinHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { s.errs <- wrapServe("Zipkin", s.zipkinHTTP.Serve(lz)) }()
+		s.zipkinHTTP = &http.Server{Handler: mux}
+		lzc, serve := serveHTTP(s.zipkinHTTP, lz, cfg.Server)
+		s.listeners["zipkin"] = lzc
+		go func() { s.errs <- wrapServe("Zipkin", serve()) }()
 	}
 
-	s.grpc = receive.NewGRPCServer(c, receive.GRPCConfig{MaxRecvMsgBytes: int(cfg.Ingest.MaxRequestBytes)})
+	lgc := connlimit.NewListener(lg, cfg.Server.GRPCConnLimit)
+	s.grpc = receive.NewGRPCServer(c, receive.GRPCConfig{MaxRecvMsgBytes: int(cfg.Ingest.MaxRequestBytes)},
+		grpcProtections(cfg.Server, lgc)...)
 	s.otlpHTTP = &http.Server{Handler: receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes,
-		Refused: in.RefusedRequest}),
-		ReadHeaderTimeout: 10 * time.Second}
-	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(s.API), ReadHeaderTimeout: 10 * time.Second}
+		Refused: in.RefusedRequest})}
+	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(s.API)}
+	lhc, serveOTLP := serveHTTP(s.otlpHTTP, lh, cfg.Server)
+	lqc, serveQuery := serveHTTP(s.queryHTTP, lq, cfg.Server)
+	s.listeners["otlp_grpc"], s.listeners["otlp_http"], s.listeners["http"] = lgc, lhc, lqc
+	registerConnMetrics(reg, s.listeners)
 
-	go func() { s.errs <- wrapServe("OTLP/gRPC", s.grpc.Serve(lg)) }()
-	go func() { s.errs <- wrapServe("OTLP/HTTP", s.otlpHTTP.Serve(lh)) }()
-	go func() { s.errs <- wrapServe("query HTTP", s.queryHTTP.Serve(lq)) }()
+	go func() { s.errs <- wrapServe("OTLP/gRPC", s.grpc.Serve(lgc)) }()
+	go func() { s.errs <- wrapServe("OTLP/HTTP", serveOTLP()) }()
+	go func() { s.errs <- wrapServe("query HTTP", serveQuery()) }()
 	s.API.SetReady(true)
 	log.Info("ariadne ready", "otlp_grpc", s.GRPCAddr, "otlp_http", s.OTLPHTTPAddr, "http", s.HTTPAddr, "data_dir", cfg.DataDir)
 	return s, nil
