@@ -68,12 +68,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ariadne-tracing/ariadne/internal/objstore"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+	"github.com/ariadne-tracing/ariadne/internal/partial"
 )
 
 // FormatVersion is written to meta.json; readers refuse versions they do not know.
@@ -124,6 +127,26 @@ type Meta struct {
 	Groups     int64            `json:"groups"`
 	Bytes      int64            `json:"bytes"` // all files, meta.json excluded
 	Files      map[string]int64 `json:"files"` // size of each file
+	// CRC32C (Castagnoli) of each file. Open checks every file's size against Files and the
+	// bloom filter's checksum, which it reads whole anyway: a bloom filter with cleared bits
+	// would answer "not here" for traces that are. Blocks written before checksums have none.
+	Checksums map[string]uint32 `json:"crc32c,omitempty"`
+}
+
+// ErrDamaged is wrapped by errors that come from a block's content: a missing, truncated or
+// undecodable file, a checksum that does not match, an unknown format version. A caller that
+// gets one can skip the block and say its answer is partial; the store quarantines it.
+var ErrDamaged = errors.New("block damaged")
+
+// damaged wraps err as ErrDamaged unless it is the caller's cancellation or a resource limit
+// of this process, which say nothing about the block.
+func damaged(err error) error {
+	if err == nil || errors.Is(err, ErrDamaged) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.EMFILE) ||
+		errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, fs.ErrClosed) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrDamaged, err)
 }
 
 func blockDir(id string) string { return Prefix + id + "/" }
@@ -152,6 +175,81 @@ func List(ctx context.Context, store objstore.Store) ([]Meta, error) {
 	}
 	slices.SortFunc(metas, func(a, b Meta) int { return strings.Compare(a.ID, b.ID) })
 	return metas, nil
+}
+
+// Inventory is what a store's block folder holds, as Survey finds it.
+type Inventory struct {
+	Complete []Meta // sorted by ID
+	// Damaged are blocks whose meta.json cannot be read or names a format this code does not
+	// know; each error wraps ErrDamaged.
+	Damaged map[string]error
+	// Incomplete are folders without meta.json: a write in progress, one a crash interrupted
+	// on a store without atomic publish, or a block whose meta.json was lost.
+	Incomplete []string
+}
+
+// Survey lists every block folder in store and sorts them into complete, damaged and
+// incomplete, so that one bad block never stops a store from opening the others.
+func Survey(ctx context.Context, store objstore.Store) (Inventory, error) {
+	names, err := store.List(ctx, Prefix)
+	if err != nil {
+		return Inventory{}, fmt.Errorf("block: list: %w", err)
+	}
+	inv := Inventory{Damaged: map[string]error{}}
+	hasMeta := map[string]bool{}
+	var ids []string
+	for _, n := range names {
+		id, file, ok := strings.Cut(strings.TrimPrefix(n, Prefix), "/")
+		if !ok {
+			continue
+		}
+		if _, seen := hasMeta[id]; !seen {
+			ids = append(ids, id)
+			hasMeta[id] = false
+		}
+		if file == fileMeta {
+			hasMeta[id] = true
+		}
+	}
+	for _, id := range ids {
+		if !hasMeta[id] {
+			inv.Incomplete = append(inv.Incomplete, id)
+			continue
+		}
+		m, err := readMeta(ctx, store, id)
+		switch {
+		case errors.Is(err, objstore.ErrNotFound):
+			continue // deleted since List
+		case errors.Is(err, ErrDamaged):
+			inv.Damaged[id] = err
+		case err != nil:
+			return Inventory{}, err
+		default:
+			inv.Complete = append(inv.Complete, m)
+		}
+	}
+	slices.SortFunc(inv.Complete, func(a, b Meta) int { return strings.Compare(a.ID, b.ID) })
+	return inv, nil
+}
+
+// QuarantinePrefix is where Quarantine moves damaged blocks, each to a folder of its ID.
+const QuarantinePrefix = "quarantine/blocks/"
+
+// Quarantine moves block id out of the store's blocks, with a note of why, so that it is
+// neither read nor compacted nor deleted by retention, and stays for an operator to inspect.
+// A second damaged copy of one ID gets a suffix rather than replacing the first.
+func Quarantine(ctx context.Context, store objstore.Store, id string, reason error) (string, error) {
+	dest := QuarantinePrefix + id + "/"
+	if existing, err := store.List(ctx, dest); err == nil && len(existing) > 0 {
+		dest = QuarantinePrefix + id + "-" + NewID(time.Now()) + "/"
+	}
+	if err := objstore.MovePrefix(ctx, store, blockDir(id), dest); err != nil {
+		return "", fmt.Errorf("block %s: quarantine: %w", id, err)
+	}
+	note := fmt.Sprintf("quarantined %s\n%v\n", time.Now().UTC().Format(time.RFC3339), reason)
+	// The note is for people; the block is already out of the way if it cannot be written.
+	_ = store.Put(ctx, dest+"QUARANTINED.txt", strings.NewReader(note))
+	return dest, nil
 }
 
 // Incomplete returns the IDs of block folders without meta.json, for a compactor or startup
@@ -187,10 +285,13 @@ func readMeta(ctx context.Context, store objstore.Store, id string) (Meta, error
 	defer rc.Close()
 	var m Meta
 	if err := json.NewDecoder(rc).Decode(&m); err != nil {
-		return Meta{}, fmt.Errorf("block %s: decode meta: %w", id, err)
+		return Meta{}, fmt.Errorf("block %s: decode meta: %w", id, damaged(err))
 	}
 	if m.Version != FormatVersion {
-		return Meta{}, fmt.Errorf("block %s: format version %d, want %d", id, m.Version, FormatVersion)
+		return Meta{}, fmt.Errorf("block %s: %w: format version %d, want %d", id, ErrDamaged, m.Version, FormatVersion)
+	}
+	if m.ID != id {
+		return Meta{}, fmt.Errorf("block %s: %w: meta.json names block %q", id, ErrDamaged, m.ID)
 	}
 	return m, nil
 }
@@ -234,4 +335,15 @@ func NewID(t time.Time) string {
 		hi >>= 5
 	}
 	return string(out[:])
+}
+
+// SkipDamaged reports whether err says a block is damaged. If it does, it notes in ctx's
+// partial report (see package partial) that the answer lacks what the block holds, so that the
+// caller can go on without the block and the user still learns the answer is incomplete.
+func SkipDamaged(ctx context.Context, err error) bool {
+	if !errors.Is(err, ErrDamaged) {
+		return false
+	}
+	partial.Note(ctx, "a damaged block was skipped: "+err.Error())
+	return true
 }

@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 	"sort"
+	"sync/atomic"
 
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/parquet-go/parquet-go"
@@ -36,6 +38,13 @@ type Reader struct {
 	pageID    [][16]byte
 	pageIDLen []uint8 // bytes of pageID that are real, 16 unless the writer truncated
 	pageRow   []int64
+
+	// refs counts the holders of the reader: Open's caller and each Retain. The files close
+	// when the last one releases, so a block retired while a query reads it stays readable
+	// until that query ends.
+	refs     atomic.Int64
+	onDamage func(error)
+	degraded error
 }
 
 type groupRow struct {
@@ -54,10 +63,14 @@ type pfile struct {
 	rows    int64
 }
 
-func openFile(ctx context.Context, store objstore.Store, dir, name string, fs *fileSchema) (*pfile, error) {
+func openFile(ctx context.Context, store objstore.Store, dir, name string, fs *fileSchema, want map[string]int64) (*pfile, error) {
 	rc, size, err := store.ReaderAt(ctx, dir+name)
 	if err != nil {
 		return nil, err
+	}
+	if n, ok := want[name]; ok && n != size {
+		rc.Close()
+		return nil, fmt.Errorf("%s: %d bytes, meta.json says %d", name, size, n)
 	}
 	f, err := parquet.OpenFile(rc, size, parquet.SkipBloomFilters(true), parquet.ReadBufferSize(16<<10))
 	if err != nil {
@@ -188,16 +201,20 @@ func (p *pfile) close() error {
 	return p.rc.Close()
 }
 
-// Open opens a complete block.
+// Open opens a complete block. It checks what it can without reading the block whole: the
+// meta, every file's size, the Parquet footers and the bloom filter's checksum. An error that
+// comes from the block's content wraps ErrDamaged.
 func Open(ctx context.Context, store objstore.Store, id string) (_ *Reader, err error) {
 	meta, err := readMeta(ctx, store, id)
 	if err != nil {
 		return nil, err
 	}
 	r := &Reader{meta: meta}
+	r.refs.Store(1)
 	defer func() {
 		if err != nil {
 			r.Close()
+			err = damaged(err)
 		}
 	}()
 	if err := decodeID(meta.MinTraceID, &r.minID); err != nil {
@@ -207,15 +224,13 @@ func Open(ctx context.Context, store objstore.Store, id string) (_ *Reader, err 
 		return nil, fmt.Errorf("block %s: meta: %w", id, err)
 	}
 	dir := blockDir(id)
-	rc, err := store.Get(ctx, dir+fileBloom)
-	if err != nil {
-		return nil, fmt.Errorf("block %s: %w", id, err)
-	}
-	r.bloom = &bloom.BloomFilter{}
-	_, err = r.bloom.ReadFrom(rc)
-	rc.Close()
-	if err != nil {
-		return nil, fmt.Errorf("block %s: bloom: %w", id, err)
+	// The bloom filter only speeds lookups up; without a sound one the block is still served,
+	// from its trace-ID index, and Degraded says why.
+	if r.bloom, err = loadBloom(ctx, store, meta); err != nil {
+		if !errors.Is(damaged(err), ErrDamaged) {
+			return nil, fmt.Errorf("block %s: %w", id, err)
+		}
+		r.bloom, r.degraded = nil, fmt.Errorf("block %s: %w", id, damaged(err))
 	}
 	for _, f := range []struct {
 		dst  **pfile
@@ -230,7 +245,7 @@ func Open(ctx context.Context, store objstore.Store, id string) (_ *Reader, err 
 		{&r.links, fileLinks, linksSchema},
 		{&r.linkAttrs, fileLinkAttrs, attrsSchema},
 	} {
-		if *f.dst, err = openFile(ctx, store, dir, f.name, f.fs); err != nil {
+		if *f.dst, err = openFile(ctx, store, dir, f.name, f.fs, meta.Files); err != nil {
 			return nil, fmt.Errorf("block %s: %w", id, err)
 		}
 	}
@@ -242,6 +257,34 @@ func Open(ctx context.Context, store objstore.Store, id string) (_ *Reader, err 
 	}
 	return r, nil
 }
+
+func loadBloom(ctx context.Context, store objstore.Store, meta Meta) (*bloom.BloomFilter, error) {
+	rc, err := store.Get(ctx, blockDir(meta.ID)+fileBloom)
+	if err != nil {
+		return nil, fmt.Errorf("bloom: %w", err)
+	}
+	raw, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("bloom: %w", err)
+	}
+	if n, ok := meta.Files[fileBloom]; ok && n != int64(len(raw)) {
+		return nil, fmt.Errorf("bloom: %d bytes, meta.json says %d", len(raw), n)
+	}
+	// Cleared bits would make lookups answer "not here" for traces that are.
+	if sum, ok := meta.Checksums[fileBloom]; ok && sum != crc32.Checksum(raw, castagnoli) {
+		return nil, errors.New("bloom: checksum mismatch")
+	}
+	bf := &bloom.BloomFilter{}
+	if _, err = bf.ReadFrom(bytes.NewReader(raw)); err != nil {
+		return nil, fmt.Errorf("bloom: %w", err)
+	}
+	return bf, nil
+}
+
+// Degraded returns why the block is served in a slower way than it was written for (its bloom
+// filter is missing or damaged, so every lookup in its ID range reads the index), or nil.
+func (r *Reader) Degraded() error { return r.degraded }
 
 func decodeID(s string, dst *[16]byte) error {
 	if s == "" {
@@ -256,7 +299,7 @@ func decodeID(s string, dst *[16]byte) error {
 }
 
 func (r *Reader) loadGroups(ctx context.Context, store objstore.Store, dir string) error {
-	g, err := openFile(ctx, store, dir, fileGroups, groupsSchema)
+	g, err := openFile(ctx, store, dir, fileGroups, groupsSchema, r.meta.Files)
 	if err != nil {
 		return err
 	}
@@ -306,7 +349,25 @@ func (r *Reader) loadPageIndex() error {
 // Meta returns the block's meta.
 func (r *Reader) Meta() Meta { return r.meta }
 
-// Close releases the block's files.
+// Retain adds a holder: the reader stays open until Release is called once more than Retain.
+// Only a holder may call it, so the count never comes back from zero.
+func (r *Reader) Retain() { r.refs.Add(1) }
+
+// Release drops a holder's claim; the last one closes the files.
+func (r *Reader) Release() {
+	switch n := r.refs.Add(-1); {
+	case n == 0:
+		r.Close()
+	case n < 0:
+		panic(fmt.Sprintf("block %s: released more often than retained", r.meta.ID))
+	}
+}
+
+// OnDamage sets fn to be called with each error that shows the block is damaged, as it is
+// found by a read. Set it before the reader is shared; fn must not block.
+func (r *Reader) OnDamage(fn func(error)) { r.onDamage = fn }
+
+// Close releases the block's files at once, whatever the holders; see Release.
 func (r *Reader) Close() error {
 	var errs []error
 	for _, p := range []*pfile{r.traces, r.spans, r.attrs, r.events, r.eventAttrs, r.links, r.linkAttrs} {
@@ -320,7 +381,7 @@ func (r *Reader) MayContain(id [16]byte) bool {
 	if r.meta.Traces == 0 || bytes.Compare(id[:], r.minID[:]) < 0 || bytes.Compare(id[:], r.maxID[:]) > 0 {
 		return false
 	}
-	return r.bloom.Test(id[:])
+	return r.bloom == nil || r.bloom.Test(id[:])
 }
 
 // findRow returns the traces.parquet row of id, or -1.
@@ -392,9 +453,15 @@ func (r *Reader) FindTrace(ctx context.Context, id [16]byte) ([]*tracepb.Resourc
 	return rs, r.wrap(err)
 }
 
+// wrap names the block in a read error and, when the error is the block's fault, marks it
+// ErrDamaged and tells the damage hook.
 func (r *Reader) wrap(err error) error {
 	if err == nil {
 		return nil
+	}
+	err = damaged(err)
+	if errors.Is(err, ErrDamaged) && r.onDamage != nil {
+		r.onDamage(err)
 	}
 	return fmt.Errorf("block %s: %w", r.meta.ID, err)
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"slices"
 	"sync"
@@ -50,7 +51,9 @@ const (
 )
 
 // Write stores traces as a new block and returns its meta. Traces are sorted by ID; entries
-// with the same ID are merged. meta.json is written last, after every other file is durable.
+// with the same ID are merged. The block appears whole or not at all: published as one folder
+// where the store can (objstore.Publisher), else with meta.json written after every other file
+// is durable. On error no block is left.
 func Write(ctx context.Context, store objstore.Store, traces []Trace, opts WriteOptions) (Meta, error) {
 	if opts.ID == "" {
 		opts.ID = NewID(time.Now())
@@ -76,19 +79,36 @@ func Write(ctx context.Context, store objstore.Store, traces []Trace, opts Write
 	dir := blockDir(opts.ID)
 	files := w.files()
 	meta.Files = map[string]int64{}
+	meta.Checksums = map[string]uint32{}
 	for _, f := range files {
 		meta.Files[f.name] = int64(f.buf.Len())
+		meta.Checksums[f.name] = crc32.Checksum(f.buf.Bytes(), castagnoli)
 		meta.Bytes += int64(f.buf.Len())
+	}
+	js, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		return Meta{}, fmt.Errorf("block %s: encode meta: %w", opts.ID, err)
+	}
+	if p, ok := store.(objstore.Publisher); ok {
+		objs := make([]objstore.Object, 0, len(files)+1)
+		for _, f := range files {
+			objs = append(objs, objstore.Object{Name: f.name, Data: f.buf.Bytes()})
+		}
+		objs = append(objs, objstore.Object{Name: fileMeta, Data: js})
+		if err := p.Publish(ctx, dir, objs); err != nil {
+			return Meta{}, fmt.Errorf("block %s: %w", opts.ID, err)
+		}
+		return meta, nil
 	}
 	fail := func(err error) (Meta, error) {
 		// Without meta.json the files are invisible anyway; removing them is housekeeping,
-		// so it runs even if ctx is what failed.
-		for _, f := range files {
-			_ = store.Delete(context.WithoutCancel(ctx), dir+f.name)
-		}
+		// so it runs even if ctx is what failed. meta.json goes first: a Put that failed after
+		// its rename (a failed directory sync) may have left it in place.
+		_ = Delete(context.WithoutCancel(ctx), store, opts.ID)
 		return Meta{}, fmt.Errorf("block %s: %w", opts.ID, err)
 	}
-	// The files are independent, so their uploads (and, locally, their fsyncs) overlap.
+	// Without atomic publish (object stores), meta.json is the commit: it is written last,
+	// after every other file is durable, and a folder without it is not a block.
 	errs := make([]error, len(files))
 	var wg sync.WaitGroup
 	for i, f := range files {
@@ -100,15 +120,13 @@ func Write(ctx context.Context, store objstore.Store, traces []Trace, opts Write
 	if err := errors.Join(errs...); err != nil {
 		return fail(err)
 	}
-	js, err := json.MarshalIndent(meta, "", "  ")
-	if err != nil {
-		return fail(fmt.Errorf("encode meta: %w", err))
-	}
 	if err := store.Put(ctx, dir+fileMeta, bytes.NewReader(js)); err != nil {
 		return fail(err)
 	}
 	return meta, nil
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // fileWriter accumulates one Parquet file. Rows are staged column by column in vals and handed
 // to parquet-go a batch at a time, which keeps parquet-go on its typed column-buffer path.

@@ -70,7 +70,7 @@ func (l *Local) Put(ctx context.Context, name string, r io.Reader) (err error) {
 	// A concurrent Delete may remove the folder between MkdirAll and CreateTemp; one retry
 	// covers that.
 	for try := 0; ; try++ {
-		if err = os.MkdirAll(dir, 0o755); err != nil {
+		if err = mkdirAllSync(l.dir, dir); err != nil {
 			return fmt.Errorf("objstore: put %q: %w", name, err)
 		}
 		f, err = os.CreateTemp(dir, tempPrefix+"*")
