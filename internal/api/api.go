@@ -50,6 +50,7 @@ type Server struct {
 	ready          atomic.Bool
 	writeCheck     func() error // nil: always accepting writes
 	mux            *http.ServeMux
+	handler        http.Handler // mux inside the per-request wrappers
 }
 
 // New returns the API server. It answers /ready with 503 until SetReady(true).
@@ -73,6 +74,7 @@ func New(q *query.Querier, build BuildInfo, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /api/services/{service}/operations", s.handleOperations)
 	s.registerSearch()
 	s.registerJaeger()
+	s.handler = withPartial(s.mux)
 	return s
 }
 
@@ -89,7 +91,7 @@ func (s *Server) SetReady(v bool) { s.ready.Store(v) }
 // error, /ready answers 503 with it. Call before serving.
 func (s *Server) SetWriteCheck(check func() error) { s.writeCheck = check }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {

@@ -29,8 +29,8 @@ type benchSource struct {
 	blocks []*block.Reader
 }
 
-func (s *benchSource) Head() *head.Head        { return s.h }
-func (s *benchSource) Blocks() []*block.Reader { return s.blocks }
+func (s *benchSource) Head() *head.Head                         { return s.h }
+func (s *benchSource) AcquireBlocks() ([]*block.Reader, func()) { return s.blocks, func() {} }
 
 // buildStore writes spans small-profile spans (10-span traces, two attributes each) into blocks of
 // 130,000 spans, the size the store cuts under load, and returns the source and some trace IDs.

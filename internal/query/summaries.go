@@ -56,7 +56,9 @@ func (q *Querier) Summaries(ctx context.Context, tr TimeRange, limit int) ([]Tra
 		}
 		return true
 	})
-	for _, b := range q.src.Blocks() {
+	blocks, release := q.src.AcquireBlocks()
+	defer release()
+	for _, b := range blocks {
 		meta := b.Meta()
 		if !tr.overlaps(meta.MinStart, meta.MaxEnd) {
 			continue
@@ -69,6 +71,9 @@ func (q *Querier) Summaries(ctx context.Context, tr TimeRange, limit int) ([]Tra
 			}
 			return ctx.Err() == nil
 		})
+		if block.SkipDamaged(ctx, err) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("query: block %s summaries: %w", meta.ID, err)
 		}

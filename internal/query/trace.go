@@ -21,7 +21,8 @@ import (
 // Source is what the querier reads: the store's head and blocks.
 type Source interface {
 	Head() *head.Head
-	Blocks() []*block.Reader
+	// AcquireBlocks returns the blocks, held open until release is called.
+	AcquireBlocks() (blocks []*block.Reader, release func())
 }
 
 // Querier answers trace queries.
@@ -57,12 +58,17 @@ func (q *Querier) FindTrace(ctx context.Context, id [16]byte, tr TimeRange) (*tr
 			return nil, err
 		}
 	}
-	for _, b := range q.src.Blocks() {
+	blocks, release := q.src.AcquireBlocks()
+	defer release()
+	for _, b := range blocks {
 		meta := b.Meta()
 		if !tr.overlaps(meta.MinStart, meta.MaxEnd) {
 			continue
 		}
 		rss, err := b.FindTrace(ctx, id)
+		if block.SkipDamaged(ctx, err) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("query: block %s: %w", meta.ID, err)
 		}

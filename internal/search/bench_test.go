@@ -25,8 +25,8 @@ type benchSource struct {
 	blocks []*block.Reader
 }
 
-func (s *benchSource) Head() *head.Head        { return s.h }
-func (s *benchSource) Blocks() []*block.Reader { return s.blocks }
+func (s *benchSource) Head() *head.Head                         { return s.h }
+func (s *benchSource) AcquireBlocks() ([]*block.Reader, func()) { return s.blocks, func() {} }
 
 func strKV(k, v string) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}

@@ -291,7 +291,9 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 		}
 		fn(t)
 	}
-	blocks := slices.Clone(e.src.Blocks())
+	blocks, release := e.src.AcquireBlocks()
+	defer release()
+	blocks = slices.Clone(blocks)
 	e.groups.forget(blocks)
 	e.prune.forget(blocks)
 	m.TotalBlocks = len(blocks)
@@ -314,6 +316,9 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 			return fmt.Errorf("search: %w", err)
 		}
 		ok, err := e.prune.mayMatch(b, res, p.required)
+		if block.SkipDamaged(ctx, err) {
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("search: %w", err)
 		}
@@ -332,6 +337,11 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 			})
 			return err == nil
 		})
+		// A damaged block is left out, and the answer says it is partial; traces the scan
+		// already passed to fn stay, which is the most a partial answer can hold.
+		if block.SkipDamaged(ctx, err) {
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("search: %w", err)
 		}

@@ -19,7 +19,8 @@ import (
 // Source is what the engine reads: the store's head and its open blocks.
 type Source interface {
 	Head() *head.Head
-	Blocks() []*block.Reader
+	// AcquireBlocks returns the blocks, held open until release is called.
+	AcquireBlocks() (blocks []*block.Reader, release func())
 }
 
 // columnsOf maps what a query reads to the block columns that hold it. Span IDs and names are

@@ -80,7 +80,9 @@ func (e *Engine) TagNames(ctx context.Context, req TagsRequest) (map[string][]st
 				addSpan(&t.spans[i])
 			}
 		}
-		for _, b := range e.src.Blocks() {
+		blocks, release := e.src.AcquireBlocks()
+		defer release()
+		for _, b := range blocks {
 			meta := b.Meta()
 			if (p.minStart != 0 && meta.MaxEnd < p.minStart) || (p.maxStart != 0 && meta.MinStart > p.maxStart) || meta.Traces == 0 {
 				continue
@@ -94,6 +96,9 @@ func (e *Engine) TagNames(ctx context.Context, req TagsRequest) (map[string][]st
 			}
 			for scope, col := range map[string]block.DictColumn{ScopeSpan: block.DictSpanAttrKey, ScopeEvent: block.DictEventAttrKey, ScopeLink: block.DictLinkAttrKey} {
 				d, err := e.prune.distinct(b, col)
+				if block.SkipDamaged(ctx, err) {
+					continue
+				}
 				if err != nil {
 					return nil, fmt.Errorf("search: %w", err)
 				}
@@ -302,7 +307,9 @@ func (e *Engine) resourceValues(ctx context.Context, key string, start, end time
 			}
 		}
 	}
-	for _, b := range e.src.Blocks() {
+	blocks, release := e.src.AcquireBlocks()
+	defer release()
+	for _, b := range blocks {
 		if err := ctx.Err(); err != nil {
 			return err
 		}

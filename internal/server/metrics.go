@@ -23,6 +23,8 @@ type storeCollector struct {
 	walWritable, walWriteErrors, walSealed   *prometheus.Desc
 	replayLostRecords, replayLostBytes       *prometheus.Desc
 	replayDamaged, replayTorn, replayRecords *prometheus.Desc
+	compactErrors, quarantined, degraded *prometheus.Desc
+	swept                                *prometheus.Desc
 }
 
 func newStoreCollector(st *store.Store) *storeCollector {
@@ -55,6 +57,11 @@ func newStoreCollector(st *store.Store) *storeCollector {
 		replayLostBytes:   d("ariadne_wal_replay_lost_bytes", "Bytes of the write-ahead log that replay could not use at start (damage and cut-off tails)."),
 		replayDamaged:     d("ariadne_wal_replay_damaged_segments", "Segments with damage before an intact record, found at start (copied to wal/quarantine)."),
 		replayTorn:        d("ariadne_wal_replay_torn_tails", "Segments whose last write was incomplete or damaged, cut off at start (copied to wal/quarantine)."),
+
+		compactErrors: d("ariadne_compaction_failures_total", "Compaction attempts that failed since start (each followed by a growing wait)."),
+		quarantined:   d("ariadne_blocks_quarantined_total", "Damaged blocks moved to quarantine since start, at open or when a read found the damage."),
+		degraded:      d("ariadne_blocks_degraded_total", "Blocks opened without a sound bloom filter since start, served from their trace-ID index."),
+		swept:         d("ariadne_block_staging_swept_total", "Leftovers of interrupted block writes removed at start."),
 	}
 }
 
@@ -62,7 +69,8 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.headTraces, c.headSpans, c.headBytes, c.walRecords, c.walBytes, c.walFsyncs,
 		c.walDisk, c.walSegments, c.blocks, c.blockBytes, c.blocksWritten, c.tracesFlushed, c.spansFlushed, c.tracesDropped,
 		c.deleted, c.replayed, c.compactions, c.compacted, c.walWritable, c.walWriteErrors, c.walSealed,
-		c.replayRecords, c.replayLostRecords, c.replayLostBytes, c.replayDamaged, c.replayTorn} {
+		c.replayRecords, c.replayLostRecords, c.replayLostBytes, c.replayDamaged, c.replayTorn,
+		c.compactErrors, c.quarantined, c.degraded, c.swept} {
 		ch <- d
 	}
 }
@@ -95,14 +103,10 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.replayLostBytes, float64(rs.LostBytes))
 	g(c.replayDamaged, float64(rs.Damaged))
 	g(c.replayTorn, float64(rs.TornTails))
-	var n, bytes float64
-	for _, b := range c.st.Blocks() {
-		n++
-		bytes += float64(b.Meta().Bytes)
-	}
-	g(c.blocks, n)
-	g(c.blockBytes, bytes)
+	// Stats reads atomics: a scrape never waits for a flush or a compaction.
 	ss := c.st.Stats()
+	g(c.blocks, float64(ss.Blocks))
+	g(c.blockBytes, float64(ss.BlockBytes))
 	k(c.blocksWritten, float64(ss.BlocksWritten))
 	k(c.tracesFlushed, float64(ss.TracesFlushed))
 	k(c.spansFlushed, float64(ss.SpansFlushed))
@@ -111,4 +115,8 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.replayed, float64(ss.ReplayedSpans))
 	k(c.compactions, float64(ss.Compactions))
 	k(c.compacted, float64(ss.BlocksCompacted))
+	k(c.compactErrors, float64(ss.CompactErrors))
+	k(c.quarantined, float64(ss.BlocksQuarantined))
+	k(c.degraded, float64(ss.BlocksDegraded))
+	k(c.swept, float64(ss.StagingSwept))
 }

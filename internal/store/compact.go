@@ -15,6 +15,9 @@ import (
 const (
 	defaultCompactMinBlocks   = 4
 	defaultCompactTargetBytes = 8 << 20
+
+	compactBackoffMin = time.Second
+	compactBackoffMax = 5 * time.Minute
 )
 
 // compact merges the oldest run of small blocks into one, when there are more small blocks
@@ -40,15 +43,25 @@ func (s *Store) compact() error {
 	if s.head.Bytes() > s.opts.HeadMaxBytes/2 {
 		return nil
 	}
+	if now := time.Now(); now.Before(s.compactAfter) {
+		return nil
+	}
 	run := pickRun(s.Blocks(), s.opts.CompactMinBlocks, s.opts.CompactTargetBytes)
 	if len(run) == 0 {
 		return nil
 	}
 	err := s.compactRun(run)
 	if err != nil {
-		s.stats.LastCompactError = err.Error()
+		// A fault that persists (a full disk, a damaged input awaiting quarantine) must not
+		// turn the loop into a busy retry: each failure doubles the wait, up to a cap.
+		s.compactBackoff = min(max(2*s.compactBackoff, compactBackoffMin), compactBackoffMax)
+		s.compactAfter = time.Now().Add(s.compactBackoff)
+		s.stats.compactErrors.Add(1)
+		setErr(&s.stats.lastCompactError, err)
+		return fmt.Errorf("%w (next attempt in %s)", err, s.compactBackoff)
 	}
-	return err
+	s.compactBackoff, s.compactAfter = 0, time.Time{}
+	return nil
 }
 
 // pickRun returns the oldest run of consecutive blocks under target bytes, at least two and
@@ -109,7 +122,7 @@ func (s *Store) compactRun(run []*block.Reader) error {
 	if err != nil {
 		return fmt.Errorf("store: compact: %w", err)
 	}
-	merged, err := block.Open(ctx, s.objs, meta.ID)
+	merged, err := s.openBlock(ctx, meta.ID)
 	if err != nil {
 		// Unopened, the block must not linger either: a restart would load it beside its inputs.
 		derr := block.Delete(ctx, s.objs, meta.ID)
@@ -120,10 +133,9 @@ func (s *Store) compactRun(run []*block.Reader) error {
 	for _, r := range run {
 		inRun[r] = true
 	}
-	s.blocksMu.Lock()
-	keep := make([]*block.Reader, 0, len(s.blocks)-len(run)+1)
+	var keep []*block.Reader
 	placed := false
-	for _, r := range s.blocks {
+	for _, r := range s.Blocks() {
 		switch {
 		case !inRun[r]:
 			keep = append(keep, r)
@@ -132,22 +144,19 @@ func (s *Store) compactRun(run []*block.Reader) error {
 			placed = true
 		}
 	}
-	s.blocks = keep
-	s.blocksMu.Unlock()
-
 	var errs []error
-	for _, r := range run {
+	for _, r := range s.setBlocks(keep) {
 		id := r.Meta().ID
 		if err := block.Delete(ctx, s.objs, id); err != nil {
 			// The data is safe in the merged block; a leftover input only costs a duplicate
 			// that queries drop and a later compaction removes.
 			errs = append(errs, fmt.Errorf("store: compact: delete block %s: %w", id, err))
 		}
-		// As with retention, a query may still hold the reader from an earlier Blocks call.
-		time.AfterFunc(time.Minute, func() { r.Close() })
+		// A query holding the input keeps reading it; its files close when that query ends.
+		r.Release()
 	}
-	s.stats.Compactions++
-	s.stats.BlocksCompacted += int64(len(run))
+	s.stats.compactions.Add(1)
+	s.stats.blocksCompacted.Add(int64(len(run)))
 	s.log.Info("compacted blocks", "into", meta.ID, "blocks", len(run), "traces", meta.Traces, "spans", spans,
 		"bytes", meta.Bytes, "took", time.Since(start).Round(time.Millisecond))
 	return errors.Join(errs...)

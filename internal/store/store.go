@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
@@ -102,8 +103,20 @@ type Store struct {
 	// has not seen yet.
 	appendMu sync.RWMutex
 
+	// blocksMu guards the list only: it is held for no I/O, so readers never wait on storage.
+	// The list holds one reference to each reader (block.Reader.Retain); a retired block's
+	// files close when the last query holding it releases it.
 	blocksMu sync.RWMutex
 	blocks   []*block.Reader // oldest first
+
+	// damaged collects readers whose reads found damage, for the loop to quarantine.
+	damagedMu sync.Mutex
+	damaged   map[*block.Reader]error
+
+	// compactBackoff spaces compaction attempts after a failure, so a fault that persists
+	// costs a try per backoff period rather than one per tick.
+	compactBackoff time.Duration
+	compactAfter   time.Time
 
 	pending []*head.Trace // cut, kept, waiting to fill a block
 	ratios  []float64     // the sampling ratio of each pending trace
@@ -120,9 +133,30 @@ type Store struct {
 	stopped chan struct{}
 	closed  bool
 
-	stats Stats
+	stats counters
 
 	replay wal.ReplayStats // what the WAL replay at open found; never changes after
+}
+
+// counters are the store's statistics, kept in atomics so that Stats and /metrics never wait
+// for a flush or a compaction.
+type counters struct {
+	blocksWritten, tracesFlushed, spansFlushed, tracesDropped, blocksDeleted, replayedSpans atomic.Int64
+	compactions, blocksCompacted, compactErrors, quarantined, swept, degraded               atomic.Int64
+	blocks, blockBytes                                                                      atomic.Int64
+	lastFlushError, lastCompactError                                                        atomic.Pointer[string]
+}
+
+func setErr(p *atomic.Pointer[string], err error) {
+	msg := err.Error()
+	p.Store(&msg)
+}
+
+func loadErr(p *atomic.Pointer[string]) string {
+	if m := p.Load(); m != nil {
+		return *m
+	}
+	return ""
 }
 
 // Stats count the store's work since it opened.
@@ -137,7 +171,15 @@ type Stats struct {
 
 	Compactions      int64 // merged blocks written
 	BlocksCompacted  int64 // blocks merged away
+	CompactErrors    int64 // failed compaction attempts
 	LastCompactError string
+
+	BlocksQuarantined int64 // damaged blocks moved aside, at open or when a read found damage
+	StagingSwept      int64 // leftovers of interrupted block writes removed at open
+	BlocksDegraded    int64 // opened without a sound bloom filter, served from the index
+
+	Blocks     int64 // blocks open for queries
+	BlockBytes int64 // their size on disk (Meta.Bytes)
 }
 
 // Open opens or creates the store in opts.Dir, replays its WAL into the head and starts the flush
@@ -158,19 +200,11 @@ func Open(opts Options) (*Store, error) {
 func OpenWith(opts Options, objs objstore.Store) (*Store, error) {
 	opts.defaults()
 	s := &Store{opts: opts, log: opts.Logger, head: head.New(), objs: objs, now: time.Now,
-		stop: make(chan struct{}), stopped: make(chan struct{})}
-	ctx := context.Background()
-	metas, err := block.List(ctx, objs)
-	if err != nil {
-		return nil, fmt.Errorf("store: list blocks: %w", err)
+		stop: make(chan struct{}), stopped: make(chan struct{}), damaged: map[*block.Reader]error{}}
+	if err := s.openBlocks(context.Background()); err != nil {
+		return nil, err
 	}
-	for _, m := range metas {
-		r, err := block.Open(ctx, objs, m.ID)
-		if err != nil {
-			return nil, fmt.Errorf("store: open block %s: %w", m.ID, err)
-		}
-		s.blocks = append(s.blocks, r)
-	}
+	var err error
 	walDir := filepath.Join(opts.Dir, "wal")
 	start := time.Now()
 	var replayed int64
@@ -180,14 +214,16 @@ func OpenWith(opts Options, objs objstore.Store) (*Store, error) {
 		return err
 	})
 	if err != nil {
+		s.closeBlocks()
 		return nil, fmt.Errorf("store: replay WAL: %w", err)
 	}
 	if replayed > 0 {
 		s.log.Info("replayed write-ahead log", "spans", replayed, "took", time.Since(start).Round(time.Millisecond))
 	}
-	s.stats.ReplayedSpans = replayed
+	s.stats.replayedSpans.Store(replayed)
 	s.wal, err = wal.Open(walDir, opts.WAL)
 	if err != nil {
+		s.closeBlocks()
 		return nil, err
 	}
 	go s.loop()
@@ -226,12 +262,52 @@ func (s *Store) appendHead(seq uint64, payload []byte) (int, error) {
 // Head is the live part of the store, for readers.
 func (s *Store) Head() *head.Head { return s.head }
 
-// Blocks returns the open blocks, oldest first. The slice is the caller's; the readers stay valid
-// until retention deletes them, which a reader in use survives (files stay open).
+// Blocks returns the open blocks, oldest first, for their metas. To read them, use
+// AcquireBlocks: a block compacted or deleted after Blocks returns closes its files.
 func (s *Store) Blocks() []*block.Reader {
 	s.blocksMu.RLock()
 	defer s.blocksMu.RUnlock()
 	return append([]*block.Reader(nil), s.blocks...)
+}
+
+// AcquireBlocks returns the open blocks, oldest first, held open for the caller until it calls
+// release (once): a block that compaction or retention retires meanwhile closes its files only
+// when its last holder releases it, as Prometheus' tsdb does with a block's pending readers.
+func (s *Store) AcquireBlocks() (blocks []*block.Reader, release func()) {
+	s.blocksMu.RLock()
+	blocks = append([]*block.Reader(nil), s.blocks...)
+	for _, r := range blocks {
+		r.Retain()
+	}
+	s.blocksMu.RUnlock()
+	var once sync.Once
+	return blocks, func() {
+		once.Do(func() {
+			for _, r := range blocks {
+				r.Release()
+			}
+		})
+	}
+}
+
+// setBlocks replaces the list and returns the readers that left it, whose list reference the
+// caller releases once it has dealt with their files.
+func (s *Store) setBlocks(blocks []*block.Reader) (left []*block.Reader) {
+	s.blocksMu.Lock()
+	defer s.blocksMu.Unlock()
+	for _, r := range s.blocks {
+		if !slices.Contains(blocks, r) {
+			left = append(left, r)
+		}
+	}
+	s.blocks = blocks
+	var bytes int64
+	for _, r := range blocks {
+		bytes += r.Meta().Bytes
+	}
+	s.stats.blocks.Store(int64(len(blocks)))
+	s.stats.blockBytes.Store(bytes)
+	return left
 }
 
 // HeadBytes is the span data held in memory, for backpressure.
@@ -257,11 +333,20 @@ func (s *Store) Writable() bool { return s.wal.Writable() }
 // WALStats reports the log's counters.
 func (s *Store) WALStats() wal.Stats { return s.wal.Stats() }
 
-// Stats reports the flush counters.
+// Stats reports the store's counters. It reads atomics only, so it never waits for a flush, a
+// compaction or the disk.
 func (s *Store) Stats() Stats {
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	return s.stats
+	c := &s.stats
+	return Stats{
+		BlocksWritten: c.blocksWritten.Load(), TracesFlushed: c.tracesFlushed.Load(),
+		SpansFlushed: c.spansFlushed.Load(), TracesDropped: c.tracesDropped.Load(),
+		BlocksDeleted: c.blocksDeleted.Load(), ReplayedSpans: c.replayedSpans.Load(),
+		LastFlushError: loadErr(&c.lastFlushError),
+		Compactions:    c.compactions.Load(), BlocksCompacted: c.blocksCompacted.Load(),
+		CompactErrors: c.compactErrors.Load(), LastCompactError: loadErr(&c.lastCompactError),
+		BlocksQuarantined: c.quarantined.Load(), StagingSwept: c.swept.Load(), BlocksDegraded: c.degraded.Load(),
+		Blocks: c.blocks.Load(), BlockBytes: c.blockBytes.Load(),
+	}
 }
 
 func (s *Store) loop() {
@@ -273,6 +358,7 @@ func (s *Store) loop() {
 		case <-s.stop:
 			return
 		case <-t.C:
+			s.quarantineDamaged()
 			if err := s.flush(false); err != nil {
 				s.log.Error("flush failed; traces stay in the head and the WAL", "err", err)
 			}
@@ -311,13 +397,13 @@ func (s *Store) flush(all bool) error {
 	}
 	if len(dropped) > 0 {
 		s.head.Release(dropped)
-		s.stats.TracesDropped += int64(len(dropped))
+		s.stats.tracesDropped.Add(int64(len(dropped)))
 	}
 	var err error
 	if len(s.pending) > 0 && (all || s.pendingBytes >= s.opts.BlockMaxBytes || time.Since(s.pendingSince) >= s.opts.BlockMaxWait) {
 		err = s.writeBlock()
 		if err != nil {
-			s.stats.LastFlushError = err.Error()
+			setErr(&s.stats.lastFlushError, err)
 		}
 	}
 	if len(dropped) > 0 || err == nil {
@@ -360,20 +446,20 @@ func (s *Store) writeBlock() error {
 	if err != nil {
 		return fmt.Errorf("store: write block: %w", err)
 	}
-	r, err := block.Open(ctx, s.objs, meta.ID)
+	r, err := s.openBlock(ctx, meta.ID)
 	if err != nil {
-		return fmt.Errorf("store: open new block %s: %w", meta.ID, err)
+		// Unopened, the block must not linger: a restart would load it beside the WAL's copy.
+		derr := block.Delete(ctx, s.objs, meta.ID)
+		return errors.Join(fmt.Errorf("store: open new block %s: %w", meta.ID, err), derr)
 	}
-	s.blocksMu.Lock()
-	s.blocks = append(s.blocks, r)
-	s.blocksMu.Unlock()
+	s.setBlocks(append(s.Blocks(), r))
 	// Only now, with the block readable, do the traces leave the head: a reader always finds
 	// them in one place or the other.
 	s.head.Release(s.pending)
 	s.log.Debug("block written", "id", meta.ID, "traces", len(traces), "spans", spans, "took", time.Since(start))
-	s.stats.BlocksWritten++
-	s.stats.TracesFlushed += int64(len(traces))
-	s.stats.SpansFlushed += int64(spans)
+	s.stats.blocksWritten.Add(1)
+	s.stats.tracesFlushed.Add(int64(len(traces)))
+	s.stats.spansFlushed.Add(int64(spans))
 	clear(s.pending)
 	s.pending = s.pending[:0]
 	s.ratios = s.ratios[:0]
@@ -393,9 +479,8 @@ func (s *Store) trimWAL() error {
 
 func (s *Store) applyRetention() error {
 	cutoff := s.now().Add(-s.opts.Retention)
-	s.blocksMu.Lock()
 	var keep, expired []*block.Reader
-	for _, r := range s.blocks {
+	for _, r := range s.Blocks() {
 		// A block goes when its newest span is past retention, but never sooner than retention
 		// after it was written: a sender replaying old data must still be able to read it back.
 		m := r.Meta()
@@ -405,20 +490,23 @@ func (s *Store) applyRetention() error {
 			keep = append(keep, r)
 		}
 	}
-	s.blocks = keep
-	s.blocksMu.Unlock()
+	if len(expired) == 0 {
+		return nil
+	}
+	s.setBlocks(keep)
+	var errs []error
 	for _, r := range expired {
 		id := r.Meta().ID
+		// A query holding the block keeps reading it through its open files, which close when
+		// it releases the block.
 		if err := block.Delete(context.Background(), s.objs, id); err != nil {
-			return fmt.Errorf("store: retention: delete block %s: %w", id, err)
+			errs = append(errs, fmt.Errorf("store: retention: delete block %s: %w", id, err))
 		}
-		// A query that took the block list a moment ago may still be reading it; the files are
-		// gone from the directory but stay readable through open handles until then.
-		time.AfterFunc(time.Minute, func() { r.Close() })
-		s.stats.BlocksDeleted++
+		r.Release()
+		s.stats.blocksDeleted.Add(1)
 		s.log.Info("retention deleted block", "id", id, "newest_span", time.Unix(0, r.Meta().MaxEnd))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Close flushes everything in the head into a block, trims the WAL and closes the store. Callers
@@ -439,11 +527,12 @@ func (s *Store) Close() error {
 		// Everything is in blocks: nothing for the next start to replay.
 		werr = s.wal.RemoveBefore(s.wal.ActiveSegment() + 1)
 	}
-	s.blocksMu.Lock()
-	for _, r := range s.blocks {
-		r.Close()
-	}
-	s.blocks = nil
-	s.blocksMu.Unlock()
+	s.closeBlocks()
 	return errors.Join(ferr, werr)
+}
+
+func (s *Store) closeBlocks() {
+	for _, r := range s.setBlocks(nil) {
+		r.Release()
+	}
 }
