@@ -23,8 +23,8 @@ type storeCollector struct {
 	walWritable, walWriteErrors, walSealed   *prometheus.Desc
 	replayLostRecords, replayLostBytes       *prometheus.Desc
 	replayDamaged, replayTorn, replayRecords *prometheus.Desc
-	compactErrors, quarantined, degraded *prometheus.Desc
-	swept                                *prometheus.Desc
+	compactErrors, quarantined, degraded     *prometheus.Desc
+	swept                                    *prometheus.Desc
 }
 
 func newStoreCollector(st *store.Store) *storeCollector {
