@@ -95,6 +95,9 @@ type Trace struct {
 	SampleRatio float64
 	// Truncated marks a trace that hit the spans-per-trace limit: spans past it were refused.
 	Truncated bool
+	// Split marks a trace known to have other parts outside this block (an earlier part cut
+	// from the head before these spans arrived). The block lists such traces in Meta.Split.
+	Split bool
 }
 
 // Span is one span in wire form.
@@ -131,6 +134,9 @@ type Meta struct {
 	// bloom filter's checksum, which it reads whole anyway: a bloom filter with cleared bits
 	// would answer "not here" for traces that are. Blocks written before checksums have none.
 	Checksums map[string]uint32 `json:"crc32c,omitempty"`
+	// Split lists the traces of this block known to have parts elsewhere (other blocks or the
+	// head), so a search can judge them whole without looking for parts of every trace.
+	Split []SplitTrace `json:"split,omitempty"`
 }
 
 // ErrDamaged is wrapped by errors that come from a block's content: a missing, truncated or
@@ -147,6 +153,13 @@ func damaged(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrDamaged, err)
+}
+
+// SplitTrace is a trace of a block that has parts elsewhere, with the start of this block's
+// part: the whole trace starts no later.
+type SplitTrace struct {
+	ID    string `json:"id"` // hex
+	Start int64  `json:"startUnixNano"`
 }
 
 func blockDir(id string) string { return Prefix + id + "/" }

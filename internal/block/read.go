@@ -384,6 +384,13 @@ func (r *Reader) MayContain(id [16]byte) bool {
 	return r.bloom == nil || r.bloom.Test(id[:])
 }
 
+// HasTrace reports whether the block holds part of trace id. It reads at most one page, and
+// none when the bloom filter rules the trace out.
+func (r *Reader) HasTrace(id [16]byte) (bool, error) {
+	row, err := r.findRow(id)
+	return row >= 0, r.wrap(err)
+}
+
 // findRow returns the traces.parquet row of id, or -1.
 func (r *Reader) findRow(id [16]byte) (int64, error) {
 	if !r.MayContain(id) {

@@ -2,6 +2,7 @@ package block
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -36,6 +37,10 @@ const arenaChunk = 256 << 10
 // is returned as is.
 func (r *Reader) ReadAll(ctx context.Context, fn func(t Trace) error) error {
 	groups := r.wireGroups()
+	split := map[string]bool{}
+	for _, st := range r.meta.Split {
+		split[st.ID] = true
+	}
 	traceRows := r.traces.rows
 	for row := int64(0); row < traceRows; row += readAllTraces {
 		if err := ctx.Err(); err != nil {
@@ -47,6 +52,8 @@ func (r *Reader) ReadAll(ctx context.Context, fn func(t Trace) error) error {
 			return r.wrap(fmt.Errorf("traces [%d,%d): %w", row, row+n, err))
 		}
 		for _, t := range batch {
+			// Merging blocks keeps what is known about parts elsewhere.
+			t.Split = len(split) > 0 && split[hex.EncodeToString(t.ID[:])]
 			if err := fn(t); err != nil {
 				return err
 			}

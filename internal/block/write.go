@@ -345,12 +345,19 @@ func (w *writer) write(ctx context.Context, traces []Trace, opts WriteOptions) (
 			j++
 		}
 		n, start, end, err := w.writeTrace(traces, w.order[i:j])
+		i0 := i
 		i = j
 		if err != nil {
 			return Meta{}, fmt.Errorf("trace %x: %w", id, err)
 		}
 		if n == 0 {
 			continue
+		}
+		for _, e := range w.order[i0:i] {
+			if traces[e].Split {
+				meta.Split = append(meta.Split, SplitTrace{ID: hex.EncodeToString(id[:]), Start: start})
+				break
+			}
 		}
 		bf.Add(id[:])
 		if first {

@@ -41,6 +41,8 @@ type shard struct {
 	mu       sync.Mutex
 	live     map[[16]byte]*Trace
 	flushing map[[16]byte][]*Trace
+	// unchecked are the live traces begun since the last CheckSplits.
+	unchecked [][16]byte
 }
 
 // Trace is one trace's spans as held by the head. Its fields are read-only for everyone but the
@@ -58,6 +60,13 @@ type Trace struct {
 	RootService string
 	// Truncated marks a trace that reached the spans-per-trace limit: later spans were refused.
 	Truncated bool
+	// Split marks a trace that has other parts outside this entry: an earlier entry of the same
+	// trace was cut from the live set (it waits for a block or is in one). Search judges such a
+	// trace whole, with every part, instead of entry by entry.
+	Split bool
+	// SplitChecked is false until the blocks have been looked at for earlier parts (CheckSplits);
+	// until then a reader must look itself.
+	SplitChecked bool
 
 	firstSeq    uint64 // oldest WAL segment holding one of its spans
 	firstAppend int64
@@ -136,6 +145,12 @@ func (a *Appender) Commit() {
 	t := sh.live[id]
 	if t == nil {
 		t = &Trace{ID: id, firstSeq: a.seq, firstAppend: a.now, buf: make([]byte, 0, a.runLen)}
+		if len(sh.flushing[id]) > 0 {
+			// Late spans of a trace cut moments ago: the earlier part is still here.
+			t.Split, t.SplitChecked = true, true
+		} else {
+			sh.unchecked = append(sh.unchecked, id)
+		}
 		sh.live[id] = t
 		a.h.traces.Add(1)
 	} else if free := cap(t.buf) - len(t.buf); free < a.runLen {
@@ -235,6 +250,41 @@ func (t *Trace) snapshot() *Trace {
 	c.buf = t.buf[:len(t.buf):len(t.buf)]
 	c.groups = t.groups[:len(t.groups):len(t.groups)]
 	return &c
+}
+
+// CheckSplits settles Split for every live trace begun since the last call: inBlocks reports
+// whether blocks already hold part of a trace. It runs off the ingest path (the store calls it
+// from its flush loop), so appending a span never waits for block lookups.
+func (h *Head) CheckSplits(inBlocks func(id [16]byte) bool) {
+	var found [][16]byte
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		ids := sh.unchecked
+		sh.unchecked = nil
+		sh.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		found = found[:0]
+		for _, id := range ids {
+			if inBlocks(id) {
+				found = append(found, id)
+			}
+		}
+		sh.mu.Lock()
+		for _, id := range ids {
+			if t := sh.live[id]; t != nil {
+				t.SplitChecked = true
+			}
+		}
+		for _, id := range found {
+			if t := sh.live[id]; t != nil {
+				t.Split = true
+			}
+		}
+		sh.mu.Unlock()
+	}
 }
 
 // SpanCount is how many spans of a trace the head holds, live and waiting for a block.

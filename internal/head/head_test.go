@@ -2,6 +2,7 @@ package head
 
 import (
 	"bytes"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -173,4 +174,56 @@ func TestCountersExactUnderConcurrentAppendsToOneTrace(t *testing.T) {
 	if st := h.Stats(); st.Bytes != 0 || st.Spans != 0 || st.Traces != 0 {
 		t.Fatalf("after flushing everything the counters are %+v, want zero", st)
 	}
+}
+
+// TestSplitMarks checks how the head learns that a live trace has parts elsewhere: at once when
+// an earlier part is still waiting for its block, and from CheckSplits otherwise.
+func TestSplitMarks(t *testing.T) {
+	h := New()
+	g := &otlpwire.Group{Resource: []byte("r")}
+	add := func(trace, id byte) {
+		a := h.Appender(1)
+		a.Append(g, testSpan(trace, id, id > 1, "s", 0, 10, 20))
+		a.Commit()
+	}
+	live := func(trace byte) *Trace {
+		for _, tr := range h.Get([16]byte(bytes.Repeat([]byte{trace}, 16))) {
+			if tr.SpanCount == 1 && tr.firstSeq == 1 {
+				return tr
+			}
+		}
+		t.Fatalf("trace %d has no live part", trace)
+		return nil
+	}
+	add(1, 1)
+	add(2, 1)
+	cut := h.Cut(CutPolicy{All: true})
+	// Trace 1's first part waits for its block: its late span starts a part marked split.
+	add(1, 2)
+	if tr := h.Get([16]byte(bytes.Repeat([]byte{1}, 16)))[0]; !tr.Split || !tr.SplitChecked {
+		t.Fatalf("late part while flushing: split %v checked %v", tr.Split, tr.SplitChecked)
+	}
+	h.Release(cut)
+	// Trace 2's first part is gone to a block; trace 3 is new.
+	add(2, 2)
+	add(3, 1)
+	if tr := live(2); tr.Split || tr.SplitChecked {
+		t.Fatalf("before CheckSplits: split %v checked %v", tr.Split, tr.SplitChecked)
+	}
+	var asked []byte
+	h.CheckSplits(func(id [16]byte) bool {
+		asked = append(asked, id[0])
+		return id[0] == 2
+	})
+	slices.Sort(asked)
+	if asked = slices.Compact(asked); !slices.Equal(asked, []byte{1, 2, 3}) {
+		t.Fatalf("CheckSplits asked about %v, want every trace begun since the last call (1, 2, 3)", asked)
+	}
+	if tr := live(2); !tr.Split || !tr.SplitChecked {
+		t.Fatalf("trace 2 after CheckSplits: split %v checked %v", tr.Split, tr.SplitChecked)
+	}
+	if tr := live(3); tr.Split || !tr.SplitChecked {
+		t.Fatalf("trace 3 after CheckSplits: split %v checked %v", tr.Split, tr.SplitChecked)
+	}
+	h.CheckSplits(func(id [16]byte) bool { t.Fatalf("asked again about %x", id); return false })
 }

@@ -83,8 +83,7 @@ var layouts = []layout{
 	// A block every two requests and the last request left in the head: every trace with more
 	// than two spans is split across blocks, and queue's consumer, sent last, stays in the head
 	// while its producer (the root) is in a block.
-	// (enabled with split-trace support)
-	// {"split", func(i, n int) bool { return i%2 == 1 && i < n-1 }},
+	{"split", func(i, n int) bool { return i%2 == 1 && i < n-1 }},
 }
 
 // TestConformance runs the corpus over the data set laid out three ways; every query must find

@@ -284,16 +284,25 @@ func sortNewest(ts []Trace) {
 // started before the returned time.
 func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trace), enough func() (int64, bool)) error {
 	resources := map[*otlpwire.Group]*resource{}
-	for _, parts := range headTraces(e.src.Head(), p.minStart, p.maxStart) {
+	heads, headSplit := headTraces(e.src.Head(), p.minStart, p.maxStart)
+	blocks, release := e.src.AcquireBlocks()
+	defer release()
+	blocks = slices.Clone(blocks)
+	// Traces with parts in several places are judged whole first; their parts are then skipped.
+	whole, err := e.judgeSplit(ctx, p, headSplit, blocks, fn)
+	if err != nil {
+		return err
+	}
+	for _, parts := range heads {
+		if whole[parts[0].id] {
+			continue
+		}
 		t, err := decodeHead(parts, resources)
 		if err != nil {
 			return fmt.Errorf("search: head: %w", err)
 		}
 		fn(t)
 	}
-	blocks, release := e.src.AcquireBlocks()
-	defer release()
-	blocks = slices.Clone(blocks)
 	e.groups.forget(blocks)
 	e.prune.forget(blocks)
 	m.TotalBlocks = len(blocks)
@@ -332,7 +341,9 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 			m.InspectedBytes += sb.Bytes - last
 			last = sb.Bytes
 			_, err := batchTraces(sb, res, func(t *trace) bool {
-				fn(t)
+				if !whole[t.id] {
+					fn(t)
+				}
 				return true
 			})
 			return err == nil

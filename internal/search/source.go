@@ -128,19 +128,32 @@ type headPart struct {
 	rootName, rootService string
 	groups                []*otlpwire.Group
 	raws                  [][]byte
+	// split: the head knows the trace has parts elsewhere; unchecked: it has not looked yet.
+	split, unchecked bool
+}
+
+// newHeadPart copies what search needs from a head trace; run it under the head's lock (Each)
+// or on a snapshot (Get).
+func newHeadPart(t *head.Trace) *headPart {
+	p := &headPart{id: t.ID, start: t.Start, end: t.End, rootName: t.RootName, rootService: t.RootService,
+		split: t.Split, unchecked: !t.SplitChecked}
+	t.Spans(func(g *otlpwire.Group, raw []byte) {
+		p.groups = append(p.groups, g)
+		p.raws = append(p.raws, raw)
+	})
+	return p
 }
 
 // headTraces copies the head's traces that started within [minStart, maxStart] (0: open), with
-// a trace's live and flushing parts merged into one.
-func headTraces(h *head.Head, minStart, maxStart int64) [][]*headPart {
+// a trace's live and flushing parts merged into one. split lists the traces, in or out of the
+// window, that have or may have parts in blocks: those are judged whole (see judgeSplit).
+func headTraces(h *head.Head, minStart, maxStart int64) (out [][]*headPart, split []*headPart) {
 	byID := map[[16]byte]int{}
-	var out [][]*headPart
 	h.Each(func(t *head.Trace) bool {
-		p := &headPart{id: t.ID, start: t.Start, end: t.End, rootName: t.RootName, rootService: t.RootService}
-		t.Spans(func(g *otlpwire.Group, raw []byte) {
-			p.groups = append(p.groups, g)
-			p.raws = append(p.raws, raw)
-		})
+		p := newHeadPart(t)
+		if p.split || p.unchecked {
+			split = append(split, p)
+		}
 		if i, ok := byID[t.ID]; ok {
 			out[i] = append(out[i], p)
 		} else {
@@ -150,13 +163,14 @@ func headTraces(h *head.Head, minStart, maxStart int64) [][]*headPart {
 		return true
 	})
 	// The window applies to the whole trace, so it is checked once the parts are merged.
-	return slices.DeleteFunc(out, func(parts []*headPart) bool {
+	out = slices.DeleteFunc(out, func(parts []*headPart) bool {
 		start := parts[0].start
 		for _, p := range parts[1:] {
 			start = min(start, p.start)
 		}
 		return (minStart != 0 && int64(start) < minStart) || (maxStart != 0 && int64(start) > maxStart)
 	})
+	return out, split
 }
 
 // decodeHead builds the engine's form of a head trace. Spans appearing twice (a retry) are

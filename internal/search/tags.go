@@ -71,7 +71,8 @@ func (e *Engine) TagNames(ctx context.Context, req TagsRequest) (map[string][]st
 		// Blocks answer from dictionaries and groups; only the head needs decoding.
 		p := &plan{cols: block.ScanColumns{AllSpanAttrs: true, AllEventAttrs: true, AllLinkAttrs: true}}
 		p.minStart, p.maxStart = bounds(req.Start, req.End)
-		for _, parts := range headTraces(e.src.Head(), p.minStart, p.maxStart) {
+		heads, _ := headTraces(e.src.Head(), p.minStart, p.maxStart)
+		for _, parts := range heads {
 			t, err := decodeHead(parts, map[*otlpwire.Group]*resource{})
 			if err != nil {
 				return nil, fmt.Errorf("search: head: %w", err)
@@ -290,7 +291,8 @@ func boolCmp(a, b bool) int {
 func (e *Engine) resourceValues(ctx context.Context, key string, start, end time.Time, fn func(value)) error {
 	minStart, maxStart := bounds(start, end)
 	resources := map[*otlpwire.Group]*resource{}
-	for _, parts := range headTraces(e.src.Head(), minStart, maxStart) {
+	heads, _ := headTraces(e.src.Head(), minStart, maxStart)
+	for _, parts := range heads {
 		for _, p := range parts {
 			for _, g := range p.groups {
 				if _, ok := resources[g]; ok {

@@ -195,6 +195,8 @@ func mergeTraces(ctx context.Context, run []*block.Reader) ([]block.Trace, int, 
 				m.SampleRatio = t.SampleRatio
 			}
 			m.Truncated = m.Truncated || t.Truncated
+			// Parts may remain outside the run, so a split mark is kept.
+			m.Split = m.Split || t.Split
 			return nil
 		})
 		if err != nil {

@@ -376,6 +376,8 @@ func (s *Store) flush(all bool) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.wal.Roll()
+	// Before cutting, so each cut trace carries into its block whether it has parts elsewhere.
+	s.head.CheckSplits(s.inBlocks)
 	cut := s.head.Cut(head.CutPolicy{Idle: s.opts.TraceIdle, MaxAge: s.opts.TraceMaxAge,
 		MaxBytes: s.opts.HeadMaxBytes, All: all})
 	var dropped []*head.Trace
@@ -431,7 +433,7 @@ func (s *Store) writeBlock() error {
 		t.Spans(func(g *otlpwire.Group, raw []byte) {
 			slab = append(slab, block.Span{Group: g, Raw: raw})
 		})
-		traces[i] = block.Trace{ID: t.ID, Spans: slab[from:len(slab):len(slab)], SampleRatio: s.ratios[i], Truncated: t.Truncated}
+		traces[i] = block.Trace{ID: t.ID, Spans: slab[from:len(slab):len(slab)], SampleRatio: s.ratios[i], Truncated: t.Truncated, Split: t.Split}
 	}
 	spans := len(slab)
 	defer func() {
@@ -465,6 +467,22 @@ func (s *Store) writeBlock() error {
 	s.ratios = s.ratios[:0]
 	s.pendingBytes = 0
 	return nil
+}
+
+// inBlocks reports whether some block holds part of trace id. A block that cannot be read
+// counts as holding it: a trace wrongly taken as split is only judged more slowly.
+func (s *Store) inBlocks(id [16]byte) bool {
+	s.blocksMu.RLock()
+	defer s.blocksMu.RUnlock()
+	for _, b := range s.blocks {
+		if !b.MayContain(id) {
+			continue
+		}
+		if ok, err := b.HasTrace(id); ok || err != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Store) trimWAL() error {

@@ -212,3 +212,46 @@ func TestSamplingHookDropsTraces(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitTracesAreMarked checks that a trace whose spans arrive after an earlier part went to a
+// block is marked split in its own block, and that compaction keeps the mark.
+func TestSplitTracesAreMarked(t *testing.T) {
+	s := open(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks = 1; o.CompactTargetBytes = 1 << 30 })
+	defer s.Close()
+	now := time.Now()
+	splitIn := func(m block.Meta) map[byte]bool {
+		out := map[byte]bool{}
+		for _, st := range m.Split {
+			out[st.ID[0]-'0'] = true // IDs are 0x11…, 0x22…: the first hex digit names the trace
+		}
+		return out
+	}
+	if err := s.Append(req(t, "a", sp(0x11, 1, 0, now), sp(0x22, 2, 0, now))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := splitIn(s.Blocks()[0].Meta()); len(got) != 0 {
+		t.Fatalf("first block lists split traces %v", got)
+	}
+	// Late spans of trace 1 after its first part is in a block; trace 3 is new.
+	if err := s.Append(req(t, "a", sp(0x11, 3, 1, now), sp(0x33, 4, 0, now))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := splitIn(s.Blocks()[1].Meta()); !got[1] || len(got) != 1 {
+		t.Fatalf("second block lists split traces %v, want trace 1 only", got)
+	}
+	if err := s.compact(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.Blocks()); n != 1 {
+		t.Fatalf("%d blocks after compaction, want 1", n)
+	}
+	if got := splitIn(s.Blocks()[0].Meta()); !got[1] {
+		t.Fatalf("compacted block lists split traces %v, want trace 1", got)
+	}
+}

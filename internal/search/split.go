@@ -1,0 +1,169 @@
+package search
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"slices"
+
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ariadne-tracing/ariadne/internal/block"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+)
+
+// A trace whose spans are in several places (the head and blocks, or several blocks: late
+// spans after trace_idle, a trace longer than trace_max_age) must be judged as one trace:
+// "{ name = "root" } >> { name = "child" }" with the root in a block and the child in the
+// head matches neither part alone, and count(), trace:duration and trace:rootName of a part
+// are wrong. Looking for other parts of every trace would cost a lookup in every block per
+// trace, so only the traces known to be split are judged whole:
+//
+//   - the head marks a live trace split when it begins while an earlier part is still waiting
+//     for its block, and the store's flush loop marks those whose earlier parts are already in
+//     blocks (head.CheckSplits); a trace the loop has not looked at yet counts as split when a
+//     block's bloom filter may hold it;
+//   - a block lists the traces it was given marked split (block.Meta.Split), and compaction
+//     keeps the list.
+//
+// Each such trace is read whole once per query, from the head and every block that holds part
+// of it, and its parts are skipped when the head and the blocks are scanned.
+
+// judgeSplit calls fn with every known split trace, whole, that may start in the query's
+// window, and returns their IDs.
+func (e *Engine) judgeSplit(ctx context.Context, p *plan, headSplit []*headPart, blocks []*block.Reader, fn func(*trace)) (map[[16]byte]bool, error) {
+	var ids [][16]byte
+	for _, hp := range headSplit {
+		if !hp.split && !mayBeInBlocks(hp.id, blocks) {
+			continue
+		}
+		// The whole trace starts no later than this part, so a part starting before the
+		// window rules the trace out.
+		if p.minStart != 0 && int64(hp.start) < p.minStart {
+			continue
+		}
+		ids = append(ids, hp.id)
+	}
+	for _, b := range blocks {
+		for _, st := range b.Meta().Split {
+			if p.minStart != 0 && st.Start < p.minStart {
+				continue
+			}
+			var id [16]byte
+			if n, err := hex.Decode(id[:], []byte(st.ID)); err != nil || n != 16 {
+				return nil, fmt.Errorf("search: block %s: split trace %q is not a trace ID", b.Meta().ID, st.ID)
+			}
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	slices.SortFunc(ids, func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) })
+	ids = slices.Compact(ids)
+	whole := make(map[[16]byte]bool, len(ids))
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		whole[id] = true
+		t, err := e.wholeTrace(ctx, id, blocks)
+		if err != nil {
+			return nil, err
+		}
+		if t == nil || (p.minStart != 0 && t.start < p.minStart) || (p.maxStart != 0 && t.start > p.maxStart) {
+			continue
+		}
+		fn(t)
+	}
+	return whole, nil
+}
+
+// mayBeInBlocks reports whether some block's bloom filter may hold id.
+func mayBeInBlocks(id [16]byte, blocks []*block.Reader) bool {
+	for _, b := range blocks {
+		if b.MayContain(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// wholeTrace reads every part of trace id, from the head and from each block holding one, as
+// one trace; nil when no part is found.
+func (e *Engine) wholeTrace(ctx context.Context, id [16]byte, blocks []*block.Reader) (*trace, error) {
+	var parts []*headPart
+	for _, ht := range e.src.Head().Get(id) {
+		parts = append(parts, newHeadPart(ht))
+	}
+	for _, b := range blocks {
+		if !b.MayContain(id) {
+			continue
+		}
+		rss, err := b.FindTrace(ctx, id)
+		if block.SkipDamaged(ctx, err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("search: block %s: trace %x: %w", b.Meta().ID, id, err)
+		}
+		if len(rss) > 0 {
+			part, err := partOf(id, rss)
+			if err != nil {
+				return nil, fmt.Errorf("search: block %s: trace %x: %w", b.Meta().ID, id, err)
+			}
+			parts = append(parts, part)
+		}
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	return decodeHead(parts, map[*otlpwire.Group]*resource{})
+}
+
+// partOf puts a block's part of a trace into the head's form, so that one decoder merges parts
+// from both (removing spans sent twice) and links parents across them.
+func partOf(id [16]byte, rss []*tracepb.ResourceSpans) (*headPart, error) {
+	p := &headPart{id: id}
+	first := true
+	for _, rs := range rss {
+		res, err := proto.Marshal(rs.Resource)
+		if err != nil {
+			return nil, err
+		}
+		var service []byte
+		for _, kv := range rs.GetResource().GetAttributes() {
+			if kv.Key == "service.name" {
+				if sv, ok := kv.Value.GetValue().(*commonpb.AnyValue_StringValue); ok {
+					service = []byte(sv.StringValue)
+				}
+			}
+		}
+		for _, ss := range rs.ScopeSpans {
+			var scope []byte
+			if ss.Scope != nil {
+				if scope, err = proto.Marshal(ss.Scope); err != nil {
+					return nil, err
+				}
+			}
+			g := &otlpwire.Group{Resource: res, Scope: scope, ServiceName: service}
+			for _, sp := range ss.Spans {
+				raw, err := proto.Marshal(sp)
+				if err != nil {
+					return nil, err
+				}
+				p.groups = append(p.groups, g)
+				p.raws = append(p.raws, raw)
+				if first || sp.StartTimeUnixNano < p.start {
+					p.start = sp.StartTimeUnixNano
+				}
+				p.end = max(p.end, sp.EndTimeUnixNano)
+				first = false
+			}
+		}
+	}
+	return p, nil
+}
