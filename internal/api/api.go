@@ -149,17 +149,17 @@ func parseRange(r *http.Request) (query.TimeRange, error) {
 		if err != nil {
 			return tr, fmt.Errorf("%s must be unix seconds, got %q", p.name, v)
 		}
-		*p.dst = time.Unix(sec, 0)
+		*p.dst = unixSeconds(sec, 0)
 	}
 	if !tr.Start.IsZero() && !tr.End.IsZero() && tr.End.Before(tr.Start) {
 		return tr, errors.New("end is before start")
 	}
 	// A trace's spans can run past the range given for it; widen by a minute at each end.
 	if !tr.Start.IsZero() {
-		tr.Start = tr.Start.Add(-time.Minute)
+		tr.Start = clampTime(tr.Start.Add(-time.Minute))
 	}
 	if !tr.End.IsZero() {
-		tr.End = tr.End.Add(time.Minute)
+		tr.End = clampTime(tr.End.Add(time.Minute))
 	}
 	return tr, nil
 }

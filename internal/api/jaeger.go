@@ -342,7 +342,7 @@ func (s *Server) jaegerFindV3(w http.ResponseWriter, r *http.Request) {
 			jaegerError(w, 400, fmt.Sprintf("query.%s: %v", p.camel, err))
 			return
 		}
-		*p.dst = t
+		*p.dst = clampTime(t)
 	}
 	for _, p := range []struct {
 		camel, snake string
@@ -614,7 +614,7 @@ func (s *Server) jaegerFind(w http.ResponseWriter, r *http.Request) {
 				jaegerError(w, 400, p.name+" must be microseconds since the epoch")
 				return
 			}
-			*p.dst = time.UnixMicro(us)
+			*p.dst = clampTime(time.UnixMicro(us))
 		}
 	}
 	if tr.Start.IsZero() {

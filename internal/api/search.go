@@ -157,17 +157,23 @@ func parseSearchRange(r *http.Request) (start, end time.Time, err error) {
 // parseTime accepts unix seconds (with a fraction), unix nanoseconds, or RFC 3339.
 func parseTime(v string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
+		return clampTime(t), nil
 	}
 	f, err := strconv.ParseFloat(v, 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return time.Time{}, fmt.Errorf("%q is neither unix seconds nor RFC 3339", v)
 	}
 	if f > 1e15 { // nanoseconds, as Grafana sends to the metrics API
+		if f >= math.MaxInt64 {
+			return maxQueryTime, nil
+		}
 		return time.Unix(0, int64(f)), nil
 	}
+	if f < 0 {
+		return minQueryTime, nil
+	}
 	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)), nil
+	return unixSeconds(int64(sec), int64(frac*1e9)), nil
 }
 
 func positiveInt(r *http.Request, name string, def int) (int, error) {

@@ -128,6 +128,9 @@ func Write(ctx context.Context, store objstore.Store, traces []Trace, opts Write
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// saturate converts unix nanoseconds to int64, saturating at the year 2262.
+func saturate(ns uint64) int64 { return int64(min(ns, math.MaxInt64)) }
+
 // fileWriter accumulates one Parquet file. Rows are staged column by column in vals and handed
 // to parquet-go a batch at a time, which keeps parquet-go on its typed column-buffer path.
 type fileWriter struct {
@@ -673,7 +676,9 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 			return 0, 0, 0, err
 		}
 	}
-	return n, int64(trStart), int64(trEnd), nil
+	// Past 2262 nanoseconds overflow int64: a block's time range saturates there rather than
+	// going negative and hiding the block from every query by time.
+	return n, saturate(trStart), saturate(trEnd), nil
 }
 
 func appendAttrRow(f *fileWriter, owner int64, a *attrRec) error {
