@@ -21,11 +21,14 @@ const defaultServer = "http://localhost:3200"
 // in httpClient or newRequest: every such command then has it, spelled the same way.
 type clientOptions struct {
 	Server string
+	Token  string
 }
 
 func (o *clientOptions) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.Server, "server", envOr("ARIADNE_SERVER", defaultServer),
 		"Ariadne query API address; $ARIADNE_SERVER sets the default")
+	cmd.Flags().StringVar(&o.Token, "token", os.Getenv("ARIADNE_TOKEN"),
+		"bearer token for a server with authentication on (a read token); $ARIADNE_TOKEN sets the default")
 	cmd.ValidArgsFunction = cobra.NoFileCompletions // trace IDs and queries, never file names
 }
 
@@ -38,7 +41,24 @@ func (o *clientOptions) baseURL() string {
 	return s
 }
 
-func (o *clientOptions) httpClient() *http.Client { return http.DefaultClient }
+func (o *clientOptions) httpClient() *http.Client {
+	if o.Token == "" {
+		return http.DefaultClient
+	}
+	return &http.Client{Transport: bearer{token: o.Token, next: http.DefaultTransport}}
+}
+
+// bearer sends the token with every request, whoever builds the request (treeview.Fetch does).
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
 
 func (o *clientOptions) newRequest(ctx context.Context, path string, q url.Values) (*http.Request, error) {
 	u := o.baseURL() + path

@@ -47,6 +47,7 @@ func newLoadgenCmd() *cobra.Command {
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to send")
 	f.Int64Var(&cfg.Requests, "requests", 0, "stop after this many requests (overrides --duration when set)")
 	f.IntVar(&cfg.PID, "pid", 0, "the server's process ID, to report its CPU-seconds and peak memory")
+	f.StringVar(&cfg.Token, "token", os.Getenv("ARIADNE_TOKEN"), "bearer token for a server with authentication on (write role; admin with --search-url); $ARIADNE_TOKEN sets the default")
 	f.StringVar(&cfg.SearchURL, "search-url", "", "the server's query API (e.g. http://localhost:3200): also measure acknowledgement-to-searchable time")
 	return cmd
 }

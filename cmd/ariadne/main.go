@@ -93,7 +93,7 @@ func newRootCmd(args []string, stdout, stderr io.Writer) *cobra.Command {
 	// Flag mistakes are usage errors in every subcommand (cobra looks this up from the root).
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddGroup(&cobra.Group{ID: "server", Title: "Run Ariadne:"}, &cobra.Group{ID: "read", Title: "Read traces from a running Ariadne:"})
-	for _, c := range []*cobra.Command{newServeCmd(args), newDemoCmd(), newLoadgenCmd()} {
+	for _, c := range []*cobra.Command{newServeCmd(args), newDemoCmd(), newLoadgenCmd(), newHashTokenCmd()} {
 		c.GroupID = "server"
 		root.AddCommand(c)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ariadne-tracing/ariadne/internal/auth"
 	"github.com/ariadne-tracing/ariadne/internal/sampling"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	TailSampling sampling.Config `yaml:"tail_sampling"`
 
 	MetricsGenerator MetricsGenerator `yaml:"metrics_generator"`
+
+	// Auth lists the bearer tokens every listener accepts, when enabled.
+	Auth auth.Config `yaml:"auth"`
 
 	// PprofEnabled serves Go's profiler on the query port under /debug/pprof/ (admin role when
 	// authentication is on). Off by default: profiles expose memory contents and cost CPU.

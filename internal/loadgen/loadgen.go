@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -39,6 +40,8 @@ type Config struct {
 	// time from acknowledgement to searchable: once a second it sends a marked trace and polls
 	// TraceQL search until the trace is found.
 	SearchURL string
+	// Token, when set, is sent as "authorization: Bearer <token>" with every request.
+	Token string
 }
 
 // Report is what a run achieved.
@@ -102,9 +105,15 @@ func (rawCodec) Marshal(v any) ([]byte, error) {
 }
 func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
 
-type grpcSender struct{ conn *grpc.ClientConn }
+type grpcSender struct {
+	conn  *grpc.ClientConn
+	token string
+}
 
 func (s *grpcSender) send(ctx context.Context, body []byte) (int64, bool, error) {
+	if s.token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.token)
+	}
 	var resp coltracepb.ExportTraceServiceResponse
 	err := s.conn.Invoke(ctx, exportMethod, body, &resp, grpc.ForceCodec(rawCodec{}))
 	if err != nil {
@@ -118,6 +127,7 @@ func (s *grpcSender) close() { s.conn.Close() }
 type httpSender struct {
 	url    string
 	client *http.Client
+	token  string
 }
 
 func (s *httpSender) send(ctx context.Context, body []byte) (int64, bool, error) {
@@ -126,6 +136,9 @@ func (s *httpSender) send(ctx context.Context, body []byte) (int64, bool, error)
 		return 0, false, err
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
+	if s.token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.token)
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return 0, false, err
@@ -151,10 +164,11 @@ func newSender(cfg Config) (sender, error) {
 		if err != nil {
 			return nil, fmt.Errorf("loadgen: dial %s: %w", cfg.Endpoint, err)
 		}
-		return &grpcSender{conn: conn}, nil
+		return &grpcSender{conn: conn, token: cfg.Token}, nil
 	case "http":
 		tr := &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency * 2}
-		return &httpSender{url: "http://" + cfg.Endpoint + "/v1/traces", client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+		return &httpSender{url: "http://" + cfg.Endpoint + "/v1/traces", client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+			token: cfg.Token}, nil
 	default:
 		return nil, fmt.Errorf("loadgen: unknown protocol %q (grpc or http)", cfg.Protocol)
 	}
@@ -264,7 +278,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	var probeErr error
 	probeDone := make(chan struct{})
 	if cfg.SearchURL != "" {
-		pr := &probe{snd: snd, searchURL: cfg.SearchURL, client: &http.Client{Timeout: 10 * time.Second},
+		pr := &probe{snd: snd, searchURL: cfg.SearchURL, client: &http.Client{Timeout: 10 * time.Second}, token: cfg.Token,
 			rng: &fastRand{s: uint64(time.Now().UnixNano()) | 1}}
 		go func() {
 			defer close(probeDone)

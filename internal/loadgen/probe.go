@@ -24,6 +24,7 @@ type probe struct {
 	snd       sender
 	searchURL string // the query API, e.g. http://localhost:3200
 	client    *http.Client
+	token     string // searching needs a role that reads: with authentication on, an admin token
 	rng       *fastRand
 }
 
@@ -83,6 +84,9 @@ func (p *probe) search(ctx context.Context, q url.Values, _ uint64) (bool, error
 	req, err := http.NewRequestWithContext(ctx, "GET", p.searchURL+"/api/search?"+q.Encode(), nil)
 	if err != nil {
 		return false, err
+	}
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {

@@ -2,6 +2,7 @@ package receive
 
 import (
 	"context"
+	"net/http"
 	"strings"
 
 	"google.golang.org/grpc/metadata"
@@ -38,4 +39,12 @@ func grpcTenant(ctx context.Context) string {
 		return v[0]
 	}
 	return ""
+}
+
+// TenantFromHeader gives handlers that take the tenant from Tenant(ctx), rather than from the
+// request, the request's X-Scope-OrgID: the Zipkin receiver.
+func TenantFromHeader(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(withTenant(r.Context(), r.Header.Get(TenantHeader))))
+	})
 }

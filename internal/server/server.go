@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/ariadne-tracing/ariadne/internal/api"
+	"github.com/ariadne-tracing/ariadne/internal/auth"
 	"github.com/ariadne-tracing/ariadne/internal/config"
 	"github.com/ariadne-tracing/ariadne/internal/connlimit"
 	"github.com/ariadne-tracing/ariadne/internal/head"
@@ -110,6 +112,11 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	fsync := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ariadne_wal_fsync_duration_seconds",
 		Help: "Time each write-ahead log group commit spent in fsync.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
 	reg.MustRegister(fsync)
+	authn, err := auth.New(cfg.Auth, reg)
+	if err != nil {
+		return nil, err
+	}
+	gate := func(listener string) *auth.Gate { return &auth.Gate{Auth: authn, Listener: listener} }
 
 	idle := time.Duration(cfg.Storage.TraceIdle)
 	var keep func(*head.Trace) (bool, float64)
@@ -246,10 +253,11 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		}
 		s.ZipkinAddr = lz.Addr().String()
 		mux := http.NewServeMux()
-		mux.Handle("/api/v2/spans", zipkin.Handler(func(ctx context.Context, otlp []byte) (int64, error) {
-			res, err := in.Consume(ctx, receive.DefaultTenant, otlp)
-			return res.RejectedSpans, err
-		}))
+		mux.Handle("/api/v2/spans", gate("zipkin").HTTP(auth.Static(receiveRule), receive.TenantFromHeader(
+			zipkin.Handler(func(ctx context.Context, otlp []byte) (int64, error) {
+				res, err := in.Consume(ctx, receive.Tenant(ctx), otlp)
+				return res.RejectedSpans, err
+			}))))
 		s.zipkinHTTP = &http.Server{Handler: mux}
 		lzc, serve := serveHTTP(s.zipkinHTTP, lz, cfg.Server)
 		s.listeners["zipkin"] = lzc
@@ -258,10 +266,10 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 
 	lgc := connlimit.NewListener(lg, cfg.Server.GRPCConnLimit)
 	s.grpc = receive.NewGRPCServer(c, receive.GRPCConfig{MaxRecvMsgBytes: int(cfg.Ingest.MaxRequestBytes)},
-		grpcProtections(cfg.Server, lgc)...)
-	s.otlpHTTP = &http.Server{Handler: receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes,
-		Refused: in.RefusedRequest})}
-	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(s.API)}
+		append(grpcProtections(cfg.Server, lgc), grpc.ChainUnaryInterceptor(gate("otlp_grpc").UnaryServerInterceptor(receiveRule)))...)
+	s.otlpHTTP = &http.Server{Handler: gate("otlp_http").HTTP(auth.Static(receiveRule),
+		receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes, Refused: in.RefusedRequest}))}
+	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(gate("http").HTTP(queryRule, s.API))}
 	lhc, serveOTLP := serveHTTP(s.otlpHTTP, lh, cfg.Server)
 	lqc, serveQuery := serveHTTP(s.queryHTTP, lq, cfg.Server)
 	s.listeners["otlp_grpc"], s.listeners["otlp_http"], s.listeners["http"] = lgc, lhc, lqc
@@ -273,6 +281,30 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	s.API.SetReady(true)
 	log.Info("ariadne ready", "otlp_grpc", s.GRPCAddr, "otlp_http", s.OTLPHTTPAddr, "http", s.HTTPAddr, "data_dir", cfg.DataDir)
 	return s, nil
+}
+
+// receiveRule is what the receivers require: a write token, acting for one tenant.
+var receiveRule = auth.Rule{Need: auth.RoleWrite, Tenant: true}
+
+// queryRule is what each path of the query port requires. Health checks are open; /metrics has
+// its own role, so a scraper's token reads nothing else; the profiler is admin's; trace data is
+// read for a tenant (or several, a|b); the UI's pages and files need a read token but no tenant.
+func queryRule(r *http.Request) auth.Rule {
+	p := r.URL.Path
+	switch {
+	case p == "/ready" || p == "/api/echo":
+		return auth.Rule{Open: true}
+	case p == "/metrics":
+		return auth.Rule{Need: auth.RoleMetrics}
+	case strings.HasPrefix(p, "/debug/"):
+		return auth.Rule{Need: auth.RoleAdmin}
+	case p == "/api/status/buildinfo":
+		return auth.Rule{Need: auth.RoleRead}
+	case strings.HasPrefix(p, "/api/"):
+		return auth.Rule{Need: auth.RoleRead, Tenant: true, Federated: true}
+	default:
+		return auth.Rule{Need: auth.RoleRead}
+	}
 }
 
 func wrapServe(what string, err error) error {
