@@ -92,6 +92,8 @@ type Storage struct {
 	// Compaction: see store.Options. A negative CompactMinBlocks turns it off.
 	CompactMinBlocks   int   `yaml:"compact_min_blocks"`
 	CompactTargetBytes int64 `yaml:"compact_target_bytes"`
+	// MaxDiskBytes caps the data directory's blocks and WAL; the oldest blocks go first. 0: off.
+	MaxDiskBytes int64 `yaml:"max_disk_bytes"`
 }
 
 // Server protects the listeners from too many, idle or slow connections. The names follow

@@ -24,7 +24,7 @@ type storeCollector struct {
 	replayLostRecords, replayLostBytes       *prometheus.Desc
 	replayDamaged, replayTorn, replayRecords *prometheus.Desc
 	compactErrors, quarantined, degraded     *prometheus.Desc
-	swept                                    *prometheus.Desc
+	swept, budgetDeleted                     *prometheus.Desc
 }
 
 func newStoreCollector(st *store.Store) *storeCollector {
@@ -62,6 +62,7 @@ func newStoreCollector(st *store.Store) *storeCollector {
 		quarantined:   d("ariadne_blocks_quarantined_total", "Damaged blocks moved to quarantine since start, at open or when a read found the damage."),
 		degraded:      d("ariadne_blocks_degraded_total", "Blocks opened without a sound bloom filter since start, served from their trace-ID index."),
 		swept:         d("ariadne_block_staging_swept_total", "Leftovers of interrupted block writes removed at start."),
+		budgetDeleted: d("ariadne_blocks_deleted_for_disk_budget_total", "Blocks deleted, oldest data first, to keep the store under storage.max_disk_bytes."),
 	}
 }
 
@@ -70,7 +71,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.walDisk, c.walSegments, c.blocks, c.blockBytes, c.blocksWritten, c.tracesFlushed, c.spansFlushed, c.tracesDropped,
 		c.deleted, c.replayed, c.compactions, c.compacted, c.walWritable, c.walWriteErrors, c.walSealed,
 		c.replayRecords, c.replayLostRecords, c.replayLostBytes, c.replayDamaged, c.replayTorn,
-		c.compactErrors, c.quarantined, c.degraded, c.swept} {
+		c.compactErrors, c.quarantined, c.degraded, c.swept, c.budgetDeleted} {
 		ch <- d
 	}
 }
@@ -119,4 +120,5 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	k(c.quarantined, float64(ss.BlocksQuarantined))
 	k(c.degraded, float64(ss.BlocksDegraded))
 	k(c.swept, float64(ss.StagingSwept))
+	k(c.budgetDeleted, float64(ss.BudgetDeleted))
 }

@@ -145,6 +145,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		BlockMaxWait:       time.Duration(cfg.Storage.BlockMaxWait),
 		CompactMinBlocks:   cfg.Storage.CompactMinBlocks,
 		CompactTargetBytes: cfg.Storage.CompactTargetBytes,
+		MaxDiskBytes:       cfg.Storage.MaxDiskBytes,
 		WAL: wal.Options{SegmentBytes: cfg.Storage.WALSegment, FS: o.fs,
 			ObserveFsync: func(d time.Duration) { fsync.Observe(d.Seconds()) }},
 		Retention: time.Duration(cfg.Retention),

@@ -40,6 +40,11 @@ type Options struct {
 
 	Retention time.Duration // blocks whose newest span is older are deleted (default 14 days)
 
+	// MaxDiskBytes caps what the store keeps on disk (0: no cap). Past it, the blocks with the
+	// oldest data are deleted first, keeping room for the WAL (see walReserve) and for one
+	// block being written or compacted.
+	MaxDiskBytes int64
+
 	// Compaction merges the oldest blocks under CompactTargetBytes (Meta.Bytes) into one of up
 	// to that size once more than CompactMinBlocks of them exist (defaults 4 and 8 MiB).
 	// A negative CompactMinBlocks turns compaction off.
@@ -141,10 +146,10 @@ type Store struct {
 // counters are the store's statistics, kept in atomics so that Stats and /metrics never wait
 // for a flush or a compaction.
 type counters struct {
-	blocksWritten, tracesFlushed, spansFlushed, tracesDropped, blocksDeleted, replayedSpans atomic.Int64
-	compactions, blocksCompacted, compactErrors, quarantined, swept, degraded               atomic.Int64
-	blocks, blockBytes                                                                      atomic.Int64
-	lastFlushError, lastCompactError                                                        atomic.Pointer[string]
+	blocksWritten, tracesFlushed, spansFlushed, tracesDropped, blocksDeleted, replayedSpans  atomic.Int64
+	compactions, blocksCompacted, compactErrors, quarantined, swept, degraded, budgetDeleted atomic.Int64
+	blocks, blockBytes                                                                       atomic.Int64
+	lastFlushError, lastCompactError                                                         atomic.Pointer[string]
 }
 
 func setErr(p *atomic.Pointer[string], err error) {
@@ -166,6 +171,7 @@ type Stats struct {
 	SpansFlushed   int64
 	TracesDropped  int64 // by the sampling hook
 	BlocksDeleted  int64 // by retention
+	BudgetDeleted  int64 // by the disk budget (Options.MaxDiskBytes)
 	ReplayedSpans  int64
 	LastFlushError string
 
@@ -340,7 +346,7 @@ func (s *Store) Stats() Stats {
 	return Stats{
 		BlocksWritten: c.blocksWritten.Load(), TracesFlushed: c.tracesFlushed.Load(),
 		SpansFlushed: c.spansFlushed.Load(), TracesDropped: c.tracesDropped.Load(),
-		BlocksDeleted: c.blocksDeleted.Load(), ReplayedSpans: c.replayedSpans.Load(),
+		BlocksDeleted: c.blocksDeleted.Load(), BudgetDeleted: c.budgetDeleted.Load(), ReplayedSpans: c.replayedSpans.Load(),
 		LastFlushError: loadErr(&c.lastFlushError),
 		Compactions:    c.compactions.Load(), BlocksCompacted: c.blocksCompacted.Load(),
 		CompactErrors: c.compactErrors.Load(), LastCompactError: loadErr(&c.lastCompactError),
@@ -415,6 +421,9 @@ func (s *Store) flush(all bool) error {
 	}
 	if rerr := s.applyRetention(); rerr != nil && err == nil {
 		err = rerr
+	}
+	if berr := s.applyDiskBudget(); berr != nil && err == nil {
+		err = berr
 	}
 	return err
 }
