@@ -48,6 +48,8 @@ type jsonAnyValue struct {
 	ArrayValue  *jsonArrayValue `json:"arrayValue,omitempty"`
 }
 
+func (v jsonAnyValue) kv(key string) jsonKeyValue { return jsonKeyValue{key, v} }
+
 type jsonArrayValue struct {
 	Values []jsonAnyValue `json:"values"`
 }
@@ -334,6 +336,10 @@ func (h *searchHandlers) search(w http.ResponseWriter, r *http.Request) {
 			DurationMs:        t.DurationNanos / 1e6,
 			SpanSets:          []jsonSpanSet{},
 		}
+		if t.RootTraceName == "" && t.RootServiceName == "" {
+			// What Tempo answers for a trace whose root has not arrived (or never will).
+			jt.RootServiceName = "<root span not yet received>"
+		}
 		for _, ss := range t.SpanSets {
 			js := jsonSpanSet{Spans: []jsonSpan{}, Matched: ss.Matched, Attributes: attrsJSON(ss.Attributes)}
 			for _, sp := range ss.Spans {
@@ -505,12 +511,23 @@ type jsonSample struct {
 	Value       float64 `json:"value"`
 }
 
+// jsonExemplar is an exemplar as Tempo writes it: the span's trace and span IDs as labels.
+type jsonExemplar struct {
+	Labels      []jsonKeyValue `json:"labels"`
+	Value       float64        `json:"value"`
+	TimestampMs string         `json:"timestampMs"`
+}
+
 type jsonSeries struct {
 	Labels     []jsonKeyValue `json:"labels"`
 	PromLabels string         `json:"promLabels"`
 	Samples    []jsonSample   `json:"samples,omitempty"`
 	Value      *float64       `json:"value,omitempty"`
+	Exemplars  []jsonExemplar `json:"exemplars,omitempty"`
 }
+
+// maxExemplars bounds exemplars= per series, so a request cannot ask for one per span.
+const maxExemplars = 1000
 
 func (h *searchHandlers) metrics(instant bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -562,9 +579,18 @@ func (h *searchHandlers) metrics(instant bool) http.HandlerFunc {
 			// As Tempo does when no step is given: about a hundred points over the range.
 			step = max(end.Sub(start)/100, time.Second)
 		}
+		exemplars := 0
+		if v := r.URL.Query().Get("exemplars"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("exemplars must be a whole number of exemplars per series, got %q", v))
+				return
+			}
+			exemplars = min(n, maxExemplars)
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), searchTimeout)
 		defer cancel()
-		res, err := h.e.QueryRange(ctx, search.MetricsRequest{Query: q, Start: start, End: end, Step: step})
+		res, err := h.e.QueryRange(ctx, search.MetricsRequest{Query: q, Start: start, End: end, Step: step, Exemplars: exemplars})
 		if err != nil {
 			h.s.log.Error("metrics query", "q", src, "err", err)
 			writeError(w, http.StatusInternalServerError, err.Error())
@@ -583,6 +609,14 @@ func (h *searchHandlers) metrics(instant bool) http.HandlerFunc {
 				for _, smp := range s.Samples {
 					js.Samples = append(js.Samples, jsonSample{TimestampMs: strconv.FormatInt(smp.TimestampMs, 10), Value: smp.Value})
 				}
+			}
+			for _, ex := range s.Exemplars {
+				js.Exemplars = append(js.Exemplars, jsonExemplar{
+					Labels: []jsonKeyValue{
+						anyValueJSON(search.Value{Type: "string", String: hex.EncodeToString(ex.TraceID[:])}).kv("trace:id"),
+						anyValueJSON(search.Value{Type: "string", String: hex.EncodeToString(ex.SpanID)}).kv("span:id"),
+					},
+					Value: ex.Value, TimestampMs: strconv.FormatInt(ex.TimestampMs, 10)})
 			}
 			series = append(series, js)
 		}

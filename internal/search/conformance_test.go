@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
@@ -92,6 +93,9 @@ func TestConformance(t *testing.T) {
 	corpus := readCorpus(t)
 	base := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
 	reqs := dataset(t, base)
+	// What each layout reports about the traces found: start, duration and root, which must
+	// not depend on where the spans are either.
+	reports := map[string]map[string]string{}
 	for _, lay := range layouts {
 		t.Run(lay.name, func(t *testing.T) {
 			st := openStore(t)
@@ -109,45 +113,61 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("split layout made %d blocks", len(st.Blocks()))
 			}
 			e := search.New(st)
+			reports[lay.name] = map[string]string{}
 			for _, c := range corpus {
-				checkCase(t, e, c)
+				reports[lay.name][c.query] = checkCase(t, e, c)
 			}
 		})
+	}
+	for _, lay := range layouts[1:] {
+		for q, want := range reports["head"] {
+			if got := reports[lay.name][q]; got != want {
+				t.Errorf("%s: %s reports\n %s\nhead reports\n %s", q, lay.name, got, want)
+			}
+		}
 	}
 }
 
 var errPrefix = regexp.MustCompile(`^\d+:\d+: `)
 
-func checkCase(t *testing.T, e *search.Engine, c corpusCase) {
+// checkCase runs one corpus line and returns what the answer says about each trace found.
+func checkCase(t *testing.T, e *search.Engine, c corpusCase) string {
 	t.Helper()
 	q, err := traceql.Parse(c.query)
 	if c.errPos != "" {
 		if err == nil {
 			t.Errorf("conformance.txt:%d: %s: parsed, want error at %s", c.line, c.query, c.errPos)
-			return
+			return ""
 		}
 		if !errPrefix.MatchString(err.Error()) || !strings.HasPrefix(err.Error(), c.errPos+": ") || !strings.Contains(err.Error(), c.errMsg) {
 			t.Errorf("conformance.txt:%d: %s: error %q, want %s: …%s…", c.line, c.query, err, c.errPos, c.errMsg)
 		}
-		return
+		return ""
 	}
 	if err != nil {
 		t.Errorf("conformance.txt:%d: %s: %v", c.line, c.query, err)
-		return
+		return ""
 	}
 	res, err := e.Search(context.Background(), search.Request{Query: q, Limit: 100})
 	if err != nil {
 		t.Errorf("conformance.txt:%d: %s: %v", c.line, c.query, err)
-		return
+		return ""
 	}
-	var got []string
+	var got, report []string
 	for _, tr := range res.Traces {
 		got = append(got, nameOf(tr.ID))
+		matched := 0
+		for _, ss := range tr.SpanSets {
+			matched += ss.Matched
+		}
+		report = append(report, fmt.Sprintf("%s start=%d dur=%d matched=%d root=%q/%q", nameOf(tr.ID), tr.StartUnixNano, tr.DurationNanos, matched, tr.RootServiceName, tr.RootTraceName))
 	}
+	slices.Sort(report)
 	slices.Sort(got)
 	if !slices.Equal(got, c.want) {
 		t.Errorf("conformance.txt:%d: %s\n got  %v\n want %v", c.line, c.query, got, c.want)
 	}
+	return strings.Join(report, "; ")
 }
 
 func nameOf(id [16]byte) string {

@@ -362,7 +362,14 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 
 // result turns a matching trace's spansets into the answer's form.
 func (p *plan) result(t *trace, sets []spanset, spss int) Trace {
-	out := Trace{ID: t.id, RootServiceName: t.rootService, RootTraceName: t.rootName, StartUnixNano: t.start, DurationNanos: t.dur}
+	out := Trace{ID: t.id, StartUnixNano: t.start, DurationNanos: t.dur}
+	// The root is the span without a parent, wherever it was stored; a rootless trace has none.
+	if r := t.tree().root; r >= 0 {
+		out.RootTraceName = t.spans[r].name
+		if res := t.spans[r].res; res != nil {
+			out.RootServiceName = res.service
+		}
+	}
 	for _, ss := range sets {
 		set := SpanSet{Matched: len(ss.spans)}
 		for _, l := range ss.by {

@@ -539,7 +539,15 @@ func checkSearchHTTP(t *testing.T, s *server.Server, base string, traces []guide
 			TimestampMs string  `json:"timestampMs"`
 			Value       float64 `json:"value"`
 		} `json:"samples"`
-		Value *float64 `json:"value"`
+		Value     *float64 `json:"value"`
+		Exemplars []struct {
+			Labels []struct {
+				Key   string            `json:"key"`
+				Value map[string]string `json:"value"`
+			} `json:"labels"`
+			Value       float64 `json:"value"`
+			TimestampMs string  `json:"timestampMs"`
+		} `json:"exemplars"`
 	}
 	var mr struct {
 		Series  []series       `json:"series"`
@@ -587,6 +595,26 @@ func checkSearchHTTP(t *testing.T, s *server.Server, base string, traces []guide
 	if hist[`{__bucket="0.03125"}`] != 1 || hist[`{__bucket="0.0625"}`] != 2 || hist[`{__bucket="0.125"}`] != 2 || len(hist) != 3 {
 		t.Errorf("histogram_over_time %v", hist)
 	}
+	// Exemplars when asked, as Tempo writes them: trace:id and span:id labels, value, time.
+	mr.Series = nil
+	getJSON(t, base, "/api/metrics/query_range?q="+url.QueryEscape(`{ name = "process_single_task" } | max_over_time(duration)`)+rng+"&step=1h&exemplars=3", 200, &mr)
+	if len(mr.Series) != 1 || len(mr.Series[0].Exemplars) != 1 {
+		t.Fatalf("exemplars: %+v, want one series with one exemplar (one step)", mr.Series)
+	}
+	ex := mr.Series[0].Exemplars[0]
+	if len(ex.Labels) != 2 || ex.Labels[0].Key != "trace:id" || len(ex.Labels[0].Value["stringValue"]) != 32 ||
+		ex.Labels[1].Key != "span:id" || len(ex.Labels[1].Value["stringValue"]) != 16 || ex.TimestampMs == "" {
+		t.Errorf("exemplar %+v", ex)
+	}
+	if ex.Value < 0.03 || ex.Value > 0.11 {
+		t.Errorf("exemplar value %v, want a process_single_task duration in seconds", ex.Value)
+	}
+	mr.Series = nil
+	getJSON(t, base, "/api/metrics/query_range?q="+url.QueryEscape(`{ } | rate()`)+rng+"&step=1h", 200, &mr)
+	if len(mr.Series) != 1 || mr.Series[0].PromLabels != `{__name__="rate"}` || len(mr.Series[0].Exemplars) != 0 {
+		t.Errorf("unlabelled rate: %+v, want one series named rate and no exemplars unasked", mr.Series)
+	}
+	getJSON(t, base, "/api/metrics/query_range?q="+url.QueryEscape(`{ } | rate()`)+rng+"&exemplars=x", 400, nil)
 	getJSON(t, base, "/api/metrics/query?q="+url.QueryEscape(`{ } | count_over_time()`)+rng, 200, &mr)
 	if len(mr.Series) != 1 || mr.Series[0].Value == nil || *mr.Series[0].Value != 23 {
 		t.Errorf("instant count %+v, want 23 spans", mr.Series)
