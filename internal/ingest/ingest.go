@@ -117,6 +117,7 @@ type metrics struct {
 	refused            *prometheus.CounterVec // spans, by reason
 	refusedRequests    *prometheus.CounterVec // requests refused before they were decoded, by reason
 	limited            *prometheus.CounterVec // spans reshaped by a limit, by limit
+	invalidUTF8        prometheus.Counter     // spans whose strings had invalid UTF-8 replaced
 }
 
 // New returns an Ingester writing to store.
@@ -140,9 +141,11 @@ func New(store Store, cfg Config) (*Ingester, error) {
 			Help: "Requests refused before their spans could be counted, by reason: too_large, bad_content_type, malformed."}, []string{"reason"}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ariadne_ingest_spans_limited_total",
 			Help: "Spans stored with data cut by a limit: attribute_value, attributes, events, links."}, []string{"limit"}),
+		invalidUTF8: prometheus.NewCounter(prometheus.CounterOpts{Name: "ariadne_ingest_spans_invalid_utf8_total",
+			Help: "Spans stored with invalid UTF-8 in their strings (or their resource's or scope's) replaced by U+FFFD; each is flagged with the attribute " + otlpwire.InvalidUTF8Key + "."}),
 	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{in.m.received, in.m.accepted, in.m.refused, in.m.refusedRequests, in.m.limited} {
+		for _, c := range []prometheus.Collector{in.m.received, in.m.accepted, in.m.refused, in.m.refusedRequests, in.m.limited, in.m.invalidUTF8} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("ingest: register metrics: %w", err)
 			}
@@ -204,6 +207,14 @@ type scan struct {
 
 // Consume checks and stores one ExportTraceServiceRequest in protobuf wire form for tenant.
 func (in *Ingester) Consume(ctx context.Context, tenant string, body []byte) (Result, error) {
+	if !otlpwire.ValidUTF8(body) {
+		// Kept, not refused: the sender's data is worth more than its encoding mistake, and
+		// after this nothing downstream can fail to decode it.
+		if fixed, n, err := otlpwire.SanitizeUTF8(nil, body); err == nil {
+			body = fixed
+			in.m.invalidUTF8.Add(float64(n))
+		}
+	}
 	sc, err := in.scan(body)
 	if err != nil {
 		in.m.refusedRequests.WithLabelValues("malformed").Inc()

@@ -215,6 +215,12 @@ func OpenWith(opts Options, objs objstore.Store) (*Store, error) {
 	start := time.Now()
 	var replayed int64
 	s.replay, err = wal.ReplayWith(walDir, wal.ReplayOptions{FS: opts.WAL.FS, Logger: s.log}, func(seq uint64, payload []byte) error {
+		if !otlpwire.ValidUTF8(payload) {
+			// Written by a build that did not replace invalid UTF-8 at ingest.
+			if fixed, _, err := otlpwire.SanitizeUTF8(nil, payload); err == nil {
+				payload = fixed
+			}
+		}
 		n, err := s.appendHead(seq, payload)
 		replayed += int64(n)
 		return err
