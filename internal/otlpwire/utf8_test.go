@@ -34,7 +34,9 @@ func utf8Cases() []struct {
 	edit      func(r *coltracepb.ExportTraceServiceRequest)
 } {
 	rs := func(r *coltracepb.ExportTraceServiceRequest) *tracepb.ResourceSpans { return r.ResourceSpans[0] }
-	sp := func(r *coltracepb.ExportTraceServiceRequest) *tracepb.Span { return r.ResourceSpans[0].ScopeSpans[0].Spans[0] }
+	sp := func(r *coltracepb.ExportTraceServiceRequest) *tracepb.Span {
+		return r.ResourceSpans[0].ScopeSpans[0].Spans[0]
+	}
 	return []struct {
 		name      string
 		inherited bool
@@ -66,7 +68,9 @@ func utf8Cases() []struct {
 			sp(r).Events[0].Attributes = []*commonpb.KeyValue{kv("exception.message", placeholder)}
 		}},
 		{"link trace state", false, func(r *coltracepb.ExportTraceServiceRequest) { sp(r).Links[0].TraceState = placeholder }},
-		{"link attribute", false, func(r *coltracepb.ExportTraceServiceRequest) { sp(r).Links[0].Attributes = []*commonpb.KeyValue{kv("l", placeholder)} }},
+		{"link attribute", false, func(r *coltracepb.ExportTraceServiceRequest) {
+			sp(r).Links[0].Attributes = []*commonpb.KeyValue{kv("l", placeholder)}
+		}},
 		{"status message", false, func(r *coltracepb.ExportTraceServiceRequest) { sp(r).Status.Message = placeholder }},
 	}
 }
