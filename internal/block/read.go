@@ -10,16 +10,18 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/parquet-go/parquet-go"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/ariadne-tracing/ariadne/internal/objstore"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 )
 
 // Reader reads one block. It keeps the Parquet footers, the bloom filter, the groups and the
@@ -178,6 +180,15 @@ func (p *pfile) copies(col int, row, n int64) ([][]byte, error) {
 	return dst, err
 }
 
+// validString is string(b), with invalid UTF-8 replaced by U+FFFD: blocks written before ingest
+// replaced it hold some, and protobuf refuses to encode such strings in answers.
+func validString(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
 // strs reads a dictionary string column, sharing one string per distinct value.
 func (p *pfile) strs(col int, row, n int64) ([]string, error) {
 	dst := make([]string, n)
@@ -186,7 +197,7 @@ func (p *pfile) strs(col int, row, n int64) ([]string, error) {
 	err := p.readColumn(col, row, n, func(i int64, v parquet.Value) {
 		b := v.ByteArray()
 		if i == 0 || !bytes.Equal(b, last) {
-			lastS = string(b)
+			lastS = validString(b)
 			last = append(last[:0], b...)
 		}
 		dst[i] = lastS
@@ -547,7 +558,7 @@ func (a *attrCols) keyValues(pos *int, owner int64) ([]*commonpb.KeyValue, error
 			kv.Value = &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: a.dbl[i]}}
 		case ValueRaw:
 			kv.Value = &commonpb.AnyValue{}
-			if err := proto.Unmarshal(a.raw[i], kv.Value); err != nil {
+			if err := otlpwire.Unmarshal(a.raw[i], kv.Value); err != nil {
 				return nil, fmt.Errorf("attribute %q: %w", a.key[i], err)
 			}
 		default:
@@ -705,20 +716,20 @@ func (r *Reader) rebuild(id [16]byte, t rowRanges) ([]*tracepb.ResourceSpans, er
 			key := string(rune('0'+g.presence&hasResource)) + string(g.resourceSchema) + "\x00" + string(g.resource)
 			rs := byResource[key]
 			if rs == nil {
-				rs = &tracepb.ResourceSpans{SchemaUrl: string(g.resourceSchema)}
+				rs = &tracepb.ResourceSpans{SchemaUrl: validString(g.resourceSchema)}
 				if g.presence&hasResource != 0 {
 					rs.Resource = &resourcepb.Resource{}
-					if err := proto.Unmarshal(g.resource, rs.Resource); err != nil {
+					if err := otlpwire.Unmarshal(g.resource, rs.Resource); err != nil {
 						return nil, fmt.Errorf("group %d: resource: %w", gi, err)
 					}
 				}
 				byResource[key] = rs
 				out = append(out, rs)
 			}
-			ss = &tracepb.ScopeSpans{SchemaUrl: string(g.scopeSchema)}
+			ss = &tracepb.ScopeSpans{SchemaUrl: validString(g.scopeSchema)}
 			if g.presence&hasScope != 0 {
 				ss.Scope = &commonpb.InstrumentationScope{}
-				if err := proto.Unmarshal(g.scope, ss.Scope); err != nil {
+				if err := otlpwire.Unmarshal(g.scope, ss.Scope); err != nil {
 					return nil, fmt.Errorf("group %d: scope: %w", gi, err)
 				}
 			}

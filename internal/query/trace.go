@@ -150,7 +150,7 @@ func (m *merger) addHead(t *head.Trace) error {
 			var res *resourcepb.Resource
 			if g.Resource != nil {
 				res = &resourcepb.Resource{}
-				if err = proto.Unmarshal(g.Resource, res); err != nil {
+				if err = otlpwire.Unmarshal(g.Resource, res); err != nil {
 					err = fmt.Errorf("query: decode resource: %w", err)
 					return
 				}
@@ -158,7 +158,7 @@ func (m *merger) addHead(t *head.Trace) error {
 			var sc *commonpb.InstrumentationScope
 			if g.Scope != nil {
 				sc = &commonpb.InstrumentationScope{}
-				if err = proto.Unmarshal(g.Scope, sc); err != nil {
+				if err = otlpwire.Unmarshal(g.Scope, sc); err != nil {
 					err = fmt.Errorf("query: decode scope: %w", err)
 					return
 				}
@@ -168,7 +168,7 @@ func (m *merger) addHead(t *head.Trace) error {
 			byGroup[g] = gk
 		}
 		sp := &tracepb.Span{}
-		if err = proto.Unmarshal(raw, sp); err != nil {
+		if err = otlpwire.Unmarshal(raw, sp); err != nil {
 			err = fmt.Errorf("query: decode span: %w", err)
 			return
 		}

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 )
 
 // valueKind is the dynamic type of an attribute or intrinsic value.
@@ -308,7 +308,7 @@ func rowValue(typ int32, str string, num int64, dbl float64, b bool, raw []byte)
 		return value{k: kBool, b: b}
 	case block.ValueRaw:
 		var av commonpb.AnyValue
-		if proto.Unmarshal(raw, &av) == nil {
+		if otlpwire.Unmarshal(raw, &av) == nil {
 			return anyValue(&av)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
 	"github.com/ariadne-tracing/ariadne/internal/head"
@@ -101,14 +100,14 @@ func decodeResource(resBytes, scopeBytes []byte) (*resource, error) {
 	out := &resource{}
 	if resBytes != nil {
 		var res resourcepb.Resource
-		if err := proto.Unmarshal(resBytes, &res); err != nil {
+		if err := otlpwire.Unmarshal(resBytes, &res); err != nil {
 			return nil, fmt.Errorf("decode resource: %w", err)
 		}
 		out.attrs = keyValues(res.Attributes)
 	}
 	if scopeBytes != nil {
 		var sc commonpb.InstrumentationScope
-		if err := proto.Unmarshal(scopeBytes, &sc); err != nil {
+		if err := otlpwire.Unmarshal(scopeBytes, &sc); err != nil {
 			return nil, fmt.Errorf("decode scope: %w", err)
 		}
 		out.scopeName, out.scopeVersion = sc.Name, sc.Version
@@ -199,7 +198,7 @@ func decodeHead(parts []*headPart, resources map[*otlpwire.Group]*resource) (*tr
 				resources[g] = res
 			}
 			var sp tracepb.Span
-			if err := proto.Unmarshal(raw, &sp); err != nil {
+			if err := otlpwire.Unmarshal(raw, &sp); err != nil {
 				return nil, fmt.Errorf("trace %x: decode span: %w", t.id, err)
 			}
 			if seen[string(sp.SpanId)] {
