@@ -192,3 +192,48 @@ func openStore(t *testing.T) *store.Store {
 	t.Cleanup(func() { _ = st.Close() })
 	return st
 }
+
+// TestMostRecent checks with(most_recent=true) over a limit: the answer is the newest matching
+// traces wherever they are stored (queue starts last, slow before it), not the first found.
+func TestMostRecent(t *testing.T) {
+	base := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
+	reqs := dataset(t, base)
+	for _, lay := range layouts {
+		t.Run(lay.name, func(t *testing.T) {
+			st := openStore(t)
+			for i, r := range reqs {
+				if err := st.Append(r); err != nil {
+					t.Fatal(err)
+				}
+				if lay.flushAfter(i, len(reqs)) {
+					if err := st.Flush(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			e := search.New(st)
+			for q, want := range map[string][]string{
+				`{ } with(most_recent=true)`:                                    {"queue", "slow"},
+				`{ kind = server } with(most_recent=true)`:                      {"slow", "flags"},
+				`{ } | count() < 5 with(most_recent=true)`:                      {"queue", "slow"},
+				`{ resource.service.name = "frontend" } with(most_recent=true)`: {"flags", "orphan"},
+			} {
+				pq, err := traceql.Parse(q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := e.Search(context.Background(), search.Request{Query: pq, Limit: 2})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, tr := range res.Traces {
+					got = append(got, nameOf(tr.ID))
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("%s limit 2: %v, want %v, newest first", q, got, want)
+				}
+			}
+		})
+	}
+}

@@ -441,6 +441,11 @@ func checkSearchHTTP(t *testing.T, s *server.Server, base string, traces []guide
 	if !strings.Contains(body, "1:") {
 		t.Errorf("parse error without line:col: %s", body)
 	}
+	// An intrinsic always has a value, so comparing one with nil is refused, as Tempo does.
+	body = getJSON(t, base, "/api/search?q="+url.QueryEscape(`{ span:status = nil }`), 400, nil)
+	if !strings.Contains(body, "1:15: cannot compare status with nil") {
+		t.Errorf("intrinsic = nil: %s", body)
+	}
 	for _, p := range []string{"/api/search?limit=-1", "/api/search?spss=x", "/api/search?start=abc", "/api/search?start=20&end=10",
 		"/api/search?minDuration=fast", "/api/search?tags=novalue", "/api/search?q=" + url.QueryEscape("{} | rate()")} {
 		getJSON(t, base, p, 400, nil)
