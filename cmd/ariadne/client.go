@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ariadne-tracing/ariadne/internal/tlsconfig"
 )
 
 // defaultServer is where commands look for Ariadne when neither --server nor ARIADNE_SERVER is set.
@@ -22,6 +24,7 @@ const defaultServer = "http://localhost:3200"
 type clientOptions struct {
 	Server string
 	Token  string
+	TLS    tlsconfig.Client
 }
 
 func (o *clientOptions) register(cmd *cobra.Command) {
@@ -29,6 +32,9 @@ func (o *clientOptions) register(cmd *cobra.Command) {
 		"Ariadne query API address; $ARIADNE_SERVER sets the default")
 	cmd.Flags().StringVar(&o.Token, "token", os.Getenv("ARIADNE_TOKEN"),
 		"bearer token for a server with authentication on (a read token); $ARIADNE_TOKEN sets the default")
+	cmd.Flags().StringVar(&o.TLS.CAFile, "ca-file", os.Getenv("ARIADNE_CA_FILE"), "CA certificate (PEM) to trust for an https:// --server; $ARIADNE_CA_FILE sets the default")
+	cmd.Flags().StringVar(&o.TLS.CertFile, "cert-file", os.Getenv("ARIADNE_CERT_FILE"), "client certificate (PEM) for a server that requires mutual TLS")
+	cmd.Flags().StringVar(&o.TLS.KeyFile, "key-file", os.Getenv("ARIADNE_KEY_FILE"), "the client certificate's key (PEM)")
 	cmd.ValidArgsFunction = cobra.NoFileCompletions // trace IDs and queries, never file names
 }
 
@@ -42,11 +48,29 @@ func (o *clientOptions) baseURL() string {
 }
 
 func (o *clientOptions) httpClient() *http.Client {
-	if o.Token == "" {
+	var rt http.RoundTripper = http.DefaultTransport
+	if o.TLS != (tlsconfig.Client{}) {
+		tc, err := o.TLS.Config()
+		if err != nil {
+			return &http.Client{Transport: failing{err}}
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		rt = tr
+	}
+	if o.Token != "" {
+		rt = bearer{token: o.Token, next: rt}
+	}
+	if rt == http.DefaultTransport {
 		return http.DefaultClient
 	}
-	return &http.Client{Transport: bearer{token: o.Token, next: http.DefaultTransport}}
+	return &http.Client{Transport: rt}
 }
+
+// failing reports a TLS file that does not load on the first request, where errors are shown.
+type failing struct{ err error }
+
+func (f failing) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }
 
 // bearer sends the token with every request, whoever builds the request (treeview.Fetch does).
 type bearer struct {

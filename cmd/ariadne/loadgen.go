@@ -10,10 +10,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ariadne-tracing/ariadne/internal/loadgen"
+	"github.com/ariadne-tracing/ariadne/internal/tlsconfig"
 )
 
 func newLoadgenCmd() *cobra.Command {
 	var cfg loadgen.Config
+	var useTLS bool
+	var tlsClient tlsconfig.Client
 	cmd := &cobra.Command{
 		Use:   "loadgen [flags]",
 		Short: "Send OTLP load and report throughput and the server's cost",
@@ -24,6 +27,9 @@ func newLoadgenCmd() *cobra.Command {
 				cfg.Duration = 0
 			}
 			cfg.Progress = cmd.ErrOrStderr()
+			if useTLS || tlsClient != (tlsconfig.Client{}) {
+				cfg.TLS = &tlsClient
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			rep, err := loadgen.Run(ctx, cfg)
@@ -48,6 +54,10 @@ func newLoadgenCmd() *cobra.Command {
 	f.Int64Var(&cfg.Requests, "requests", 0, "stop after this many requests (overrides --duration when set)")
 	f.IntVar(&cfg.PID, "pid", 0, "the server's process ID, to report its CPU-seconds and peak memory")
 	f.StringVar(&cfg.Token, "token", os.Getenv("ARIADNE_TOKEN"), "bearer token for a server with authentication on (write role; admin with --search-url); $ARIADNE_TOKEN sets the default")
+	f.BoolVar(&useTLS, "tls", false, "connect with TLS (implied by --ca-file or --cert-file)")
+	f.StringVar(&tlsClient.CAFile, "ca-file", os.Getenv("ARIADNE_CA_FILE"), "CA certificate (PEM) to trust for the server; $ARIADNE_CA_FILE sets the default")
+	f.StringVar(&tlsClient.CertFile, "cert-file", os.Getenv("ARIADNE_CERT_FILE"), "client certificate (PEM) for mutual TLS")
+	f.StringVar(&tlsClient.KeyFile, "key-file", os.Getenv("ARIADNE_KEY_FILE"), "the client certificate's key (PEM)")
 	f.StringVar(&cfg.SearchURL, "search-url", "", "the server's query API (e.g. http://localhost:3200): also measure acknowledgement-to-searchable time")
 	return cmd
 }

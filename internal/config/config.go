@@ -15,6 +15,7 @@ import (
 
 	"github.com/ariadne-tracing/ariadne/internal/auth"
 	"github.com/ariadne-tracing/ariadne/internal/sampling"
+	"github.com/ariadne-tracing/ariadne/internal/tlsconfig"
 )
 
 // Config is the whole configuration. The yaml tags are the config-file keys; docs/configuration.md
@@ -40,6 +41,8 @@ type Config struct {
 
 	// Auth lists the bearer tokens every listener accepts, when enabled.
 	Auth auth.Config `yaml:"auth"`
+	// TLS holds each listener's certificate; a listener without one speaks plain text.
+	TLS TLS `yaml:"tls"`
 
 	// PprofEnabled serves Go's profiler on the query port under /debug/pprof/ (admin role when
 	// authentication is on). Off by default: profiles expose memory contents and cost CPU.
@@ -50,6 +53,14 @@ type Config struct {
 
 	// ZipkinAddr is where Zipkin v2 JSON is accepted (POST /api/v2/spans); empty disables it.
 	ZipkinAddr string `yaml:"zipkin_addr"`
+}
+
+// TLS is the certificate (and optional client CA, for mutual TLS) of each listener.
+type TLS struct {
+	OTLPGRPC tlsconfig.Server `yaml:"otlp_grpc"`
+	OTLPHTTP tlsconfig.Server `yaml:"otlp_http"`
+	HTTP     tlsconfig.Server `yaml:"http"`
+	Zipkin   tlsconfig.Server `yaml:"zipkin"`
 }
 
 // MetricsGenerator configures the RED span metrics and the service graph computed from the

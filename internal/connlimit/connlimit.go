@@ -14,6 +14,7 @@ package connlimit
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -145,6 +146,10 @@ func (c *Conn) Idle() {
 
 // ConnState is an http.Server ConnState hook telling the listener which connections are busy.
 func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		// Under TLS the server sees the TLS connection; the cap holds the socket beneath it.
+		nc = tc.NetConn()
+	}
 	c, ok := nc.(*Conn)
 	if !ok {
 		return

@@ -6,6 +6,7 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,12 +17,15 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+
+	"github.com/ariadne-tracing/ariadne/internal/tlsconfig"
 )
 
 // Config says what load to send.
@@ -42,6 +46,8 @@ type Config struct {
 	SearchURL string
 	// Token, when set, is sent as "authorization: Bearer <token>" with every request.
 	Token string
+	// TLS, when set, makes every connection TLS (SearchURL then wants https://).
+	TLS *tlsconfig.Client
 }
 
 // Report is what a run achieved.
@@ -84,6 +90,22 @@ func (c *Config) defaults() {
 	if c.Duration <= 0 && c.Requests <= 0 {
 		c.Duration = 10 * time.Second
 	}
+}
+
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if c.TLS == nil {
+		return nil, nil
+	}
+	tc, err := c.TLS.Config()
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	return tc, nil
+}
+
+func probeClient(cfg Config) *http.Client {
+	tc, _ := cfg.tlsConfig() // newSender has already refused a config that does not load
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 }
 
 type sender interface {
@@ -157,17 +179,29 @@ func (s *httpSender) send(ctx context.Context, body []byte) (int64, bool, error)
 func (s *httpSender) close() {}
 
 func newSender(cfg Config) (sender, error) {
+	tc, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	switch cfg.Protocol {
 	case "grpc":
-		conn, err := grpc.NewClient(cfg.Endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		creds := insecure.NewCredentials()
+		if tc != nil {
+			creds = credentials.NewTLS(tc)
+		}
+		conn, err := grpc.NewClient(cfg.Endpoint, grpc.WithTransportCredentials(creds),
 			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
 		if err != nil {
 			return nil, fmt.Errorf("loadgen: dial %s: %w", cfg.Endpoint, err)
 		}
 		return &grpcSender{conn: conn, token: cfg.Token}, nil
 	case "http":
-		tr := &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency * 2}
-		return &httpSender{url: "http://" + cfg.Endpoint + "/v1/traces", client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		tr := &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency * 2, TLSClientConfig: tc}
+		scheme := "http://"
+		if tc != nil {
+			scheme = "https://"
+		}
+		return &httpSender{url: scheme + cfg.Endpoint + "/v1/traces", client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
 			token: cfg.Token}, nil
 	default:
 		return nil, fmt.Errorf("loadgen: unknown protocol %q (grpc or http)", cfg.Protocol)
@@ -278,7 +312,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	var probeErr error
 	probeDone := make(chan struct{})
 	if cfg.SearchURL != "" {
-		pr := &probe{snd: snd, searchURL: cfg.SearchURL, client: &http.Client{Timeout: 10 * time.Second}, token: cfg.Token,
+		pr := &probe{snd: snd, searchURL: cfg.SearchURL, client: probeClient(cfg), token: cfg.Token,
 			rng: &fastRand{s: uint64(time.Now().UnixNano()) | 1}}
 		go func() {
 			defer close(probeDone)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"net"
 	"net/http"
 	"time"
@@ -16,11 +17,16 @@ import (
 // serveHTTP serves srv on l behind the connection cap and with the configured timeouts: a client
 // that opens sockets and sends nothing, trickles its headers or never reads the answer holds a
 // descriptor and a goroutine only until a timeout, and never more than the cap of them.
-func serveHTTP(srv *http.Server, l net.Listener, sc config.Server) (*connlimit.Listener, func() error) {
+func serveHTTP(srv *http.Server, l net.Listener, sc config.Server, tc *tls.Config) (*connlimit.Listener, func() error) {
 	ll := connlimit.NewListener(l, sc.HTTPConnLimit)
 	connlimit.HTTPTimeouts{ReadHeader: time.Duration(sc.HTTPReadHeaderTimeout), Read: time.Duration(sc.HTTPReadTimeout),
 		Write: time.Duration(sc.HTTPWriteTimeout), Idle: time.Duration(sc.HTTPIdleTimeout)}.Apply(srv)
 	ll.WireHTTP(srv)
+	if tc != nil {
+		// TLS sits on top of the connection cap, which still sees (and may close) the socket.
+		srv.TLSConfig = tc
+		return ll, func() error { return srv.Serve(tls.NewListener(ll, tc)) }
+	}
 	return ll, func() error { return srv.Serve(ll) }
 }
 

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/ariadne-tracing/ariadne/internal/api"
 	"github.com/ariadne-tracing/ariadne/internal/auth"
@@ -35,6 +37,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/servicegraph"
 	"github.com/ariadne-tracing/ariadne/internal/spanmetrics"
 	"github.com/ariadne-tracing/ariadne/internal/store"
+	"github.com/ariadne-tracing/ariadne/internal/tlsconfig"
 	"github.com/ariadne-tracing/ariadne/internal/ui"
 	"github.com/ariadne-tracing/ariadne/internal/vfs"
 	"github.com/ariadne-tracing/ariadne/internal/wal"
@@ -117,6 +120,10 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		return nil, err
 	}
 	gate := func(listener string) *auth.Gate { return &auth.Gate{Auth: authn, Listener: listener} }
+	tlsCfgs, err := listenerTLS(cfg.TLS, log)
+	if err != nil {
+		return nil, err
+	}
 
 	idle := time.Duration(cfg.Storage.TraceIdle)
 	var keep func(*head.Trace) (bool, float64)
@@ -260,19 +267,20 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 				return res.RejectedSpans, err
 			}))))
 		s.zipkinHTTP = &http.Server{Handler: mux}
-		lzc, serve := serveHTTP(s.zipkinHTTP, lz, cfg.Server)
+		lzc, serve := serveHTTP(s.zipkinHTTP, lz, cfg.Server, tlsCfgs["zipkin"])
 		s.listeners["zipkin"] = lzc
 		go func() { s.errs <- wrapServe("Zipkin", serve()) }()
 	}
 
 	lgc := connlimit.NewListener(lg, cfg.Server.GRPCConnLimit)
 	s.grpc = receive.NewGRPCServer(c, receive.GRPCConfig{MaxRecvMsgBytes: int(cfg.Ingest.MaxRequestBytes)},
-		append(grpcProtections(cfg.Server, lgc), grpc.ChainUnaryInterceptor(gate("otlp_grpc").UnaryServerInterceptor(receiveRule)))...)
+		append(grpcProtections(cfg.Server, lgc), grpcCreds(tlsCfgs["otlp_grpc"]),
+			grpc.ChainUnaryInterceptor(gate("otlp_grpc").UnaryServerInterceptor(receiveRule)))...)
 	s.otlpHTTP = &http.Server{Handler: gate("otlp_http").HTTP(auth.Static(receiveRule),
 		receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes, Refused: in.RefusedRequest}))}
 	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(gate("http").HTTP(queryRule, s.API))}
-	lhc, serveOTLP := serveHTTP(s.otlpHTTP, lh, cfg.Server)
-	lqc, serveQuery := serveHTTP(s.queryHTTP, lq, cfg.Server)
+	lhc, serveOTLP := serveHTTP(s.otlpHTTP, lh, cfg.Server, tlsCfgs["otlp_http"])
+	lqc, serveQuery := serveHTTP(s.queryHTTP, lq, cfg.Server, tlsCfgs["http"])
 	s.listeners["otlp_grpc"], s.listeners["otlp_http"], s.listeners["http"] = lgc, lhc, lqc
 	registerConnMetrics(reg, s.listeners)
 
@@ -282,6 +290,29 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	s.API.SetReady(true)
 	log.Info("ariadne ready", "otlp_grpc", s.GRPCAddr, "otlp_http", s.OTLPHTTPAddr, "http", s.HTTPAddr, "data_dir", cfg.DataDir)
 	return s, nil
+}
+
+// listenerTLS loads each listener's certificate; a listener without one is absent (plain text).
+func listenerTLS(c config.TLS, log *slog.Logger) (map[string]*tls.Config, error) {
+	out := map[string]*tls.Config{}
+	for name, sc := range map[string]tlsconfig.Server{"otlp_grpc": c.OTLPGRPC, "otlp_http": c.OTLPHTTP, "http": c.HTTP, "zipkin": c.Zipkin} {
+		if !sc.Enabled() {
+			continue
+		}
+		r, err := tlsconfig.New(sc, log)
+		if err != nil {
+			return nil, fmt.Errorf("tls.%s: %w", name, err)
+		}
+		out[name] = r.Config()
+	}
+	return out, nil
+}
+
+func grpcCreds(tc *tls.Config) grpc.ServerOption {
+	if tc == nil {
+		return grpc.EmptyServerOption{}
+	}
+	return grpc.Creds(credentials.NewTLS(tc))
 }
 
 // receiveRule is what the receivers require: a write token, acting for one tenant.
