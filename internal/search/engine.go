@@ -288,8 +288,9 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 	blocks, release := e.src.AcquireBlocks()
 	defer release()
 	blocks = slices.Clone(blocks)
-	// Traces with parts in several places are judged whole first; their parts are then skipped.
-	whole, err := e.judgeSplit(ctx, p, headSplit, blocks, fn)
+	// Traces with parts in several places are judged whole, after the head and before the
+	// blocks; their parts are skipped wherever they are met.
+	split, whole, err := splitTraces(p, headSplit, blocks)
 	if err != nil {
 		return err
 	}
@@ -302,6 +303,9 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 			return fmt.Errorf("search: head: %w", err)
 		}
 		fn(t)
+	}
+	if err := e.judgeSplit(ctx, p, split, blocks, fn, enough); err != nil {
+		return err
 	}
 	e.groups.forget(blocks)
 	e.prune.forget(blocks)

@@ -2,6 +2,7 @@ package search
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -30,12 +31,20 @@ import (
 //     keeps the list.
 //
 // Each such trace is read whole once per query, from the head and every block that holds part
-// of it, and its parts are skipped when the head and the blocks are scanned.
+// of it, newest first and only until a limited search has its answer, and its parts are skipped
+// when the head and the blocks are scanned.
 
-// judgeSplit calls fn with every known split trace, whole, that may start in the query's
-// window, and returns their IDs.
-func (e *Engine) judgeSplit(ctx context.Context, p *plan, headSplit []*headPart, blocks []*block.Reader, fn func(*trace)) (map[[16]byte]bool, error) {
-	var ids [][16]byte
+// splitTrace is a trace known to be split, with the start of the part that says so: the whole
+// trace starts no later.
+type splitTrace struct {
+	id    [16]byte
+	start int64
+}
+
+// splitTraces returns the known split traces that may start in the query's window, newest part
+// first, and their IDs.
+func splitTraces(p *plan, headSplit []*headPart, blocks []*block.Reader) ([]splitTrace, map[[16]byte]bool, error) {
+	var out []splitTrace
 	for _, hp := range headSplit {
 		if !hp.split && !mayBeInBlocks(hp.id, blocks) {
 			continue
@@ -45,7 +54,7 @@ func (e *Engine) judgeSplit(ctx context.Context, p *plan, headSplit []*headPart,
 		if p.minStart != 0 && int64(hp.start) < p.minStart {
 			continue
 		}
-		ids = append(ids, hp.id)
+		out = append(out, splitTrace{hp.id, int64(hp.start)})
 	}
 	for _, b := range blocks {
 		for _, st := range b.Meta().Split {
@@ -54,32 +63,49 @@ func (e *Engine) judgeSplit(ctx context.Context, p *plan, headSplit []*headPart,
 			}
 			var id [16]byte
 			if n, err := hex.Decode(id[:], []byte(st.ID)); err != nil || n != 16 {
-				return nil, fmt.Errorf("search: block %s: split trace %q is not a trace ID", b.Meta().ID, st.ID)
+				return nil, nil, fmt.Errorf("search: block %s: split trace %q is not a trace ID", b.Meta().ID, st.ID)
 			}
-			ids = append(ids, id)
+			out = append(out, splitTrace{id, st.Start})
 		}
 	}
-	if len(ids) == 0 {
-		return nil, nil
+	if len(out) == 0 {
+		return nil, nil, nil
 	}
-	slices.SortFunc(ids, func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) })
-	ids = slices.Compact(ids)
-	whole := make(map[[16]byte]bool, len(ids))
-	for _, id := range ids {
+	// Newest first, and one entry per trace: the newest part's start bounds the whole trace's.
+	slices.SortFunc(out, func(a, b splitTrace) int {
+		return cmp.Or(cmp.Compare(b.start, a.start), bytes.Compare(a.id[:], b.id[:]))
+	})
+	ids := make(map[[16]byte]bool, len(out))
+	out = slices.DeleteFunc(out, func(st splitTrace) bool {
+		if ids[st.id] {
+			return true
+		}
+		ids[st.id] = true
+		return false
+	})
+	return out, ids, nil
+}
+
+// judgeSplit calls fn with each split trace, read whole, that starts in the query's window,
+// newest first, until enough says no trace older than the next can be needed.
+func (e *Engine) judgeSplit(ctx context.Context, p *plan, split []splitTrace, blocks []*block.Reader, fn func(*trace), enough func() (int64, bool)) error {
+	for _, st := range split {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		whole[id] = true
-		t, err := e.wholeTrace(ctx, id, blocks)
+		if oldest, ok := enough(); ok && st.start < oldest {
+			break
+		}
+		t, err := e.wholeTrace(ctx, st.id, blocks)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if t == nil || (p.minStart != 0 && t.start < p.minStart) || (p.maxStart != 0 && t.start > p.maxStart) {
 			continue
 		}
 		fn(t)
 	}
-	return whole, nil
+	return nil
 }
 
 // mayBeInBlocks reports whether some block's bloom filter may hold id.
