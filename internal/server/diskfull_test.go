@@ -1,8 +1,10 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ariadne-tracing/ariadne/internal/api"
+	"github.com/ariadne-tracing/ariadne/internal/config"
 	"github.com/ariadne-tracing/ariadne/internal/faultfs"
 	"github.com/ariadne-tracing/ariadne/internal/server"
 	"github.com/ariadne-tracing/ariadne/internal/vfs"
@@ -171,4 +174,79 @@ func TestReadyRecoversWithoutTraffic(t *testing.T) {
 	}
 	ffs.Clear()
 	waitFor(t, "/ready without traffic", func() bool { code, _ := httpGet(t, base+"/ready", ""); return code == 200 })
+}
+
+// copyDir copies a data directory as it is on disk now: what a crash at this moment would leave
+// for the next start (the WAL is the only copy of everything here: nothing was flushed).
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each WAL operation fails in turn (write, fsync, directory sync, segment creation), with ENOSPC
+// and EIO, in the middle of a run of exports through real gRPC. Refused exports are Unavailable;
+// a server started on what is then on disk has every acknowledged span.
+func TestEachWALFaultThenRestart(t *testing.T) {
+	for _, op := range []faultfs.Op{faultfs.OpWrite, faultfs.OpSync, faultfs.OpSyncDir, faultfs.OpCreate} {
+		for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EIO} {
+			t.Run(fmt.Sprintf("%v-%v", op, errno), func(t *testing.T) {
+				dir := t.TempDir()
+				cfg := testConfig(dir)
+				cfg.Storage.TraceIdle = config.Duration(time.Hour) // everything stays in the WAL
+				cfg.Storage.WALSegment = 1 << 10                   // rolls every few requests
+				ffs := faultfs.New(vfs.OS)
+				// Skip the start (first segment) and a few operations, then fail two in a row.
+				ffs.Inject(faultfs.Fault{Op: op, PathContains: filepath.Join(dir, "wal"), Skip: 3, Count: 2, Err: errno, Torn: true})
+				s, err := server.Start(cfg, api.BuildInfo{Version: "test"}, nil, server.WithFS(ffs))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Stop(context.Background())
+				client := grpcClient(t, s)
+				acked := map[byte]bool{}
+				refused := 0
+				for i := 1; i <= 40; i++ {
+					id := byte(i)
+					_, err := client.Export(context.Background(), request(validSpan(id, 1), validSpan(id, 2)))
+					switch status.Code(err) {
+					case codes.OK:
+						acked[id] = true
+					case codes.Unavailable:
+						refused++
+					default:
+						t.Fatalf("export %d: %v", i, err)
+					}
+				}
+				if ffs.Fired() == 0 || refused == 0 {
+					t.Fatalf("the fault never fired (%d fired, %d refused)", ffs.Fired(), refused)
+				}
+				crashed := t.TempDir()
+				copyDir(t, dir, crashed)
+				s2 := startServer(t, testConfig(crashed))
+				for id := range acked {
+					code, b := httpGet(t, fmt.Sprintf("http://%s/api/v2/traces/%x", s2.HTTPAddr, bytes.Repeat([]byte{id}, 16)), "")
+					if code != 200 || strings.Count(string(b), `"spanId"`) != 2 {
+						t.Fatalf("acknowledged trace %d after restart: %d %.200s", id, code, b)
+					}
+				}
+				t.Logf("%d acknowledged, %d refused, all acknowledged present after restart", len(acked), refused)
+			})
+		}
+	}
 }
