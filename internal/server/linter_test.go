@@ -46,15 +46,15 @@ func TestBackgroundLinterCountsFindings(t *testing.T) {
 	if err := s.Store.Append(req); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.linter.round(now.Add(-time.Minute), now.Add(time.Minute)); err != nil {
+	if err := s.core.linter.round(now.Add(-time.Minute), now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	var m dto.Metric
-	s.linter.traces.Write(&m)
+	s.core.linter.traces.Write(&m)
 	if got := m.GetCounter().GetValue(); got != 1 {
 		t.Fatalf("examined %v traces", got)
 	}
-	s.linter.findings.WithLabelValues("span.unended-parent", "reindexer").Write(&m)
+	s.core.linter.findings.WithLabelValues("span.unended-parent", "reindexer").Write(&m)
 	if got := m.GetCounter().GetValue(); got != 2 {
 		t.Fatalf("span.unended-parent counted %v times, want 2 (two spans under the never-ended parent)", got)
 	}

@@ -58,9 +58,8 @@ type Server struct {
 	queryHTTP *http.Server
 
 	zipkinHTTP *http.Server
-	graph      *servicegraph.Graph
+	core       *core // with multi-tenancy off, the one tenant's
 	pusher     *remotewrite.Pusher
-	linter     *linter
 	listeners  map[string]*connlimit.Listener // by name, for their metrics
 
 	// Bound addresses (useful when the config asked for port 0).
@@ -97,34 +96,24 @@ type options struct{ fs vfs.FS }
 // test can fail its writes (internal/faultfs).
 func WithFS(fsys vfs.FS) Option { return func(o *options) { o.fs = fsys } }
 
-// Start opens the store (replaying its WAL), binds every listener and starts serving. Errors from
-// serving later arrive on Err.
-func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Option) (*Server, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	var o options
-	for _, f := range opts {
-		f(&o)
-	}
-	if cfg.MemoryLimit > 0 {
-		debug.SetMemoryLimit(cfg.MemoryLimit)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+// core is one tenant's data and everything that reads or derives from it: the store, the
+// ingester in front of it, span metrics and the service graph, the query API over it and its
+// background linter. With multi-tenancy off the server has one; on, one per tenant, each in its
+// own directory with its own metrics (labelled with the tenant), so no read can reach another
+// tenant's data.
+type core struct {
+	Store  *store.Store
+	API    *api.Server
+	in     *ingest.Ingester
+	graph  *servicegraph.Graph
+	linter *linter
+}
+
+// openCore opens a tenant's store in dir and builds its pipeline, registering its metrics on reg.
+func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logger, o options, reg prometheus.Registerer) (*core, error) {
 	fsync := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ariadne_wal_fsync_duration_seconds",
 		Help: "Time each write-ahead log group commit spent in fsync.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
 	reg.MustRegister(fsync)
-	authn, err := auth.New(cfg.Auth, reg)
-	if err != nil {
-		return nil, err
-	}
-	gate := func(listener string) *auth.Gate { return &auth.Gate{Auth: authn, Listener: listener} }
-	tlsCfgs, err := listenerTLS(cfg.TLS, log)
-	if err != nil {
-		return nil, err
-	}
-
 	idle := time.Duration(cfg.Storage.TraceIdle)
 	var keep func(*head.Trace) (bool, float64)
 	if cfg.TailSampling.Enabled() {
@@ -143,7 +132,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		}
 	}
 	st, err := store.Open(store.Options{
-		Dir:                cfg.DataDir,
+		Dir:                dir,
 		Keep:               keep,
 		TraceIdle:          idle,
 		TraceMaxAge:        time.Duration(cfg.Storage.TraceMaxAge),
@@ -161,7 +150,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, Store: st, errs: make(chan error, 4), listeners: map[string]*connlimit.Listener{}}
+	s := &core{Store: st}
 	reg.MustRegister(newStoreCollector(st))
 	var observers []ingest.Observer
 	var spanMetrics *spanmetrics.Metrics
@@ -196,7 +185,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		st.Close()
 		return nil, err
 	}
-	c := consumer{in}
+	s.in = in
 
 	q := query.New(st)
 	s.API = api.New(q, build, log)
@@ -208,6 +197,63 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	})
 	s.linter = newLinter(q, reg, log)
 	s.linter.start()
+	if spanMetrics != nil {
+		s.API.SetTypical(spanMetrics)
+		s.API.SetGenerated(s.graph, spanMetrics, time.Now())
+	}
+	return s, nil
+}
+
+// close stops the core's background work and closes its store.
+func (c *core) close() error {
+	if c.graph != nil {
+		c.graph.Stop()
+	}
+	c.linter.close()
+	return c.Store.Close()
+}
+
+// Start opens the store (replaying its WAL), binds every listener and starts serving. Errors from
+// serving later arrive on Err.
+func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Option) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	authn, err := auth.New(cfg.Auth, reg)
+	if err != nil {
+		return nil, err
+	}
+	gate := func(listener string) *auth.Gate { return &auth.Gate{Auth: authn, Listener: listener} }
+	tlsCfgs, err := listenerTLS(cfg.TLS, log)
+	if err != nil {
+		return nil, err
+	}
+
+	s := &Server{cfg: cfg, log: log, errs: make(chan error, 4), listeners: map[string]*connlimit.Listener{}}
+	co, err := openCore(cfg, cfg.DataDir, build, log, o, reg)
+	if err != nil {
+		return nil, err
+	}
+	s.core = co
+	st, in, c := co.Store, co.in, consumer{co.in}
+	s.Store, s.API = co.Store, co.API
+	if u := cfg.MetricsGenerator.RemoteWriteURL; u != "" && co.graph != nil {
+		if s.pusher, err = remotewrite.New(remotewrite.Config{URL: u, Interval: time.Duration(cfg.MetricsGenerator.RemoteWriteInterval),
+			Logger: log}, reg); err != nil {
+			st.Close()
+			return nil, err
+		}
+		s.pusher.Start()
+	}
 	s.API.Handle("GET /", ui.Handler())
 	s.API.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if cfg.PprofEnabled {
@@ -216,18 +262,6 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		s.API.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 		s.API.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 		s.API.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
-	}
-	if spanMetrics != nil {
-		s.API.SetTypical(spanMetrics)
-		s.API.SetGenerated(s.graph, spanMetrics, time.Now())
-		if u := cfg.MetricsGenerator.RemoteWriteURL; u != "" {
-			if s.pusher, err = remotewrite.New(remotewrite.Config{URL: u, Interval: time.Duration(cfg.MetricsGenerator.RemoteWriteInterval),
-				Logger: log}, reg); err != nil {
-				st.Close()
-				return nil, err
-			}
-			s.pusher.Start()
-		}
 	}
 	s.Registry = reg
 
@@ -365,15 +399,11 @@ func (s *Server) Stop(ctx context.Context) error {
 		if s.zipkinHTTP != nil {
 			herr = errors.Join(herr, s.zipkinHTTP.Shutdown(ctx))
 		}
-		if s.graph != nil {
-			s.graph.Stop()
-		}
 		if s.pusher != nil {
 			s.pusher.Stop()
 		}
-		s.linter.close()
 		qerr := s.queryHTTP.Shutdown(ctx)
-		serr := s.Store.Close()
+		serr := s.core.close()
 		s.stopErr = errors.Join(herr, serr, qerr)
 	})
 	return s.stopErr
