@@ -358,7 +358,7 @@ var receiveRule = auth.Rule{Need: auth.RoleWrite, Tenant: true}
 func queryRule(r *http.Request) auth.Rule {
 	p := r.URL.Path
 	switch {
-	case p == "/ready" || p == "/api/echo":
+	case p == "/ready" || p == "/live" || p == "/api/echo":
 		return auth.Rule{Open: true}
 	case p == "/metrics":
 		return auth.Rule{Need: auth.RoleMetrics}
