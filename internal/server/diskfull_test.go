@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +20,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/ariadne-tracing/ariadne/internal/api"
 	"github.com/ariadne-tracing/ariadne/internal/config"
@@ -248,5 +252,58 @@ func TestEachWALFaultThenRestart(t *testing.T) {
 				t.Logf("%d acknowledged, %d refused, all acknowledged present after restart", len(acked), refused)
 			})
 		}
+	}
+}
+
+// Many senders export spans of one trace at once over real gRPC: the spans-per-trace limit holds
+// exactly, and once the head is flushed its byte, span and trace gauges are back at zero (before,
+// concurrent commits to one trace counted each other's bytes and the head gauge drifted up until
+// every export was refused as overloaded).
+func TestOneTraceHammeredFromManySenders(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.Storage.TraceIdle = config.Duration(time.Hour)
+	cfg.Ingest.MaxSpansPerTrace = 400
+	s := startServer(t, cfg)
+	client := grpcClient(t, s)
+	const senders, requests, perRequest = 16, 15, 6
+	var wg sync.WaitGroup
+	var accepted atomic.Int64
+	for g := 0; g < senders; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < requests; r++ {
+				var spans []*tracepb.Span
+				for i := 0; i < perRequest; i++ {
+					sp := validSpan(0x77, 1)
+					n := (g*requests+r)*perRequest + i + 1
+					sp.SpanId = []byte{byte(n), byte(n >> 8), 1, 1, 1, 1, 1, 1}
+					spans = append(spans, sp)
+				}
+				resp, err := client.Export(context.Background(), request(spans...))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				accepted.Add(int64(perRequest) - resp.PartialSuccess.GetRejectedSpans())
+			}
+		}()
+	}
+	wg.Wait()
+	if accepted.Load() != 400 {
+		t.Fatalf("%d spans acknowledged against a limit of 400", accepted.Load())
+	}
+	if err := s.Store.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	fams := scrape(t, s)
+	for _, m := range []string{"ariadne_head_bytes", "ariadne_head_spans", "ariadne_head_traces"} {
+		if v := metricValue(fams, m, nil); v != 0 {
+			t.Fatalf("%s = %v after the head was flushed", m, v)
+		}
+	}
+	_, b := httpGet(t, fmt.Sprintf("http://%s/api/v2/traces/%x", s.HTTPAddr, bytes.Repeat([]byte{0x77}, 16)), "")
+	if n := strings.Count(string(b), `"spanId"`); n != 400 {
+		t.Fatalf("the trace holds %d spans, want 400", n)
 	}
 }
