@@ -19,7 +19,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/head"
 )
 
-func req(t *testing.T, service string, spans ...*tracepb.Span) []byte {
+func req(t testing.TB, service string, spans ...*tracepb.Span) []byte {
 	t.Helper()
 	b, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
 		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name",
@@ -41,7 +41,7 @@ func sp(trace, id, parent byte, end time.Time) *tracepb.Span {
 	return s
 }
 
-func open(t *testing.T, dir string, mod func(*Options)) *Store {
+func open(t testing.TB, dir string, mod func(*Options)) *Store {
 	t.Helper()
 	o := Options{Dir: dir, FlushInterval: time.Hour} // flushes only when the test says
 	if mod != nil {
