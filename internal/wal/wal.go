@@ -182,9 +182,12 @@ func Open(dir string, opts Options) (*WAL, error) {
 		w.nextSeq = seqs[len(seqs)-1] + 1
 	}
 	if err := w.openSegment(); err != nil {
-		return nil, err
+		// A full or failing disk must not stop the server from starting: it serves what it has,
+		// refuses appends as retryable, and the prober starts the segment once it can.
+		w.failed(err)
+	} else {
+		w.writable.Store(true)
 	}
-	w.writable.Store(true)
 	go w.writer()
 	go w.prober()
 	return w, nil
