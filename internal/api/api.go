@@ -81,6 +81,10 @@ func New(q *query.Querier, build BuildInfo, log *slog.Logger) *Server {
 // Handle adds a handler to the API's mux, for parts of the API that live in other packages.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
+// Engine is the TraceQL engine the HTTP search and metrics endpoints use, for other front ends
+// (the streaming gRPC API) to answer from the same code.
+func (s *Server) Engine() *search.Engine { return s.engine }
+
 // SetTypical gives why-slow a source of operations' usual durations (span metrics).
 func (s *Server) SetTypical(t analyze.Typical) { s.typical = t }
 
@@ -107,6 +111,10 @@ func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
+// handleBuildInfo reports the version as Tempo does. Grafana's Tempo data source reads it to
+// decide which features to use: from 2.2.0 it may call the streaming gRPC API
+// (internal/tempogrpc, served on this listener), so a version at or above that is true only
+// because that API is served.
 func (s *Server) handleBuildInfo(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{
 		"version":   s.build.Version,

@@ -35,6 +35,10 @@ type Request struct {
 	Limit int
 	// SpansPerSpanSet is the most spans listed per spanset; 3 when 0.
 	SpansPerSpanSet int
+	// Progress, when set, is called with the answer so far after the head and after each block
+	// read, before the final answer is returned: what a streaming client shows while a long
+	// search runs. It is called from the searching goroutine; the Result is its own copy.
+	Progress func(*Result)
 }
 
 // Result is a search's answer: matching traces, newest first.
@@ -256,6 +260,9 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 		res.Traces = append(res.Traces, p.result(t, sets, spss))
 	}
 	err := e.scanAll(ctx, p, &res.Metrics, keep, func() (int64, bool) {
+		if req.Progress != nil {
+			req.Progress(res.snapshot(limit))
+		}
 		if len(res.Traces) < limit {
 			return 0, false
 		}
@@ -271,6 +278,17 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 		res.Traces = res.Traces[:limit]
 	}
 	return res, nil
+}
+
+// snapshot is a copy of the answer so far as Search would return it now: newest first, at most
+// limit traces.
+func (r *Result) snapshot(limit int) *Result {
+	out := &Result{Traces: slices.Clone(r.Traces), Metrics: r.Metrics}
+	sortNewest(out.Traces)
+	if len(out.Traces) > limit {
+		out.Traces = out.Traces[:limit]
+	}
+	return out
 }
 
 func sortNewest(ts []Trace) {

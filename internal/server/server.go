@@ -38,6 +38,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/spanmetrics"
 	"github.com/ariadne-tracing/ariadne/internal/store"
 	"github.com/ariadne-tracing/ariadne/internal/tlsconfig"
+	"github.com/ariadne-tracing/ariadne/internal/tempogrpc"
 	"github.com/ariadne-tracing/ariadne/internal/ui"
 	"github.com/ariadne-tracing/ariadne/internal/vfs"
 	"github.com/ariadne-tracing/ariadne/internal/wal"
@@ -56,6 +57,7 @@ type Server struct {
 	grpc      *grpc.Server
 	otlpHTTP  *http.Server
 	queryHTTP *http.Server
+	queryGRPC *grpc.Server // Tempo's streaming API, on queryHTTP's listener (querygrpc.go)
 
 	zipkinHTTP *http.Server
 	core       *core // with multi-tenancy off, the one tenant's
@@ -312,7 +314,8 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 			grpc.ChainUnaryInterceptor(gate("otlp_grpc").UnaryServerInterceptor(receiveRule)))...)
 	s.otlpHTTP = &http.Server{Handler: gate("otlp_http").HTTP(auth.Static(receiveRule),
 		receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes, Refused: in.RefusedRequest}))}
-	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(gate("http").HTTP(queryRule, s.API))}
+	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(gate("http").HTTP(queryRule, s.withStreamingQuerier(s.API)))}
+	tempogrpc.EnableH2C(s.queryHTTP) // gRPC clients speak HTTP/2 without TLS (querygrpc.go)
 	lhc, serveOTLP := serveHTTP(s.otlpHTTP, lh, cfg.Server, tlsCfgs["otlp_http"])
 	lqc, serveQuery := serveHTTP(s.queryHTTP, lq, cfg.Server, tlsCfgs["http"])
 	s.listeners["otlp_grpc"], s.listeners["otlp_http"], s.listeners["http"] = lgc, lhc, lqc
@@ -402,6 +405,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		if s.pusher != nil {
 			s.pusher.Stop()
 		}
+		s.queryGRPC.Stop() // ends open streams, which would hold the query listener's Shutdown
 		qerr := s.queryHTTP.Shutdown(ctx)
 		serr := s.core.close()
 		s.stopErr = errors.Join(herr, serr, qerr)
