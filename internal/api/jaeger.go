@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -22,23 +23,34 @@ import (
 )
 
 // Jaeger's query APIs, so Jaeger UI and Jaeger clients read Ariadne: API v3 (OTLP JSON) under
-// /api/v3, and the classic JSON API that Jaeger UI uses under /jaeger/api (Jaeger UI's
-// base-path setting points at it; /api/traces/{id} belongs to Tempo's API on this port). The
-// dependencies endpoint has no Tempo counterpart and is also served at /api/dependencies.
+// /api/v3, including the trace summaries today's Jaeger UI searches with; the classic JSON API;
+// and the Monitor tab's /api/metrics/*, computed from the stored spans. Every route is served
+// both at the root and under /jaeger, for a Jaeger UI configured with that base path, except two
+// classic ones whose root paths belong to other APIs on this port (below); today's Jaeger UI
+// reads traces through /api/v3/traces/{id} and operations through /api/v3/operations anyway.
+
+// jaegerBasePath is the base path a Jaeger UI may be configured with to reach Ariadne.
+const jaegerBasePath = "/jaeger"
 
 func (s *Server) registerJaeger() {
-	s.mux.HandleFunc("GET /api/v3/services", s.jaegerServicesV3)
-	s.mux.HandleFunc("GET /api/v3/operations", s.jaegerOperationsV3)
-	s.mux.HandleFunc("GET /api/v3/traces/{id}", s.jaegerTraceV3)
-	s.mux.HandleFunc("GET /api/v3/traces", s.jaegerFindV3)
-	s.mux.HandleFunc("GET /api/v3/dependencies", s.jaegerDependenciesV3)
-	s.mux.HandleFunc("GET /api/dependencies", s.jaegerDependencies)
-	s.mux.HandleFunc("GET /jaeger/api/dependencies", s.jaegerDependencies)
-	s.mux.HandleFunc("GET /jaeger/api/services", s.jaegerServices)
-	s.mux.HandleFunc("GET /jaeger/api/services/{service}/operations", s.jaegerServiceOperations)
-	s.mux.HandleFunc("GET /jaeger/api/operations", s.jaegerOperations)
-	s.mux.HandleFunc("GET /jaeger/api/traces/{id}", s.jaegerTrace)
-	s.mux.HandleFunc("GET /jaeger/api/traces", s.jaegerFind)
+	for _, prefix := range []string{"", jaegerBasePath} {
+		s.mux.HandleFunc("GET "+prefix+"/api/v3/services", s.jaegerServicesV3)
+		s.mux.HandleFunc("GET "+prefix+"/api/v3/operations", s.jaegerOperationsV3)
+		s.mux.HandleFunc("GET "+prefix+"/api/v3/traces/{id}", s.jaegerTraceV3)
+		s.mux.HandleFunc("GET "+prefix+"/api/v3/traces", s.jaegerFindV3)
+		s.mux.HandleFunc("GET "+prefix+"/api/v3/trace-summaries", s.jaegerTraceSummariesV3)
+		s.mux.HandleFunc("GET "+prefix+"/api/v3/dependencies", s.jaegerDependenciesV3)
+		s.mux.HandleFunc("GET "+prefix+"/api/dependencies", s.jaegerDependencies)
+		s.mux.HandleFunc("GET "+prefix+"/api/services", s.jaegerServices)
+		s.mux.HandleFunc("GET "+prefix+"/api/operations", s.jaegerOperations)
+		s.mux.HandleFunc("GET "+prefix+"/api/traces", s.jaegerFind)
+		s.mux.HandleFunc("GET "+prefix+"/api/metrics/minstep", s.jaegerMinStep)
+		s.mux.HandleFunc("GET "+prefix+"/api/metrics/{metric}", s.jaegerMetrics)
+	}
+	// At the root these paths are Tempo's (/api/traces/{id}) and Ariadne's own RED view
+	// (/api/services/{service}/operations).
+	s.mux.HandleFunc("GET "+jaegerBasePath+"/api/traces/{id}", s.jaegerTrace)
+	s.mux.HandleFunc("GET "+jaegerBasePath+"/api/services/{service}/operations", s.jaegerServiceOperations)
 }
 
 // jaegerError answers in grpc-gateway's error shape, which Jaeger's v3 clients parse.
@@ -324,7 +336,8 @@ func v3Param(r *http.Request, camel, snake string) string {
 	return r.URL.Query().Get("query." + snake)
 }
 
-func (s *Server) jaegerFindV3(w http.ResponseWriter, r *http.Request) {
+// v3Query reads the query.* parameters FindTraces and FindTraceSummaries share.
+func v3Query(r *http.Request) (traceFilter, query.TimeRange, int, error) {
 	f := traceFilter{service: v3Param(r, "serviceName", "service_name"), operation: v3Param(r, "operationName", "operation_name"),
 		tags: map[string]string{}}
 	var tr query.TimeRange
@@ -334,13 +347,11 @@ func (s *Server) jaegerFindV3(w http.ResponseWriter, r *http.Request) {
 	}{{"startTimeMin", "start_time_min", &tr.Start}, {"startTimeMax", "start_time_max", &tr.End}} {
 		v := v3Param(r, p.camel, p.snake)
 		if v == "" {
-			jaegerError(w, 400, "query."+p.camel+" is required (RFC 3339)")
-			return
+			return f, tr, 0, fmt.Errorf("query.%s is required (RFC 3339)", p.camel)
 		}
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			jaegerError(w, 400, fmt.Sprintf("query.%s: %v", p.camel, err))
-			return
+			return f, tr, 0, fmt.Errorf("query.%s: %v", p.camel, err)
 		}
 		*p.dst = clampTime(t)
 	}
@@ -351,26 +362,39 @@ func (s *Server) jaegerFindV3(w http.ResponseWriter, r *http.Request) {
 		if v := v3Param(r, p.camel, p.snake); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
-				jaegerError(w, 400, fmt.Sprintf("query.%s: %v", p.camel, err))
-				return
+				return f, tr, 0, fmt.Errorf("query.%s: %v", p.camel, err)
 			}
 			*p.dst = d
 		}
 	}
-	// Attributes come as grpc-gateway map parameters: query.attributes[key]=value.
+	// Attributes come as grpc-gateway map parameters, query.attributes[key]=value, or, as Jaeger
+	// UI sends them, as one JSON object of strings in query.attributes.
 	for k, vs := range r.URL.Query() {
 		if key, ok := strings.CutPrefix(k, "query.attributes["); ok && strings.HasSuffix(key, "]") && len(vs) > 0 {
 			f.tags[strings.TrimSuffix(key, "]")] = vs[0]
+		}
+	}
+	if v := r.URL.Query().Get("query.attributes"); v != "" {
+		if err := json.Unmarshal([]byte(v), &f.tags); err != nil {
+			return f, tr, 0, fmt.Errorf("query.attributes must be a JSON object of strings: %v", err)
 		}
 	}
 	limit := 20
 	if v := v3Param(r, "searchDepth", "search_depth"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
-			jaegerError(w, 400, "query.searchDepth must be a positive integer")
-			return
+			return f, tr, 0, errors.New("query.searchDepth must be a positive integer")
 		}
 		limit = n
+	}
+	return f, tr, limit, nil
+}
+
+func (s *Server) jaegerFindV3(w http.ResponseWriter, r *http.Request) {
+	f, tr, limit, err := v3Query(r)
+	if err != nil {
+		jaegerError(w, 400, err.Error())
+		return
 	}
 	traces, err := s.findJaeger(r.Context(), f, tr, limit)
 	if err != nil {

@@ -208,7 +208,7 @@ func TestDemoAgainstAriadne(t *testing.T) {
 	err := demo.Run(ctx, demo.Config{
 		OTLPEndpoint:   s.GRPCAddr,
 		ArchiveRows:    20_000,
-		Rate:           25,
+		Rate:           10,
 		SpanProcessors: []sdktrace.SpanProcessor{rec},
 		OnTrace: func(tr demo.Trace) {
 			mu.Lock()

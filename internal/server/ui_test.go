@@ -149,7 +149,9 @@ type tab struct {
 func openTab(t testing.TB, browser context.Context, base string) *tab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	// A bound on a whole tab, far above what drawing takes even with the race detector on a
+	// machine whose cores are all busy (a 10,000-span trace took over 30s there).
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
 	tb := &tab{t: t, ctx: ctx, base: base}
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 860)); err != nil {
 		t.Fatal(err)
@@ -201,9 +203,15 @@ func (tb *tab) open(path string) {
 
 func (tb *tab) waitReady() {
 	tb.t.Helper()
+	// Waits as long as the tab may live: the page says when it is drawn, and a busy machine
+	// only makes that later.
+	wait := 30 * time.Second
+	if d, ok := tb.ctx.Deadline(); ok {
+		wait = time.Until(d)
+	}
 	state, err := chromedp.Run(tb.ctx, chromedp.Poll[string](
 		`document.documentElement.dataset.state === "ready" || document.documentElement.dataset.state === "error" ? document.documentElement.dataset.state : ""`,
-		chromedp.WithPollingTimeout(30*time.Second)))
+		chromedp.WithPollingTimeout(wait)))
 	if err != nil {
 		tb.t.Fatalf("page never became ready: %v", err)
 	}
