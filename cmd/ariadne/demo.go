@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -45,9 +46,11 @@ func newDemoCmd() *cobra.Command {
 	f.StringVar(&dataDir, "data-dir", "", "keep Ariadne's data and the demo database here (default: a temporary folder, removed at exit)")
 	f.Float64Var(&rate, "rate", 5, "demo requests per second")
 	f.IntVar(&rows, "archive-rows", 0, "rows in the unindexed archive table behind the slow query (default 200000)")
-	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "query API and UI listen address")
-	f.StringVar(&cfg.OTLPGRPCAddr, "otlp-grpc-addr", "127.0.0.1:0", "OTLP/gRPC listen address")
-	f.StringVar(&cfg.OTLPHTTPAddr, "otlp-http-addr", "127.0.0.1:0", "OTLP/HTTP listen address")
+	// The standard ports, so that a user's own service can send to the demo's Ariadne with the
+	// usual OTEL_EXPORTER_OTLP_ENDPOINT; one that is taken is replaced by a free port (and said so).
+	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "query API and UI listen address (a free port instead if taken and not given)")
+	f.StringVar(&cfg.OTLPGRPCAddr, "otlp-grpc-addr", cfg.OTLPGRPCAddr, "OTLP/gRPC listen address (a free port instead if taken and not given)")
+	f.StringVar(&cfg.OTLPHTTPAddr, "otlp-http-addr", cfg.OTLPHTTPAddr, "OTLP/HTTP listen address (a free port instead if taken and not given)")
 	f.StringVar(&cfg.ZipkinAddr, "zipkin-addr", "", "Zipkin v2 JSON listen address; empty disables")
 	return cmd
 }
@@ -62,6 +65,20 @@ func demoRun(cmd *cobra.Command, cfg *config.Config, dataDir string, rate float6
 		}
 		defer os.RemoveAll(tmp)
 		cfg.DataDir = tmp
+	}
+	var moved []string
+	for _, a := range []struct {
+		flag, what string
+		addr       *string
+	}{{"http-addr", "the UI and query API", &cfg.HTTPAddr}, {"otlp-grpc-addr", "OTLP/gRPC", &cfg.OTLPGRPCAddr},
+		{"otlp-http-addr", "OTLP/HTTP", &cfg.OTLPHTTPAddr}} {
+		if cmd.Flags().Changed(a.flag) {
+			continue
+		}
+		if free, ok := freeOr(*a.addr); !ok {
+			moved = append(moved, fmt.Sprintf("%s is in use, so %s is on a free port instead (--%s sets one)", *a.addr, a.what, a.flag))
+			*a.addr = free
+		}
 	}
 	// Short waits so the demo's traces reach blocks while the user watches.
 	cfg.Storage.TraceIdle = config.Duration(2 * time.Second)
@@ -79,13 +96,18 @@ func demoRun(cmd *cobra.Command, cfg *config.Config, dataDir string, rate float6
 		srv.Stop(sctx)
 	}()
 	ui := browserURL(srv.HTTPAddr)
+	grpcEndpoint, httpEndpoint := browserURL(srv.GRPCAddr), browserURL(srv.OTLPHTTPAddr)
 	fmt.Fprintf(stdout, "Ariadne is running: open %s\n", ui)
-	fmt.Fprintf(stdout, "OTLP: gRPC %s, HTTP %s; data in %s\n", srv.GRPCAddr, srv.OTLPHTTPAddr, cfg.DataDir)
+	fmt.Fprintf(stdout, "OTLP: gRPC %s, HTTP %s; data in %s\n", grpcEndpoint, httpEndpoint, cfg.DataDir)
+	fmt.Fprintf(stdout, "Send your own service's traces here too: OTEL_EXPORTER_OTLP_ENDPOINT=%s\n", grpcEndpoint)
+	for _, m := range moved {
+		fmt.Fprintf(stdout, "Note: %s\n", m)
+	}
 
 	var mu sync.Mutex
 	shown := map[demo.Story]bool{}
 	err = demo.Run(ctx, demo.Config{
-		OTLPEndpoint: srv.GRPCAddr,
+		OTLPEndpoint: strings.TrimPrefix(grpcEndpoint, "http://"),
 		DataDir:      dataDir,
 		Rate:         rate,
 		ArchiveRows:  rows,
@@ -125,4 +147,15 @@ func browserURL(addr string) string {
 		host = "localhost"
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// freeOr reports whether addr can be listened on now; when it cannot, it returns a loopback
+// address with a port the system picks instead.
+func freeOr(addr string) (string, bool) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "127.0.0.1:0", false
+	}
+	l.Close()
+	return addr, true
 }
