@@ -249,7 +249,10 @@ func TestLimits(t *testing.T) {
 	cfg.Ingest.MaxAttributesPerSpan = 3
 	cfg.Ingest.MaxEventsPerSpan = 2
 	cfg.Ingest.MaxLinksPerSpan = 1
-	cfg.Ingest.RateLimitSpans = 1000
+	// A 1000-span burst refilled at one span a second: the second request below is over the
+	// rate however long a busy machine takes between the two.
+	cfg.Ingest.RateLimitSpans = 1
+	cfg.Ingest.RateBurstSpans = 1000
 	s := startServer(t, cfg)
 	client := grpcClient(t, s)
 	ctx := context.Background()
@@ -291,7 +294,7 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("original length recorded as %q", rec)
 	}
 
-	// Per-tenant rate: 1000 spans/s with a 1000-span burst. Tenant a spends it; tenant b is separate.
+	// Per-tenant rate: a 1000-span burst. Tenant a spends it; tenant b is separate.
 	mk := func(trace byte, n int) *coltracepb.ExportTraceServiceRequest {
 		var sp []*tracepb.Span
 		for i := 0; i < n; i++ {
