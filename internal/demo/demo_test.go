@@ -207,7 +207,7 @@ func TestDemoAgainstAriadne(t *testing.T) {
 	defer cancel()
 	err := demo.Run(ctx, demo.Config{
 		OTLPEndpoint:   s.GRPCAddr,
-		ArchiveRows:    20_000,
+		ArchiveRows:    5_000, // its scan is still by far the slowest span, and stays well inside the client timeout under -race on a busy machine
 		Rate:           10,
 		SpanProcessors: []sdktrace.SpanProcessor{rec},
 		OnTrace: func(tr demo.Trace) {
@@ -316,7 +316,7 @@ func TestDemoAgainstAriadne(t *testing.T) {
 		if slowest.Name != "SELECT tasks_archive" || !strings.Contains(slowest.attr("db.query.text"), "lower(department)") {
 			t.Fatalf("slowest span is %q (%v self time), want the archive scan; trace %v", slowest.Name, time.Duration(most), tr.names())
 		}
-		t.Logf("archive scan over 20,000 rows: %v", time.Duration(slowest.EndTimeUnixNano-slowest.StartTimeUnixNano))
+		t.Logf("archive scan over 5,000 rows: %v", time.Duration(slowest.EndTimeUnixNano-slowest.StartTimeUnixNano))
 		// Ariadne's own explanation must name the unindexed query too.
 		why := analyze.WhySlow(tr.td, nil)
 		if why.TopSpanID != hex.EncodeToString(slowest.SpanId) || !strings.Contains(why.Sentence, "SELECT tasks_archive") ||
