@@ -360,4 +360,3 @@ func (s *service) queryInstant(req *streamingpb.QueryInstantRequest, st grpc.Ser
 	}
 	return st.SendMsg(msg)
 }
-
