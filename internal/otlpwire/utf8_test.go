@@ -179,3 +179,33 @@ func BenchmarkValidUTF8(b *testing.B) {
 	}
 	b.ReportMetric(float64(1000*b.N)/b.Elapsed().Seconds(), "spans/s")
 }
+
+// Whatever SanitizeUTF8 accepts, its output is valid UTF-8 everywhere, scans to the same spans
+// (same IDs, in order) and decodes with the stock types when the input's only fault was UTF-8.
+func FuzzSanitizeUTF8(f *testing.F) {
+	for _, tc := range utf8Cases() {
+		f.Add(utf8Request(f, tc.edit))
+	}
+	f.Add(smallRequest(2, 3))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out, _, err := SanitizeUTF8(nil, b)
+		if err != nil {
+			return
+		}
+		if !ValidUTF8(out) {
+			t.Fatal("sanitized output still invalid")
+		}
+		var before, after []string
+		errB := ScanRequest(b, func(_ *Group, s *Span) error { before = append(before, string(s.SpanID)); return nil })
+		errA := ScanRequest(out, func(_ *Group, s *Span) error { after = append(after, string(s.SpanID)); return nil })
+		if (errB == nil) != (errA == nil) || strings.Join(before, ",") != strings.Join(after, ",") {
+			t.Fatalf("spans changed: %q (%v) -> %q (%v)", before, errB, after, errA)
+		}
+		if errB == nil && proto.Unmarshal(b, &coltracepb.ExportTraceServiceRequest{}) == nil {
+			if proto.Unmarshal(out, &coltracepb.ExportTraceServiceRequest{}) != nil {
+				t.Fatal("a request that decoded no longer decodes")
+			}
+		}
+	})
+}
