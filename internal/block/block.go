@@ -137,6 +137,9 @@ type Meta struct {
 	// Split lists the traces of this block known to have parts elsewhere (other blocks or the
 	// head), so a search can judge them whole without looking for parts of every trace.
 	Split []SplitTrace `json:"split,omitempty"`
+	// Level is the block's compaction level: 0 from the head, one more than its inputs'
+	// highest once merged.
+	Level int `json:"level,omitempty"`
 }
 
 // ErrDamaged is wrapped by errors that come from a block's content: a missing, truncated or

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math"
 	"slices"
 	"sync"
@@ -36,6 +37,9 @@ type WriteOptions struct {
 	BloomFPRate float64
 	// Now is the creation time recorded in meta.json; time.Now when zero.
 	Now time.Time
+	// Level is recorded in meta.json for compaction: 0 for a block from the head, one more
+	// than its inputs' highest for a merged block.
+	Level int
 }
 
 const (
@@ -76,7 +80,6 @@ func Write(ctx context.Context, store objstore.Store, traces []Trace, opts Write
 	if err != nil {
 		return Meta{}, fmt.Errorf("block %s: write: %w", opts.ID, err)
 	}
-	dir := blockDir(opts.ID)
 	files := w.files()
 	meta.Files = map[string]int64{}
 	meta.Checksums = map[string]uint32{}
@@ -89,41 +92,58 @@ func Write(ctx context.Context, store objstore.Store, traces []Trace, opts Write
 	if err != nil {
 		return Meta{}, fmt.Errorf("block %s: encode meta: %w", opts.ID, err)
 	}
-	if p, ok := store.(objstore.Publisher); ok {
-		objs := make([]objstore.Object, 0, len(files)+1)
-		for _, f := range files {
-			objs = append(objs, objstore.Object{Name: f.name, Data: f.buf.Bytes()})
-		}
-		objs = append(objs, objstore.Object{Name: fileMeta, Data: js})
-		if err := p.Publish(ctx, dir, objs); err != nil {
-			return Meta{}, fmt.Errorf("block %s: %w", opts.ID, err)
-		}
-		return meta, nil
+	objs := make([]objstore.Object, 0, len(files))
+	for _, f := range files {
+		objs = append(objs, objstore.Object{Name: f.name, Data: f.buf.Bytes()})
 	}
-	fail := func(err error) (Meta, error) {
+	if err := publish(ctx, store, opts.ID, objs, js); err != nil {
+		return Meta{}, err
+	}
+	return meta, nil
+}
+
+// publish stores a block's files and its meta.json so that it appears whole or not at all: as
+// one folder where the store can (objstore.Publisher), else with meta.json written after every
+// other file is durable. On error no block is left.
+func publish(ctx context.Context, store objstore.Store, id string, objs []objstore.Object, meta []byte) error {
+	dir := blockDir(id)
+	if p, ok := store.(objstore.Publisher); ok {
+		all := append(objs[:len(objs):len(objs)], objstore.Object{Name: fileMeta, Data: meta})
+		if err := p.Publish(ctx, dir, all); err != nil {
+			return fmt.Errorf("block %s: %w", id, err)
+		}
+		return nil
+	}
+	fail := func(err error) error {
 		// Without meta.json the files are invisible anyway; removing them is housekeeping,
 		// so it runs even if ctx is what failed. meta.json goes first: a Put that failed after
 		// its rename (a failed directory sync) may have left it in place.
-		_ = Delete(context.WithoutCancel(ctx), store, opts.ID)
-		return Meta{}, fmt.Errorf("block %s: %w", opts.ID, err)
+		_ = Delete(context.WithoutCancel(ctx), store, id)
+		return fmt.Errorf("block %s: %w", id, err)
 	}
 	// Without atomic publish (object stores), meta.json is the commit: it is written last,
 	// after every other file is durable, and a folder without it is not a block.
-	errs := make([]error, len(files))
+	errs := make([]error, len(objs))
 	var wg sync.WaitGroup
-	for i, f := range files {
+	for i, o := range objs {
 		wg.Go(func() {
-			errs[i] = store.Put(ctx, dir+f.name, bytes.NewReader(f.buf.Bytes()))
+			r, err := o.Open()
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer r.Close()
+			errs[i] = store.Put(ctx, dir+o.Name, r)
 		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return fail(err)
 	}
-	if err := store.Put(ctx, dir+fileMeta, bytes.NewReader(js)); err != nil {
+	if err := store.Put(ctx, dir+fileMeta, bytes.NewReader(meta)); err != nil {
 		return fail(err)
 	}
-	return meta, nil
+	return nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -167,7 +187,12 @@ func newFileWriter(name string, fs *fileSchema, pageSize int) *fileWriter {
 
 func (f *fileWriter) reset(rgLimit int64) {
 	f.buf.Reset()
-	f.w.Reset(&f.buf)
+	f.resetTo(&f.buf, rgLimit)
+}
+
+// resetTo starts a file that goes to out instead of the in-memory buffer.
+func (f *fileWriter) resetTo(out io.Writer, rgLimit int64) {
+	f.w.Reset(out)
 	f.rows, f.rgRows, f.rgLimit, f.n = 0, 0, rgLimit, 0
 }
 
@@ -241,6 +266,12 @@ type writer struct {
 	groupByPtr map[*otlpwire.Group]int32
 	groupByKey map[string]int32
 	keyBuf     []byte
+
+	// The block being written: begin, add per trace, end.
+	meta   Meta
+	bf     *bloom.BloomFilter
+	first  bool
+	lastID [16]byte
 }
 
 type sortKey struct {
@@ -307,9 +338,7 @@ func (w *writer) write(ctx context.Context, traces []Trace, opts WriteOptions) (
 	for _, f := range w.fileWriters() {
 		f.reset(opts.RowGroupRows)
 	}
-	w.groupList = w.groupList[:0]
-	clear(w.groupByPtr)
-	clear(w.groupByKey)
+	w.begin(opts, len(traces))
 
 	// Sorting compact keys rather than indexes into traces keeps every comparison in cache;
 	// the index breaks ties so that entries with one ID keep their input order.
@@ -332,10 +361,6 @@ func (w *writer) write(ctx context.Context, traces []Trace, opts WriteOptions) (
 		w.order = append(w.order, k.idx)
 	}
 
-	meta := Meta{ID: opts.ID, Version: FormatVersion, Created: opts.Now.UTC()}
-	bf := bloom.NewWithEstimates(uint(max(len(traces), 1)), opts.BloomFPRate)
-	first := true
-	var lastID [16]byte
 	for i, k := 0, 0; i < len(w.order); k++ {
 		if k%1024 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -347,33 +372,58 @@ func (w *writer) write(ctx context.Context, traces []Trace, opts WriteOptions) (
 		for j < len(w.order) && traces[w.order[j]].ID == id {
 			j++
 		}
-		n, start, end, err := w.writeTrace(traces, w.order[i:j])
-		i0 := i
+		err := w.add(traces, w.order[i:j])
 		i = j
 		if err != nil {
-			return Meta{}, fmt.Errorf("trace %x: %w", id, err)
+			return Meta{}, err
 		}
-		if n == 0 {
-			continue
-		}
-		for _, e := range w.order[i0:i] {
-			if traces[e].Split {
-				meta.Split = append(meta.Split, SplitTrace{ID: hex.EncodeToString(id[:]), Start: start})
-				break
-			}
-		}
-		bf.Add(id[:])
-		if first {
-			meta.MinTraceID = hex.EncodeToString(id[:])
-			meta.MinStart, meta.MaxEnd = start, end
-			first = false
-		}
-		lastID = id
-		meta.MinStart = min(meta.MinStart, start)
-		meta.MaxEnd = max(meta.MaxEnd, end)
 	}
-	if !first {
-		meta.MaxTraceID = hex.EncodeToString(lastID[:])
+	return w.end()
+}
+
+// begin starts a block: the file writers are reset by the caller (to memory or to files).
+func (w *writer) begin(opts WriteOptions, traces int) {
+	w.groupList = w.groupList[:0]
+	clear(w.groupByPtr)
+	clear(w.groupByKey)
+	w.meta = Meta{ID: opts.ID, Version: FormatVersion, Created: opts.Now.UTC(), Level: opts.Level}
+	w.bf = bloom.NewWithEstimates(uint(max(traces, 1)), opts.BloomFPRate)
+	w.first = true
+}
+
+// add writes the entries of one trace ID (indexes into traces), in ID order across calls.
+func (w *writer) add(traces []Trace, entries []int32) error {
+	id := traces[entries[0]].ID
+	n, start, end, err := w.writeTrace(traces, entries)
+	if err != nil {
+		return fmt.Errorf("trace %x: %w", id, err)
+	}
+	if n == 0 {
+		return nil
+	}
+	for _, e := range entries {
+		if traces[e].Split {
+			w.meta.Split = append(w.meta.Split, SplitTrace{ID: hex.EncodeToString(id[:]), Start: start})
+			break
+		}
+	}
+	w.bf.Add(id[:])
+	if w.first {
+		w.meta.MinTraceID = hex.EncodeToString(id[:])
+		w.meta.MinStart, w.meta.MaxEnd = start, end
+		w.first = false
+	}
+	w.lastID = id
+	w.meta.MinStart = min(w.meta.MinStart, start)
+	w.meta.MaxEnd = max(w.meta.MaxEnd, end)
+	return nil
+}
+
+// end finishes every file and returns the meta, without Files and Checksums.
+func (w *writer) end() (Meta, error) {
+	meta := w.meta
+	if !w.first {
+		meta.MaxTraceID = hex.EncodeToString(w.lastID[:])
 	}
 	if err := w.writeGroups(); err != nil {
 		return Meta{}, err
@@ -384,7 +434,7 @@ func (w *writer) write(ctx context.Context, traces []Trace, opts WriteOptions) (
 		}
 	}
 	w.bloomBuf.Reset()
-	if _, err := bf.WriteTo(&w.bloomBuf); err != nil {
+	if _, err := w.bf.WriteTo(&w.bloomBuf); err != nil {
 		return Meta{}, fmt.Errorf("bloom: %w", err)
 	}
 	meta.Traces = w.traces.rows
@@ -395,6 +445,7 @@ func (w *writer) write(ctx context.Context, traces []Trace, opts WriteOptions) (
 	meta.Links = w.links.rows
 	meta.LinkAttrs = w.linkAttrs.rows
 	meta.Groups = w.groups.rows
+	w.bf = nil
 	return meta, nil
 }
 

@@ -101,8 +101,9 @@ type Storage struct {
 	BlockMaxWait  Duration `yaml:"block_max_wait"`
 	WALSegment    int64    `yaml:"wal_segment_bytes"`
 	// Compaction: see store.Options. A negative CompactMinBlocks turns it off.
-	CompactMinBlocks   int   `yaml:"compact_min_blocks"`
-	CompactTargetBytes int64 `yaml:"compact_target_bytes"`
+	CompactMinBlocks   int      `yaml:"compact_min_blocks"`
+	CompactTargetBytes int64    `yaml:"compact_target_bytes"`
+	CompactWindow      Duration `yaml:"compact_window"`
 	// MaxDiskBytes caps the data directory's blocks and WAL; the oldest blocks go first. 0: off.
 	MaxDiskBytes int64 `yaml:"max_disk_bytes"`
 }
@@ -177,8 +178,9 @@ func Default() Config {
 			BlockMaxWait:  Duration(time.Minute),
 			WALSegment:    128 << 20,
 
-			CompactMinBlocks:   4,
-			CompactTargetBytes: 8 << 20,
+			CompactMinBlocks:   8,
+			CompactTargetBytes: 4 << 30,
+			CompactWindow:      Duration(24 * time.Hour),
 		},
 		Server: Server{
 			HTTPReadHeaderTimeout:      Duration(10 * time.Second),

@@ -1,9 +1,11 @@
 package objstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,10 +13,24 @@ import (
 	"sync"
 )
 
-// Object is one named object for Publish. Name is relative to the published prefix.
+// Object is one named object for Publish. Name is relative to the published prefix. Its
+// content is Data, or, when Path is set, the local file at Path, which Publish may move.
 type Object struct {
 	Name string
 	Data []byte
+	Path string
+}
+
+// Open returns the object's content for reading.
+func (o Object) Open() (io.ReadCloser, error) {
+	if o.Path == "" {
+		return io.NopCloser(bytes.NewReader(o.Data)), nil
+	}
+	f, err := os.Open(o.Path)
+	if err != nil {
+		return nil, fmt.Errorf("objstore: %s: %w", o.Name, err)
+	}
+	return f, nil
 }
 
 // Publisher is implemented by stores that can make a folder of objects appear all at once.
@@ -116,7 +132,7 @@ func (l *Local) Publish(ctx context.Context, prefix string, objects []Object) (e
 	errs := make([]error, len(objects))
 	var wg sync.WaitGroup
 	for i, o := range objects {
-		wg.Go(func() { errs[i] = writeFileSync(filepath.Join(tmp, o.Name), o.Data) })
+		wg.Go(func() { errs[i] = placeFile(filepath.Join(tmp, o.Name), o) })
 	}
 	wg.Wait()
 	if err = errors.Join(errs...); err != nil {
@@ -140,6 +156,35 @@ func (l *Local) Publish(ctx context.Context, prefix string, objects []Object) (e
 		return fmt.Errorf("objstore: publish %q: %w", prefix, err)
 	}
 	return nil
+}
+
+// placeFile puts o's content at name, durably: a file o names is renamed there (its writer
+// synced it) or, across file systems, copied; data is written and synced.
+func placeFile(name string, o Object) error {
+	if o.Path == "" {
+		return writeFileSync(name, o.Data)
+	}
+	if err := os.Rename(o.Path, name); err == nil {
+		return nil
+	}
+	src, err := os.Open(o.Path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", o.Name, err)
+	}
+	defer src.Close()
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	if _, err := io.Copy(f, src); err != nil {
+		f.Close()
+		return fmt.Errorf("copy %s: %w", o.Name, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", o.Name, err)
+	}
+	return f.Close()
 }
 
 func writeFileSync(name string, data []byte) error {

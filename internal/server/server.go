@@ -143,6 +143,7 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 		BlockMaxWait:       time.Duration(cfg.Storage.BlockMaxWait),
 		CompactMinBlocks:   cfg.Storage.CompactMinBlocks,
 		CompactTargetBytes: cfg.Storage.CompactTargetBytes,
+		CompactWindow:      time.Duration(cfg.Storage.CompactWindow),
 		MaxDiskBytes:       cfg.Storage.MaxDiskBytes,
 		WAL: wal.Options{SegmentBytes: cfg.Storage.WALSegment, FS: o.fs,
 			ObserveFsync: func(d time.Duration) { fsync.Observe(d.Seconds()) }},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
@@ -25,6 +27,10 @@ func (s *Store) openBlocks(ctx context.Context) error {
 			s.stats.swept.Add(int64(n))
 			s.log.Warn("removed leftovers of interrupted block writes", "count", n)
 		}
+	}
+	// A merge a crash interrupted left its scratch files; the inputs are still in place.
+	if err := os.RemoveAll(filepath.Join(s.opts.Dir, scratchDir)); err != nil {
+		return fmt.Errorf("store: remove compaction scratch: %w", err)
 	}
 	inv, err := block.Survey(ctx, s.objs)
 	if err != nil {
@@ -57,7 +63,7 @@ func (s *Store) openBlocks(ctx context.Context) error {
 		}
 		blocks = append(blocks, r)
 	}
-	s.setBlocks(blocks)
+	s.modifyBlocks(func([]*block.Reader) []*block.Reader { return blocks })
 	return nil
 }
 
@@ -118,8 +124,10 @@ func (s *Store) quarantineDamaged() {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	// Under flushMu no compaction is reading these blocks, and none can pick them after.
-	keep := slices.DeleteFunc(s.Blocks(), func(r *block.Reader) bool { _, bad := found[r]; return bad })
-	for _, r := range s.setBlocks(keep) {
+	left := s.modifyBlocks(func(cur []*block.Reader) []*block.Reader {
+		return slices.DeleteFunc(cur, func(r *block.Reader) bool { _, bad := found[r]; return bad })
+	})
+	for _, r := range left {
 		s.quarantine(context.Background(), r.Meta().ID, found[r])
 		r.Release()
 	}

@@ -35,38 +35,26 @@ func (s *Store) applyDiskBudget() error {
 		return nil
 	}
 	budget := s.blockBudget()
-	blocks := s.Blocks()
+	var dropped []*block.Reader
 	var used int64
-	for _, r := range blocks {
-		used += r.Meta().Bytes
-	}
-	if used <= budget || len(blocks) <= 1 {
-		return nil
-	}
-	// Oldest data first: by newest span, then by creation.
-	byAge := slices.Clone(blocks)
-	slices.SortFunc(byAge, func(a, b *block.Reader) int {
-		return cmp.Or(cmp.Compare(a.Meta().MaxEnd, b.Meta().MaxEnd), cmp.Compare(a.Meta().ID, b.Meta().ID))
+	left := s.modifyBlocks(func(blocks []*block.Reader) []*block.Reader {
+		used = 0
+		for _, r := range blocks {
+			used += r.Meta().Bytes
+		}
+		if used <= budget || len(blocks) <= 1 {
+			return blocks
+		}
+		drop := pickOverBudget(blocks, budget, &used)
+		return slices.DeleteFunc(blocks, func(r *block.Reader) bool { return drop[r] })
 	})
-	newest := slices.MaxFunc(blocks, func(a, b *block.Reader) int { return cmp.Compare(a.Meta().ID, b.Meta().ID) })
-	drop := map[*block.Reader]bool{}
-	for _, r := range byAge {
-		if used <= budget {
-			break
-		}
-		if r == newest {
-			continue
-		}
-		drop[r] = true
-		used -= r.Meta().Bytes
-	}
-	if used > budget {
+	dropped = left
+	if used > budget && len(s.Blocks()) == 1 {
 		s.log.Warn("disk budget is smaller than the newest block; keeping it", "max_disk_bytes", s.opts.MaxDiskBytes,
 			"block_budget", budget, "block_bytes", used)
 	}
-	s.setBlocks(slices.DeleteFunc(blocks, func(r *block.Reader) bool { return drop[r] }))
 	var errs []error
-	for r := range drop {
+	for _, r := range dropped {
 		m := r.Meta()
 		if err := block.Delete(context.Background(), s.objs, m.ID); err != nil {
 			errs = append(errs, fmt.Errorf("store: disk budget: delete block %s: %w", m.ID, err))
@@ -77,4 +65,27 @@ func (s *Store) applyDiskBudget() error {
 			"newest_span_unix_nano", m.MaxEnd, "max_disk_bytes", s.opts.MaxDiskBytes, "block_budget", budget)
 	}
 	return errors.Join(errs...)
+}
+
+// pickOverBudget chooses the blocks with the oldest data until the rest fit in budget, never
+// the newest block; used is updated to what stays.
+func pickOverBudget(blocks []*block.Reader, budget int64, used *int64) map[*block.Reader]bool {
+	// Oldest data first: by newest span, then by creation.
+	byAge := slices.Clone(blocks)
+	slices.SortFunc(byAge, func(a, b *block.Reader) int {
+		return cmp.Or(cmp.Compare(a.Meta().MaxEnd, b.Meta().MaxEnd), cmp.Compare(a.Meta().ID, b.Meta().ID))
+	})
+	newest := slices.MaxFunc(blocks, func(a, b *block.Reader) int { return cmp.Compare(a.Meta().ID, b.Meta().ID) })
+	drop := map[*block.Reader]bool{}
+	for _, r := range byAge {
+		if *used <= budget {
+			break
+		}
+		if r == newest {
+			continue
+		}
+		drop[r] = true
+		*used -= r.Meta().Bytes
+	}
+	return drop
 }

@@ -1,153 +1,262 @@
 package store
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
 )
 
-// A run is merged in memory, and a block's spans take about ten times its bytes once decoded
-// (small spans: ~13 bytes on disk, ~120 in the wire form the writer takes), so the target is
-// what bounds compaction's memory: 8 MiB of blocks is ~80 MiB of spans at the peak.
+// Compaction is leveled by time window. Blocks are grouped by the window (CompactWindow, a day
+// by default) their creation time falls in; a block from the head is level 0 and a merged one
+// is one level above its highest input.
+//
+//   - While a window is open, as soon as CompactMinBlocks blocks of one level exist in it, the
+//     oldest of them are merged into one block of the next level (size-tiered within the
+//     window), so an open window holds fewer than CompactMinBlocks blocks per level.
+//   - Once a window has closed (an hour of grace after its end, for late flushes), its blocks
+//     are merged, smallest first and CompactMinBlocks at a time, until no two of them fit in
+//     CompactTargetBytes together.
+//
+// A merge streams: a k-way merge by trace ID over the inputs' iterators into a StreamWriter, so
+// memory is a batch of traces per input plus a row group's pages per output file, whatever the
+// sizes. It runs in its own goroutine, outside the flush lock, so flushes never wait for it and
+// it never waits for quiet: under sustained load it keeps pace as long as it gets its share of
+// the CPU (each span is rewritten once per level, about log_fanout of the blocks per window,
+// plus once when the window closes). docs/architecture.md gives the bound on the block count.
 const (
-	defaultCompactMinBlocks   = 4
-	defaultCompactTargetBytes = 8 << 20
+	defaultCompactMinBlocks   = 8
+	defaultCompactTargetBytes = 4 << 30
+	defaultCompactWindow      = 24 * time.Hour
+	compactWindowGrace        = time.Hour
 
 	compactBackoffMin = time.Second
 	compactBackoffMax = 5 * time.Minute
 )
 
-// compact merges the oldest run of small blocks into one, when there are more small blocks
-// than Options.CompactMinBlocks. It does one run per call; the flush loop calls it every tick,
-// so a backlog drains a run at a time without stalling flushes for long.
-//
-// Order of effects, for crash safety: the merged block is written whole (meta.json last) and
-// opened before the list changes, and the inputs are deleted only after the swap. A crash in
-// between leaves inputs and merged block side by side; queries remove the duplicate spans, and
-// the merged block's ID sorts among its inputs, so the next compaction takes them in one run
-// and drops the duplicates (mergeTraces), rather than copying them on for ever.
+// compactPolicy is what planCompaction needs from the options.
+type compactPolicy struct {
+	fanout   int
+	maxBytes int64
+	window   time.Duration
+}
+
+func (s *Store) policy() compactPolicy {
+	return compactPolicy{fanout: max(s.opts.CompactMinBlocks, 2), maxBytes: s.opts.CompactTargetBytes, window: s.opts.CompactWindow}
+}
+
+// planCompaction returns the indexes in metas of the next run to merge, or nil. It looks at
+// metas only, so a simulated clock can drive it over weeks of blocks (see the bound test).
+func planCompaction(metas []block.Meta, now time.Time, p compactPolicy) []int {
+	windows := map[int64][]int{}
+	var keys []int64
+	for i, m := range metas {
+		w := m.Created.UnixNano() / int64(p.window)
+		if _, ok := windows[w]; !ok {
+			keys = append(keys, w)
+		}
+		windows[w] = append(windows[w], i)
+	}
+	slices.Sort(keys)
+	byID := func(a, b int) int { return cmp.Compare(metas[a].ID, metas[b].ID) }
+	for _, w := range keys {
+		idx := windows[w]
+		slices.SortFunc(idx, byID)
+		end := time.Unix(0, (w+1)*int64(p.window))
+		if !now.Before(end.Add(compactWindowGrace)) {
+			// Closed: smallest first, as many as fit, at most fanout.
+			bySize := slices.Clone(idx)
+			slices.SortStableFunc(bySize, func(a, b int) int { return cmp.Compare(metas[a].Bytes, metas[b].Bytes) })
+			if run := fill(metas, bySize, p); len(run) >= 2 {
+				slices.SortFunc(run, byID)
+				return run
+			}
+			continue
+		}
+		// Open: the lowest level with a full tier, oldest first.
+		levels := map[int][]int{}
+		var ls []int
+		for _, i := range idx {
+			l := metas[i].Level
+			if _, ok := levels[l]; !ok {
+				ls = append(ls, l)
+			}
+			levels[l] = append(levels[l], i)
+		}
+		slices.Sort(ls)
+		for _, l := range ls {
+			tier := slices.DeleteFunc(levels[l], func(i int) bool { return metas[i].Bytes >= p.maxBytes/2 })
+			if len(tier) < p.fanout {
+				continue
+			}
+			if run := fill(metas, tier, p); len(run) >= 2 {
+				return run
+			}
+		}
+	}
+	return nil
+}
+
+// fill takes candidates in order while they fit in maxBytes together, up to fanout of them.
+func fill(metas []block.Meta, candidates []int, p compactPolicy) []int {
+	var run []int
+	var bytes int64
+	for _, i := range candidates {
+		if len(run) == p.fanout || bytes+metas[i].Bytes > p.maxBytes {
+			break
+		}
+		run = append(run, i)
+		bytes += metas[i].Bytes
+	}
+	return run
+}
+
+// compactLoop runs compaction beside the flush loop until the store closes.
+func (s *Store) compactLoop() {
+	defer close(s.compactStopped)
+	t := time.NewTicker(s.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.compactCtx.Done():
+			return
+		case <-t.C:
+			if err := s.compact(); err != nil && s.compactCtx.Err() == nil {
+				s.log.Error("compaction failed; blocks stay as they were", "err", err)
+			}
+		}
+	}
+}
+
+// compact merges runs until the plan has none left, or fails. After a failure it waits a
+// backoff that doubles per failure (a fault that persists, such as a full disk, costs one try
+// per period rather than one per tick); a damaged input is quarantined by then.
 func (s *Store) compact() error {
 	if s.opts.CompactMinBlocks < 0 {
 		return nil
 	}
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	if s.closed {
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
+	if time.Now().Before(s.compactAfter) {
 		return nil
 	}
-	// Under load the head is being cut by its memory budget: merging now would hold flushes
-	// back and add compaction's memory to the head's. Blocks wait for a quieter tick.
-	if s.head.Bytes() > s.opts.HeadMaxBytes/2 {
-		return nil
-	}
-	if now := time.Now(); now.Before(s.compactAfter) {
-		return nil
-	}
-	run := pickRun(s.Blocks(), s.opts.CompactMinBlocks, s.opts.CompactTargetBytes)
-	if len(run) == 0 {
-		return nil
-	}
-	err := s.compactRun(run)
-	if err != nil {
-		// A fault that persists (a full disk, a damaged input awaiting quarantine) must not
-		// turn the loop into a busy retry: each failure doubles the wait, up to a cap.
-		s.compactBackoff = min(max(2*s.compactBackoff, compactBackoffMin), compactBackoffMax)
-		s.compactAfter = time.Now().Add(s.compactBackoff)
-		s.stats.compactErrors.Add(1)
-		setErr(&s.stats.lastCompactError, err)
-		return fmt.Errorf("%w (next attempt in %s)", err, s.compactBackoff)
-	}
-	s.compactBackoff, s.compactAfter = 0, time.Time{}
-	return nil
-}
-
-// pickRun returns the oldest run of consecutive blocks under target bytes, at least two and
-// at most target bytes in all, or nil unless more than minBlocks such blocks exist. The run
-// is consecutive so that the merged block, taking the first one's place, keeps the list in
-// creation order.
-func pickRun(blocks []*block.Reader, minBlocks int, target int64) []*block.Reader {
-	small := 0
-	for _, r := range blocks {
-		if r.Meta().Bytes < target {
-			small++
+	for s.compactCtx.Err() == nil {
+		blocks := s.Blocks()
+		metas := make([]block.Meta, len(blocks))
+		for i, r := range blocks {
+			metas[i] = r.Meta()
 		}
-	}
-	if small <= minBlocks {
-		return nil
-	}
-	var run []*block.Reader
-	var bytes int64
-	for _, r := range blocks {
-		b := r.Meta().Bytes
-		if b < target && bytes+b <= target {
-			run = append(run, r)
-			bytes += b
-			continue
+		idx := planCompaction(metas, s.now(), s.policy())
+		if len(idx) == 0 {
+			return nil
 		}
-		if len(run) >= 2 {
-			return run
+		run := make([]*block.Reader, len(idx))
+		for i, j := range idx {
+			run[i] = blocks[j]
 		}
-		// A large block, or one that would overflow a run too short to merge, starts afresh.
-		run, bytes = nil, 0
-		if b < target {
-			run, bytes = append(run, r), b
+		if err := s.compactRun(s.compactCtx, run); err != nil {
+			if s.compactCtx.Err() != nil {
+				return nil // closing
+			}
+			s.compactBackoff = min(max(2*s.compactBackoff, compactBackoffMin), compactBackoffMax)
+			s.compactAfter = time.Now().Add(s.compactBackoff)
+			s.stats.compactErrors.Add(1)
+			setErr(&s.stats.lastCompactError, err)
+			return fmt.Errorf("%w (next attempt in %s)", err, s.compactBackoff)
 		}
-	}
-	if len(run) >= 2 {
-		return run
+		s.compactBackoff, s.compactAfter = 0, time.Time{}
 	}
 	return nil
 }
 
-func (s *Store) compactRun(run []*block.Reader) error {
-	ctx := context.Background()
+// compactRun merges run into one block and swaps it in. Order of effects, for crash safety:
+// the merged block is published whole and opened before the list changes, and the inputs are
+// deleted only after the swap. A crash in between leaves inputs and merged block side by side;
+// queries drop the duplicate spans, and the merged block shares its inputs' window, so the next
+// merge there takes them together and drops the duplicates (mergeEntries).
+func (s *Store) compactRun(ctx context.Context, run []*block.Reader) error {
 	start := time.Now()
-	traces, spans, err := mergeTraces(ctx, run)
+	// The inputs stay readable even if retention or the disk budget retires them meanwhile.
+	for _, r := range run {
+		r.Retain()
+	}
+	defer func() {
+		for _, r := range run {
+			r.Release()
+		}
+	}()
+	first, created, level, traces := run[0].Meta(), run[0].Meta().Created, 0, int64(0)
+	for _, r := range run {
+		m := r.Meta()
+		if m.Created.After(created) {
+			created = m.Created
+		}
+		if m.Created.Before(first.Created) {
+			first = m
+		}
+		level = max(level, m.Level+1)
+		traces += m.Traces
+	}
+	// The ID sorts with the oldest input; the newest input's creation time keeps retention
+	// from deleting the merged data sooner than it would have deleted any of it, and keeps the
+	// block in its inputs' window.
+	sw, err := block.NewStreamWriter(filepath.Join(s.opts.Dir, scratchDir), int(traces),
+		block.WriteOptions{ID: block.NewID(first.Created), Now: created, Level: level})
 	if err != nil {
 		return fmt.Errorf("store: compact: %w", err)
 	}
-	first, created := run[0].Meta(), run[0].Meta().Created
-	for _, r := range run[1:] {
-		if c := r.Meta().Created; c.After(created) {
-			created = c
-		}
+	spans, err := mergeStream(ctx, run, sw.Add)
+	if err != nil {
+		sw.Abort()
+		return fmt.Errorf("store: compact: %w", err)
 	}
-	// The ID sorts with the oldest input, so the block list stays in creation order after a
-	// restart too; the newest input's creation time keeps retention from deleting the merged
-	// data sooner than it would have deleted any of it.
-	meta, err := block.Write(ctx, s.objs, traces, block.WriteOptions{ID: block.NewID(first.Created), Now: created})
+	meta, err := sw.Finish(ctx, s.objs)
 	if err != nil {
 		return fmt.Errorf("store: compact: %w", err)
 	}
 	merged, err := s.openBlock(ctx, meta.ID)
 	if err != nil {
 		// Unopened, the block must not linger either: a restart would load it beside its inputs.
-		derr := block.Delete(ctx, s.objs, meta.ID)
+		derr := block.Delete(context.WithoutCancel(ctx), s.objs, meta.ID)
 		return errors.Join(fmt.Errorf("store: compact: open merged block %s: %w", meta.ID, err), derr)
 	}
-
 	inRun := make(map[*block.Reader]bool, len(run))
 	for _, r := range run {
 		inRun[r] = true
 	}
-	var keep []*block.Reader
-	placed := false
-	for _, r := range s.Blocks() {
-		switch {
-		case !inRun[r]:
-			keep = append(keep, r)
-		case !placed:
-			keep = append(keep, merged)
-			placed = true
+	swapped := false
+	left := s.modifyBlocks(func(cur []*block.Reader) []*block.Reader {
+		n := 0
+		for _, r := range cur {
+			if inRun[r] {
+				n++
+			}
 		}
+		if n != len(run) {
+			// Retention, the disk budget or quarantine took an input meanwhile: its data was
+			// meant to go, so the merged copy goes instead of coming back.
+			return cur
+		}
+		swapped = true
+		out := slices.DeleteFunc(slices.Clone(cur), func(r *block.Reader) bool { return inRun[r] })
+		out = append(out, merged)
+		slices.SortFunc(out, func(a, b *block.Reader) int { return cmp.Compare(a.Meta().ID, b.Meta().ID) })
+		return out
+	})
+	if !swapped {
+		merged.Release()
+		return block.Delete(context.WithoutCancel(ctx), s.objs, meta.ID)
 	}
 	var errs []error
-	for _, r := range s.setBlocks(keep) {
+	for _, r := range left {
 		id := r.Meta().ID
-		if err := block.Delete(ctx, s.objs, id); err != nil {
+		if err := block.Delete(context.WithoutCancel(ctx), s.objs, id); err != nil {
 			// The data is safe in the merged block; a leftover input only costs a duplicate
 			// that queries drop and a later compaction removes.
 			errs = append(errs, fmt.Errorf("store: compact: delete block %s: %w", id, err))
@@ -157,51 +266,93 @@ func (s *Store) compactRun(run []*block.Reader) error {
 	}
 	s.stats.compactions.Add(1)
 	s.stats.blocksCompacted.Add(int64(len(run)))
-	s.log.Info("compacted blocks", "into", meta.ID, "blocks", len(run), "traces", meta.Traces, "spans", spans,
-		"bytes", meta.Bytes, "took", time.Since(start).Round(time.Millisecond))
+	s.log.Info("compacted blocks", "into", meta.ID, "level", level, "blocks", len(run), "traces", meta.Traces,
+		"spans", spans, "bytes", meta.Bytes, "took", time.Since(start).Round(time.Millisecond))
 	return errors.Join(errs...)
 }
 
-// mergeTraces reads every trace of the run and joins the entries of one trace ID. A span
-// already present byte for byte is dropped: it is the same span stored twice, which only a
-// crash between a compaction's write and its deletes produces.
-func mergeTraces(ctx context.Context, run []*block.Reader) ([]block.Trace, int, error) {
-	var traces []block.Trace
-	byID := map[[16]byte]int{}
-	spans := 0
-	for _, r := range run {
-		err := r.ReadAll(ctx, func(t block.Trace) error {
-			i, seen := byID[t.ID]
-			if !seen {
-				byID[t.ID] = len(traces)
-				traces = append(traces, t)
-				spans += len(t.Spans)
-				return nil
+// scratchDir is where compaction stages a merged block's files, under the data directory so
+// that publishing to a local store renames them. Its leftovers are removed at open.
+const scratchDir = "compact-scratch"
+
+// mergeStream reads the run's traces in ID order, one batch per input at a time, and passes
+// each trace ID once to add, its entries from every input joined (mergeEntries).
+func mergeStream(ctx context.Context, run []*block.Reader, add func(block.Trace) error) (int, error) {
+	its := make([]*block.Iter, len(run))
+	heads := make([]block.Trace, len(run))
+	live := make([]bool, len(run))
+	next := func(i int) error {
+		heads[i], live[i] = its[i].Next(ctx)
+		if !live[i] {
+			if err := its[i].Err(); err != nil {
+				return fmt.Errorf("read block %s: %w", run[i].Meta().ID, err)
 			}
-			have := make(map[string]bool, len(traces[i].Spans))
-			for _, sp := range traces[i].Spans {
-				have[string(sp.Raw)] = true
-			}
-			m := &traces[i]
-			for _, sp := range t.Spans {
-				if !have[string(sp.Raw)] {
-					m.Spans = append(m.Spans, sp)
-					spans++
-				}
-			}
-			// The merged trace keeps the strictest sampling ratio and any truncation, as Write
-			// does for entries it merges; 0 stands for 1.
-			if t.SampleRatio > 0 && (m.SampleRatio == 0 || t.SampleRatio < m.SampleRatio) {
-				m.SampleRatio = t.SampleRatio
-			}
-			m.Truncated = m.Truncated || t.Truncated
-			// Parts may remain outside the run, so a split mark is kept.
-			m.Split = m.Split || t.Split
-			return nil
-		})
-		if err != nil {
-			return nil, 0, fmt.Errorf("read block %s: %w", r.Meta().ID, err)
+		}
+		return nil
+	}
+	for i, r := range run {
+		its[i] = r.Iter()
+		if err := next(i); err != nil {
+			return 0, err
 		}
 	}
-	return traces, spans, nil
+	spans := 0
+	var parts []block.Trace
+	for {
+		// Inputs are few (at most the fanout), so a linear scan for the least ID is as good
+		// as a heap and simpler.
+		lo := -1
+		for i := range heads {
+			if live[i] && (lo < 0 || bytes.Compare(heads[i].ID[:], heads[lo].ID[:]) < 0) {
+				lo = i
+			}
+		}
+		if lo < 0 {
+			return spans, nil
+		}
+		id := heads[lo].ID
+		parts = parts[:0]
+		for i := range heads {
+			if live[i] && heads[i].ID == id {
+				parts = append(parts, heads[i])
+				if err := next(i); err != nil {
+					return spans, err
+				}
+			}
+		}
+		t := mergeEntries(parts)
+		spans += len(t.Spans)
+		if err := add(t); err != nil {
+			return spans, err
+		}
+	}
+}
+
+// mergeEntries joins the parts of one trace. A span already present byte for byte is dropped:
+// it is the same span stored twice, which only a crash between a compaction's write and its
+// deletes produces. The merged trace keeps the strictest sampling ratio (0 stands for 1) and
+// any truncation or split mark.
+func mergeEntries(parts []block.Trace) block.Trace {
+	m := parts[0]
+	if len(parts) == 1 {
+		return m
+	}
+	have := make(map[string]bool, len(m.Spans))
+	for _, sp := range m.Spans {
+		have[string(sp.Raw)] = true
+	}
+	for _, t := range parts[1:] {
+		for _, sp := range t.Spans {
+			if !have[string(sp.Raw)] {
+				have[string(sp.Raw)] = true
+				m.Spans = append(m.Spans, sp)
+			}
+		}
+		if t.SampleRatio > 0 && (m.SampleRatio == 0 || t.SampleRatio < m.SampleRatio) {
+			m.SampleRatio = t.SampleRatio
+		}
+		m.Truncated = m.Truncated || t.Truncated
+		m.Split = m.Split || t.Split
+	}
+	return m
 }

@@ -79,14 +79,30 @@ func blockIDs(s *Store) []string {
 	return ids
 }
 
+// closeWindows moves the store's clock past the end of every block's compaction window.
+func closeWindows(s *Store) {
+	later := time.Now().Add(s.opts.CompactWindow + 2*compactWindowGrace)
+	s.now = func() time.Time { return later }
+}
+
 func TestCompaction(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, nil)
+	s := open(t, dir, func(o *Options) { o.CompactMinBlocks = 4 })
 	want := writeSmallBlocks(t, s)
 	old := blockIDs(s)
 	if len(old) != 6 {
 		t.Fatalf("%d blocks, want 6", len(old))
 	}
+	// In the open window, four blocks of level 0 make a tier: one merge, two blocks stay.
+	if err := s.compact(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(blockIDs(s)); n != 3 || s.Stats().Compactions != 1 {
+		t.Fatalf("%d blocks after the open window's merge, want 3; stats %+v", n, s.Stats())
+	}
+	assertWhole(t, s, want)
+	// Once the window closes, its blocks become one.
+	closeWindows(s)
 	if err := s.compact(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +110,7 @@ func TestCompaction(t *testing.T) {
 	if len(ids) != 1 {
 		t.Fatalf("%d blocks after compaction, want 1", len(ids))
 	}
-	if st := s.Stats(); st.Compactions != 1 || st.BlocksCompacted != 6 || st.LastCompactError != "" {
+	if st := s.Stats(); st.Compactions != 2 || st.BlocksCompacted != 7 || st.LastCompactError != "" {
 		t.Fatalf("stats %+v", st)
 	}
 	assertWhole(t, s, want)
@@ -113,8 +129,8 @@ func TestCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Nothing left to merge: one block is under the threshold.
-	if err := s.compact(); err != nil || s.Stats().Compactions != 1 {
+	// Nothing left to merge.
+	if err := s.compact(); err != nil || s.Stats().Compactions != 2 {
 		t.Fatalf("second compaction: %v, stats %+v", err, s.Stats())
 	}
 	s.Close()
@@ -135,8 +151,11 @@ func TestCompactionAfterCrash(t *testing.T) {
 	s := open(t, dir, func(o *Options) { o.CompactMinBlocks = -1 })
 	want := writeSmallBlocks(t, s)
 	blocks := s.Blocks()
-	traces, _, err := mergeTraces(context.Background(), blocks[:4])
-	if err != nil {
+	var traces []block.Trace
+	if _, err := mergeStream(context.Background(), blocks[:4], func(t block.Trace) error {
+		traces = append(traces, t)
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	first := blocks[0].Meta()
@@ -153,6 +172,7 @@ func TestCompactionAfterCrash(t *testing.T) {
 	if n := len(s.Blocks()); n != 7 {
 		t.Fatalf("%d blocks after the crash, want 7", n)
 	}
+	closeWindows(s)
 	if err := s.compact(); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +184,7 @@ func TestCompactionAfterCrash(t *testing.T) {
 
 // TestCompactionFromLoop checks the flush loop runs the compactor.
 func TestCompactionFromLoop(t *testing.T) {
-	s := open(t, t.TempDir(), func(o *Options) { o.FlushInterval = 10 * time.Millisecond })
+	s := open(t, t.TempDir(), func(o *Options) { o.FlushInterval, o.CompactMinBlocks = 10*time.Millisecond, 4 })
 	defer s.Close()
 	want := writeSmallBlocks(t, s)
 	deadline := time.Now().Add(10 * time.Second)
@@ -175,31 +195,4 @@ func TestCompactionFromLoop(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	assertWhole(t, s, want)
-}
-
-func TestPickRun(t *testing.T) {
-	s := open(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks = -1 })
-	defer s.Close()
-	writeSmallBlocks(t, s)
-	blocks := s.Blocks()
-	if len(blocks) != 6 {
-		t.Fatalf("%d blocks, want 6", len(blocks))
-	}
-	size := blocks[0].Meta().Bytes
-	if run := pickRun(blocks, 6, 1<<30); run != nil {
-		t.Fatalf("picked %d blocks with only 6 small", len(run))
-	}
-	if run := pickRun(blocks, 4, 1<<30); len(run) != 6 {
-		t.Fatalf("picked %d blocks, want 6", len(run))
-	}
-	// A target of about three blocks caps the run at the oldest ones that fit.
-	target := 3*size + size/2
-	run := pickRun(blocks, 1, target)
-	var total int64
-	for _, r := range run {
-		total += r.Meta().Bytes
-	}
-	if len(run) < 2 || len(run) > 4 || run[0] != blocks[0] || total > target {
-		t.Fatalf("picked %d blocks, %d bytes, target %d", len(run), total, target)
-	}
 }

@@ -45,11 +45,13 @@ type Options struct {
 	// block being written or compacted.
 	MaxDiskBytes int64
 
-	// Compaction merges the oldest blocks under CompactTargetBytes (Meta.Bytes) into one of up
-	// to that size once more than CompactMinBlocks of them exist (defaults 4 and 8 MiB).
-	// A negative CompactMinBlocks turns compaction off.
+	// Compaction (see compact.go) merges CompactMinBlocks blocks of one level within one
+	// CompactWindow of creation time, and merges a closed window's blocks up to
+	// CompactTargetBytes each (defaults 8, 4 GiB, 24h). A negative CompactMinBlocks turns
+	// compaction off.
 	CompactMinBlocks   int
 	CompactTargetBytes int64
+	CompactWindow      time.Duration
 
 	// Keep is the tail-sampling hook: it sees each complete trace and says whether it goes to a
 	// block, and with what sampling ratio (see block.Trace.SampleRatio). Nil keeps everything.
@@ -87,6 +89,9 @@ func (o *Options) defaults() {
 	if o.CompactTargetBytes <= 0 {
 		o.CompactTargetBytes = defaultCompactTargetBytes
 	}
+	if o.CompactWindow <= 0 {
+		o.CompactWindow = defaultCompactWindow
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -118,8 +123,13 @@ type Store struct {
 	damagedMu sync.Mutex
 	damaged   map[*block.Reader]error
 
-	// compactBackoff spaces compaction attempts after a failure, so a fault that persists
-	// costs a try per backoff period rather than one per tick.
+	// Compaction runs in its own goroutine (compactLoop); compactMu makes runs one at a time.
+	// compactBackoff spaces attempts after a failure, so a fault that persists costs a try per
+	// backoff period rather than one per tick.
+	compactMu      sync.Mutex
+	compactCtx     context.Context
+	compactCancel  context.CancelFunc
+	compactStopped chan struct{}
 	compactBackoff time.Duration
 	compactAfter   time.Time
 
@@ -238,7 +248,10 @@ func OpenWith(opts Options, objs objstore.Store) (*Store, error) {
 		s.closeBlocks()
 		return nil, err
 	}
+	s.compactCtx, s.compactCancel = context.WithCancel(context.Background())
+	s.compactStopped = make(chan struct{})
 	go s.loop()
+	go s.compactLoop()
 	return s, nil
 }
 
@@ -302,11 +315,14 @@ func (s *Store) AcquireBlocks() (blocks []*block.Reader, release func()) {
 	}
 }
 
-// setBlocks replaces the list and returns the readers that left it, whose list reference the
-// caller releases once it has dealt with their files.
-func (s *Store) setBlocks(blocks []*block.Reader) (left []*block.Reader) {
+// modifyBlocks replaces the list with what fn makes of it, atomically against every other
+// change (flush, compaction, retention, budget, quarantine), and returns the readers that left
+// it, whose list reference the caller releases once it has dealt with their files. fn must not
+// block: it runs under the list's lock.
+func (s *Store) modifyBlocks(fn func(cur []*block.Reader) []*block.Reader) (left []*block.Reader) {
 	s.blocksMu.Lock()
 	defer s.blocksMu.Unlock()
+	blocks := fn(slices.Clone(s.blocks))
 	for _, r := range s.blocks {
 		if !slices.Contains(blocks, r) {
 			left = append(left, r)
@@ -373,9 +389,6 @@ func (s *Store) loop() {
 			s.quarantineDamaged()
 			if err := s.flush(false); err != nil {
 				s.log.Error("flush failed; traces stay in the head and the WAL", "err", err)
-			}
-			if err := s.compact(); err != nil {
-				s.log.Error("compaction failed; blocks stay as they were", "err", err)
 			}
 		}
 	}
@@ -469,7 +482,7 @@ func (s *Store) writeBlock() error {
 		derr := block.Delete(ctx, s.objs, meta.ID)
 		return errors.Join(fmt.Errorf("store: open new block %s: %w", meta.ID, err), derr)
 	}
-	s.setBlocks(append(s.Blocks(), r))
+	s.modifyBlocks(func(cur []*block.Reader) []*block.Reader { return append(cur, r) })
 	// Only now, with the block readable, do the traces leave the head: a reader always finds
 	// them in one place or the other.
 	s.head.Release(s.pending)
@@ -512,21 +525,17 @@ func (s *Store) trimWAL() error {
 
 func (s *Store) applyRetention() error {
 	cutoff := s.now().Add(-s.opts.Retention)
-	var keep, expired []*block.Reader
-	for _, r := range s.Blocks() {
+	expired := s.modifyBlocks(func(cur []*block.Reader) []*block.Reader {
 		// A block goes when its newest span is past retention, but never sooner than retention
 		// after it was written: a sender replaying old data must still be able to read it back.
-		m := r.Meta()
-		if m.MaxEnd < cutoff.UnixNano() && m.Created.Before(cutoff) {
-			expired = append(expired, r)
-		} else {
-			keep = append(keep, r)
-		}
-	}
+		return slices.DeleteFunc(cur, func(r *block.Reader) bool {
+			m := r.Meta()
+			return m.MaxEnd < cutoff.UnixNano() && m.Created.Before(cutoff)
+		})
+	})
 	if len(expired) == 0 {
 		return nil
 	}
-	s.setBlocks(keep)
 	var errs []error
 	for _, r := range expired {
 		id := r.Meta().ID
@@ -554,6 +563,9 @@ func (s *Store) Close() error {
 	s.flushMu.Unlock()
 	close(s.stop)
 	<-s.stopped
+	// A merge in progress stops at its next batch; its scratch files go with it.
+	s.compactCancel()
+	<-s.compactStopped
 	ferr := s.flush(true)
 	werr := s.wal.Close()
 	if _, ok := s.head.MinSegment(); !ok && ferr == nil && werr == nil {
@@ -565,7 +577,7 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) closeBlocks() {
-	for _, r := range s.setBlocks(nil) {
+	for _, r := range s.modifyBlocks(func([]*block.Reader) []*block.Reader { return nil }) {
 		r.Release()
 	}
 }
