@@ -6,34 +6,41 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/ariadne-tracing/ariadne/internal/vfs"
 )
 
 // tempPrefix marks files still being written by Put; List hides them so that a crash mid-write
 // never exposes a partial object under its real name.
 const tempPrefix = ".tmp-"
 
-// Local is a Store on a local directory. Object names map to files, '/' to sub-folders.
+// Local is a Store on a local directory. Object names map to files, '/' to sub-folders. Every
+// write, fsync, rename and directory sync goes through a vfs.FS, so that tests can fail each
+// one (internal/faultfs).
 type Local struct {
 	dir string
+	fs  vfs.FS
 }
 
 var _ Store = (*Local)(nil)
 
 // NewLocal returns a Store rooted at dir, creating dir if needed.
-func NewLocal(dir string) (*Local, error) {
+func NewLocal(dir string) (*Local, error) { return NewLocalFS(dir, vfs.OS) }
+
+// NewLocalFS is NewLocal writing through fsys.
+func NewLocalFS(dir string, fsys vfs.FS) (*Local, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("objstore: resolve %q: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	if err := fsys.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("objstore: create %q: %w", abs, err)
 	}
-	return &Local{dir: abs}, nil
+	return &Local{dir: abs, fs: fsys}, nil
 }
 
 // Dir returns the root directory.
@@ -66,14 +73,14 @@ func (l *Local) Put(ctx context.Context, name string, r io.Reader) (err error) {
 		return err
 	}
 	dir := filepath.Dir(p)
-	var f *os.File
+	var f vfs.File
 	// A concurrent Delete may remove the folder between MkdirAll and CreateTemp; one retry
 	// covers that.
 	for try := 0; ; try++ {
-		if err = mkdirAllSync(l.dir, dir); err != nil {
+		if err = l.mkdirAllSync(dir); err != nil {
 			return fmt.Errorf("objstore: put %q: %w", name, err)
 		}
-		f, err = os.CreateTemp(dir, tempPrefix+"*")
+		f, err = l.fs.CreateTemp(dir, tempPrefix+"*")
 		if err == nil {
 			break
 		}
@@ -84,7 +91,7 @@ func (l *Local) Put(ctx context.Context, name string, r io.Reader) (err error) {
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(f.Name())
+			l.fs.Remove(f.Name())
 		}
 	}()
 	if _, err = io.Copy(f, ctxReader{ctx, r}); err != nil {
@@ -96,22 +103,17 @@ func (l *Local) Put(ctx context.Context, name string, r io.Reader) (err error) {
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("objstore: put %q: close: %w", name, err)
 	}
-	if err = os.Rename(f.Name(), p); err != nil {
+	if err = l.fs.Rename(f.Name(), p); err != nil {
 		return fmt.Errorf("objstore: put %q: rename: %w", name, err)
 	}
-	if err = syncDir(dir); err != nil {
+	if err = l.syncDir(dir); err != nil {
 		return fmt.Errorf("objstore: put %q: %w", name, err)
 	}
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+func (l *Local) syncDir(dir string) error {
+	if err := l.fs.SyncDir(dir); err != nil {
 		return fmt.Errorf("sync dir: %w", err)
 	}
 	return nil
@@ -130,7 +132,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-func (l *Local) open(ctx context.Context, name string) (*os.File, error) {
+func (l *Local) open(ctx context.Context, name string) (vfs.File, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -138,7 +140,7 @@ func (l *Local) open(ctx context.Context, name string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	f, err := l.fs.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("objstore: %q: %w", name, ErrNotFound)
 	}
@@ -227,12 +229,12 @@ func (l *Local) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := l.fs.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("objstore: delete %q: %w", name, err)
 	}
 	for dir := filepath.Dir(p); dir != l.dir && strings.HasPrefix(dir, l.dir); dir = filepath.Dir(dir) {
 		// Fails when the folder still has entries, which is the signal to stop.
-		if os.Remove(dir) != nil {
+		if l.fs.Remove(dir) != nil {
 			break
 		}
 	}

@@ -116,29 +116,29 @@ func (l *Local) Publish(ctx context.Context, prefix string, objects []Object) (e
 		}
 	}
 	parent := filepath.Dir(dir)
-	if err := mkdirAllSync(l.dir, parent); err != nil {
+	if err := l.mkdirAllSync(parent); err != nil {
 		return fmt.Errorf("objstore: publish %q: %w", prefix, err)
 	}
-	tmp, err := os.MkdirTemp(parent, tempPrefix+filepath.Base(dir)+"-")
+	tmp, err := l.fs.MkdirTemp(parent, tempPrefix+filepath.Base(dir)+"-")
 	if err != nil {
 		return fmt.Errorf("objstore: publish %q: %w", prefix, err)
 	}
 	defer func() {
 		if err != nil {
-			os.RemoveAll(tmp)
+			l.fs.RemoveAll(tmp)
 		}
 	}()
 	// The files are independent, so their writes and fsyncs overlap.
 	errs := make([]error, len(objects))
 	var wg sync.WaitGroup
 	for i, o := range objects {
-		wg.Go(func() { errs[i] = placeFile(filepath.Join(tmp, o.Name), o) })
+		wg.Go(func() { errs[i] = l.placeFile(filepath.Join(tmp, o.Name), o) })
 	}
 	wg.Wait()
 	if err = errors.Join(errs...); err != nil {
 		return fmt.Errorf("objstore: publish %q: %w", prefix, err)
 	}
-	if err = syncDir(tmp); err != nil {
+	if err = l.syncDir(tmp); err != nil {
 		return fmt.Errorf("objstore: publish %q: %w", prefix, err)
 	}
 	if err = ctx.Err(); err != nil {
@@ -146,13 +146,13 @@ func (l *Local) Publish(ctx context.Context, prefix string, objects []Object) (e
 	}
 	// rename(2) replaces an empty directory but refuses one with entries, which is the
 	// "already holds objects" case.
-	if err = os.Rename(tmp, dir); err != nil {
+	if err = l.fs.Rename(tmp, dir); err != nil {
 		return fmt.Errorf("objstore: publish %q: rename: %w", prefix, err)
 	}
-	if err = syncDir(parent); err != nil {
+	if err = l.syncDir(parent); err != nil {
 		// The folder is in place but its entry may not survive a crash. An error must mean
 		// nothing was published, so it goes again (a crash may still leave it: it is whole).
-		os.RemoveAll(dir)
+		l.fs.RemoveAll(dir)
 		return fmt.Errorf("objstore: publish %q: %w", prefix, err)
 	}
 	return nil
@@ -160,11 +160,11 @@ func (l *Local) Publish(ctx context.Context, prefix string, objects []Object) (e
 
 // placeFile puts o's content at name, durably: a file o names is renamed there (its writer
 // synced it) or, across file systems, copied; data is written and synced.
-func placeFile(name string, o Object) error {
+func (l *Local) placeFile(name string, o Object) error {
 	if o.Path == "" {
-		return writeFileSync(name, o.Data)
+		return l.writeFileSync(name, o.Data)
 	}
-	if err := os.Rename(o.Path, name); err == nil {
+	if err := l.fs.Rename(o.Path, name); err == nil {
 		return nil
 	}
 	src, err := os.Open(o.Path)
@@ -172,7 +172,7 @@ func placeFile(name string, o Object) error {
 		return fmt.Errorf("open %s: %w", o.Name, err)
 	}
 	defer src.Close()
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := l.fs.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
@@ -187,8 +187,8 @@ func placeFile(name string, o Object) error {
 	return f.Close()
 }
 
-func writeFileSync(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+func (l *Local) writeFileSync(name string, data []byte) error {
+	f, err := l.fs.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
@@ -208,10 +208,10 @@ func writeFileSync(name string, data []byte) error {
 
 // mkdirAllSync is os.MkdirAll that also makes each directory it creates durable, by syncing
 // the parent that holds its entry.
-func mkdirAllSync(root, dir string) error {
+func (l *Local) mkdirAllSync(dir string) error {
 	var missing []string
-	for d := dir; d != root && strings.HasPrefix(d, root); d = filepath.Dir(d) {
-		_, err := os.Stat(d)
+	for d := dir; d != l.dir && strings.HasPrefix(d, l.dir); d = filepath.Dir(d) {
+		_, err := l.fs.Stat(d)
 		if err == nil {
 			break
 		}
@@ -223,11 +223,11 @@ func mkdirAllSync(root, dir string) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := l.fs.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	for _, d := range missing {
-		if err := syncDir(filepath.Dir(d)); err != nil {
+		if err := l.syncDir(filepath.Dir(d)); err != nil {
 			return err
 		}
 	}
@@ -248,19 +248,19 @@ func (l *Local) Move(ctx context.Context, from, to string) error {
 	if err != nil {
 		return err
 	}
-	if err := mkdirAllSync(l.dir, filepath.Dir(dst)); err != nil {
+	if err := l.mkdirAllSync(filepath.Dir(dst)); err != nil {
 		return fmt.Errorf("objstore: move %q: %w", from, err)
 	}
-	if err := os.Rename(src, dst); err != nil {
+	if err := l.fs.Rename(src, dst); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("objstore: move %q: %w", from, ErrNotFound)
 		}
 		return fmt.Errorf("objstore: move %q: %w", from, err)
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := l.syncDir(filepath.Dir(dst)); err != nil {
 		return fmt.Errorf("objstore: move %q: %w", from, err)
 	}
-	if err := syncDir(filepath.Dir(src)); err != nil {
+	if err := l.syncDir(filepath.Dir(src)); err != nil {
 		return fmt.Errorf("objstore: move %q: %w", from, err)
 	}
 	return nil
@@ -287,7 +287,7 @@ func (l *Local) Sweep(ctx context.Context, prefix string) (int, error) {
 		if !strings.HasPrefix(d.Name(), tempPrefix) {
 			return nil
 		}
-		if err := os.RemoveAll(p); err != nil {
+		if err := l.fs.RemoveAll(p); err != nil {
 			return err
 		}
 		n++

@@ -94,8 +94,8 @@ type Option func(*options)
 
 type options struct{ fs vfs.FS }
 
-// WithFS makes the write-ahead log write through fsys instead of the real filesystem, so that a
-// test can fail its writes (internal/faultfs).
+// WithFS makes the write-ahead log and the block store write through fsys instead of the real
+// filesystem, so that a test can fail their writes (internal/faultfs).
 func WithFS(fsys vfs.FS) Option { return func(o *options) { o.fs = fsys } }
 
 // core is one tenant's data and everything that reads or derives from it: the store, the

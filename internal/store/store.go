@@ -23,6 +23,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/head"
 	"github.com/ariadne-tracing/ariadne/internal/objstore"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+	"github.com/ariadne-tracing/ariadne/internal/vfs"
 	"github.com/ariadne-tracing/ariadne/internal/wal"
 )
 
@@ -205,7 +206,12 @@ func Open(opts Options) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("store: no data directory")
 	}
-	objs, err := objstore.NewLocal(opts.Dir)
+	// Blocks write through the WAL's file system, so one fault injector covers both.
+	fsys := opts.WAL.FS
+	if fsys == nil {
+		fsys = vfs.OS
+	}
+	objs, err := objstore.NewLocalFS(opts.Dir, fsys)
 	if err != nil {
 		return nil, fmt.Errorf("store: open blocks: %w", err)
 	}
