@@ -35,6 +35,8 @@ type Head struct {
 	spans  atomic.Int64
 	traces atomic.Int64
 	now    func() time.Time
+
+	lastSweep atomic.Int64 // unix nanos of the last index sweep
 }
 
 type shard struct {
@@ -43,6 +45,7 @@ type shard struct {
 	flushing map[[16]byte][]*Trace
 	// unchecked are the live traces begun since the last CheckSplits.
 	unchecked [][16]byte
+	index     shardIndex
 }
 
 // Trace is one trace's spans as held by the head. Its fields are read-only for everyone but the
@@ -68,6 +71,8 @@ type Trace struct {
 	// until then a reader must look itself.
 	SplitChecked bool
 
+	sig Signature // span names and attribute values, for search (see index.go)
+
 	firstSeq    uint64 // oldest WAL segment holding one of its spans
 	firstAppend int64
 	lastAppend  int64
@@ -79,6 +84,7 @@ func New() *Head {
 	for i := range h.shards {
 		h.shards[i].live = map[[16]byte]*Trace{}
 		h.shards[i].flushing = map[[16]byte][]*Trace{}
+		h.shards[i].index.init()
 	}
 	h.groups.init()
 	return h
@@ -160,6 +166,7 @@ func (a *Appender) Commit() {
 	before := len(t.buf)
 	for i := range a.pending {
 		t.add(a.pending[i].g, &a.pending[i].s, a.seq, a.now)
+		sh.index.indexSpan(t, &a.pending[i].s, a.now)
 	}
 	// Measured under the lock: once it is released, another request may append to the same
 	// trace, and reading len(t.buf) then would count its bytes twice (once here, once there).
@@ -446,7 +453,18 @@ func (h *Head) Release(ts []*Trace) {
 		h.spans.Add(-int64(t.SpanCount))
 		h.traces.Add(-1)
 	}
-	h.groups.sweep(h.now().Add(-10 * time.Minute).UnixNano())
+	now := h.now()
+	h.groups.sweep(now.Add(-10 * time.Minute).UnixNano())
+	// Forgetting index values costs a pass over each shard's traces; every few seconds is
+	// plenty, since a stale value only makes a search look at the head when it need not.
+	if last := h.lastSweep.Load(); now.UnixNano()-last >= int64(10*time.Second) && h.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+		for i := range h.shards {
+			sh := &h.shards[i]
+			sh.mu.Lock()
+			sh.index.sweep(sh)
+			sh.mu.Unlock()
+		}
+	}
 }
 
 // MinSegment is the oldest WAL segment that still holds spans of a trace in the head, or ok=false

@@ -2,6 +2,7 @@ package search
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,9 @@ type Engine struct {
 	src    Source
 	groups groupCache
 	prune  pruneCache
+	// fullScan turns off every index and statistic, for tests that compare answers with them
+	// to answers without.
+	fullScan bool
 }
 
 // New returns an engine reading src.
@@ -145,6 +149,10 @@ type plan struct {
 	// condition tested on the attribute columns, and a least duration from the summary.
 	require     *block.AttrPredicate
 	minTraceDur int64
+	// minSpans is the fewest spans a matching trace has (from count() filters).
+	minSpans int
+	// skipHead leaves the head out: the caller has its answer from the head's index.
+	skipHead bool
 }
 
 func newPlan(q *traceql.Query, start, end time.Time) *plan {
@@ -174,6 +182,7 @@ func newPlan(q *traceql.Query, start, end time.Time) *plan {
 			}
 		}
 	}
+	p.minSpans = minSpansOf(q)
 	p.required = requiredConditions(q.Stages[0].(traceql.SpansetExpr))
 	for _, c := range p.required {
 		p.pushDown(c)
@@ -302,19 +311,37 @@ func sortNewest(ts []Trace) {
 // started before the returned time.
 func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trace), enough func() (int64, bool)) error {
 	resources := map[*otlpwire.Group]*resource{}
-	heads, headSplit := headTraces(e.src.Head(), p.minStart, p.maxStart)
 	blocks, release := e.src.AcquireBlocks()
 	defer release()
 	blocks = slices.Clone(blocks)
+	// The head's index rules traces out from their summaries; the rest are decoded newest first,
+	// so that a search with a limit stops after the few it needs.
+	h := e.src.Head()
+	hf := headFilter{}
+	switch {
+	case p.skipHead:
+		hf.none = true
+	case !e.fullScan:
+		hf = newHeadFilter(h, p)
+	}
+	cands, headSplit := headCandidates(h, hf, p.minStart, p.maxStart)
 	// Traces with parts in several places are judged whole, after the head and before the
 	// blocks; their parts are skipped wherever they are met.
 	split, whole, err := splitTraces(p, headSplit, blocks)
 	if err != nil {
 		return err
 	}
-	for _, parts := range heads {
-		if whole[parts[0].id] {
+	for cands.Len() > 0 {
+		if oldest, ok := enough(); ok && (*cands)[0].start < oldest {
+			break
+		}
+		c := heap.Pop(cands).(headCandidate)
+		if whole[c.id] {
 			continue
+		}
+		parts := headPartsOf(h.Get(c.id))
+		if len(parts) == 0 {
+			continue // released to a block since the summary was taken: the block has it
 		}
 		t, err := decodeHead(parts, resources)
 		if err != nil {
@@ -346,20 +373,25 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 		if err != nil {
 			return fmt.Errorf("search: %w", err)
 		}
-		ok, err := e.prune.mayMatch(b, res, p.required)
-		if block.SkipDamaged(ctx, err) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("search: %w", err)
-		}
-		if !ok {
-			m.SkippedBlocks++
-			continue
+		opts := block.ScanOptions{Columns: p.cols, MinStart: p.minStart, MaxStart: p.maxStart,
+			MinDuration: p.minTraceDur, Require: p.require}
+		if e.fullScan {
+			opts.MinDuration, opts.Require = 0, nil
+		} else {
+			ok, err := e.prune.mayMatch(b, res, p.required)
+			if block.SkipDamaged(ctx, err) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("search: %w", err)
+			}
+			if !ok {
+				m.SkippedBlocks++
+				continue
+			}
 		}
 		var last int64
-		err = b.Scan(ctx, block.ScanOptions{Columns: p.cols, MinStart: p.minStart, MaxStart: p.maxStart,
-			MinDuration: p.minTraceDur, Require: p.require}, func(sb *block.ScanBatch) bool {
+		err = b.Scan(ctx, opts, func(sb *block.ScanBatch) bool {
 			m.InspectedBytes += sb.Bytes - last
 			last = sb.Bytes
 			_, err := batchTraces(sb, res, func(t *trace) bool {

@@ -172,6 +172,21 @@ func headTraces(h *head.Head, minStart, maxStart int64) (out [][]*headPart, spli
 	return out, split
 }
 
+// headPartsOf copies what search needs from the head's parts of one trace (from Head.Get, whose
+// snapshots may be read without the lock).
+func headPartsOf(ts []*head.Trace) []*headPart {
+	out := make([]*headPart, 0, len(ts))
+	for _, t := range ts {
+		p := &headPart{id: t.ID, start: t.Start, end: t.End, rootName: t.RootName, rootService: t.RootService}
+		t.Spans(func(g *otlpwire.Group, raw []byte) {
+			p.groups = append(p.groups, g)
+			p.raws = append(p.raws, raw)
+		})
+		out = append(out, p)
+	}
+	return out
+}
+
 // decodeHead builds the engine's form of a head trace. Spans appearing twice (a retry) are
 // kept once, and spans are ordered by start time as blocks store them.
 func decodeHead(parts []*headPart, resources map[*otlpwire.Group]*resource) (*trace, error) {

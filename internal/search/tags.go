@@ -3,11 +3,14 @@ package search
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
+	"github.com/ariadne-tracing/ariadne/internal/head"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 	"github.com/ariadne-tracing/ariadne/internal/traceql"
 )
@@ -64,22 +67,50 @@ func (e *Engine) TagNames(ctx context.Context, req TagsRequest) (map[string][]st
 		}
 	}
 	if req.Query != nil {
-		if err := e.matchingSpans(ctx, req.Query, req.Start, req.End, true, func(_ *trace, s *span) { addSpan(s) }); err != nil {
+		if err := e.matchingSpans(ctx, req.Query, req.Start, req.End, true, false, func(_ *trace, s *span) { addSpan(s) }); err != nil {
 			return nil, err
 		}
 	} else {
 		// Blocks answer from dictionaries and groups; only the head needs decoding.
-		p := &plan{cols: block.ScanColumns{AllSpanAttrs: true, AllEventAttrs: true, AllLinkAttrs: true}}
+		// The head answers from its index, kept as spans arrive (see head/index.go); like a
+		// block's dictionaries, it is not bounded by the time range.
+		p := &plan{}
 		p.minStart, p.maxStart = bounds(req.Start, req.End)
-		heads, _ := headTraces(e.src.Head(), p.minStart, p.maxStart)
-		for _, parts := range heads {
-			t, err := decodeHead(parts, map[*otlpwire.Group]*resource{})
+		if e.fullScan {
+			heads, _ := headTraces(e.src.Head(), p.minStart, p.maxStart)
+			for _, parts := range heads {
+				t, err := decodeHead(parts, map[*otlpwire.Group]*resource{})
+				if err != nil {
+					return nil, fmt.Errorf("search: head: %w", err)
+				}
+				for i := range t.spans {
+					addSpan(&t.spans[i])
+				}
+			}
+		}
+		spanKeys, eventKeys, linkKeys := e.src.Head().AttributeKeys()
+		if e.fullScan {
+			spanKeys, eventKeys, linkKeys = nil, nil, nil
+		}
+		for scope, keys := range map[string][]string{ScopeSpan: spanKeys, ScopeEvent: eventKeys, ScopeLink: linkKeys} {
+			for _, k := range keys {
+				sets[scope][k] = true
+			}
+		}
+		var headErr error
+		e.src.Head().Groups(func(g *otlpwire.Group) {
+			if e.fullScan {
+				return
+			}
+			r, err := decodeResource(g.Resource, g.Scope)
 			if err != nil {
-				return nil, fmt.Errorf("search: head: %w", err)
+				headErr = err
+				return
 			}
-			for i := range t.spans {
-				addSpan(&t.spans[i])
-			}
+			addRes(r)
+		})
+		if headErr != nil {
+			return nil, fmt.Errorf("search: head: %w", headErr)
 		}
 		blocks, release := e.src.AcquireBlocks()
 		defer release()
@@ -146,8 +177,9 @@ func bounds(start, end time.Time) (int64, int64) {
 
 // matchingSpans calls fn for every span of the spansets q leaves, over head and blocks. allAttrs
 // reads every attribute, for tag discovery.
-func (e *Engine) matchingSpans(ctx context.Context, q *traceql.Query, start, end time.Time, allAttrs bool, fn func(*trace, *span)) error {
+func (e *Engine) matchingSpans(ctx context.Context, q *traceql.Query, start, end time.Time, allAttrs, skipHead bool, fn func(*trace, *span)) error {
 	p := newPlan(q, start, end)
+	p.skipHead = skipHead
 	if allAttrs {
 		p.cols.AllSpanAttrs, p.cols.AllEventAttrs, p.cols.AllLinkAttrs = true, true, true
 		p.cols.Events, p.cols.Links = true, true
@@ -205,6 +237,7 @@ func (e *Engine) TagValues(ctx context.Context, req TagValuesRequest) ([]Value, 
 	seen := map[string]bool{}
 	var out []Value
 	full := false
+	skipHead := false
 	add := func(v value) {
 		if v.k == kArray {
 			for _, el := range v.arr {
@@ -236,6 +269,15 @@ func (e *Engine) TagValues(ctx context.Context, req TagValuesRequest) ([]Value, 
 			}
 		}
 	case traceql.Attribute:
+		if f.Scope == traceql.ScopeSpan && req.Query == nil && !e.fullScan {
+			// The head's value lists, when complete, stand for decoding every head trace.
+			if kv := e.src.Head().SpanAttributeValues(f.Name); kv.Complete {
+				for _, vk := range kv.Values {
+					add(headValue(vk))
+				}
+				skipHead = true
+			}
+		}
 		if f.Scope == traceql.ScopeResource && req.Query == nil {
 			// Resources are few: the head's groups and each block's, all in memory.
 			err := e.resourceValues(ctx, f.Name, req.Start, req.End, func(v value) { add(v) })
@@ -251,7 +293,7 @@ func (e *Engine) TagValues(ctx context.Context, req TagValuesRequest) ([]Value, 
 		}
 	}
 	withField := &traceql.Query{Stages: append(slices.Clone(q.Stages), &traceql.Select{Fields: []traceql.FieldExpr{field}})}
-	err = e.matchingSpans(ctx, withField, req.Start, req.End, false, func(t *trace, s *span) {
+	err = e.matchingSpans(ctx, withField, req.Start, req.End, false, skipHead, func(t *trace, s *span) {
 		if !full {
 			add(evalField(field, t, s))
 		}
@@ -260,6 +302,25 @@ func (e *Engine) TagValues(ctx context.Context, req TagValuesRequest) ([]Value, 
 		return nil, err
 	}
 	return sortValues(out), nil
+}
+
+// headValue is the value a head value key (see head.IntKey) stands for.
+func headValue(vk string) value {
+	if len(vk) == 0 {
+		return value{}
+	}
+	b := []byte(vk[1:])
+	switch vk[0] {
+	case head.ValueString:
+		return value{k: kString, s: vk[1:]}
+	case head.ValueInt:
+		return value{k: kInt, i: int64(binary.LittleEndian.Uint64(b))}
+	case head.ValueDouble:
+		return value{k: kFloat, f: math.Float64frombits(binary.LittleEndian.Uint64(b))}
+	case head.ValueBool:
+		return value{k: kBool, b: b[0] != 0}
+	}
+	return value{}
 }
 
 func addOne(seen map[string]bool, out *[]Value, v value) {

@@ -1,0 +1,156 @@
+package search
+
+import (
+	"cmp"
+	"container/heap"
+	"math"
+
+	"github.com/ariadne-tracing/ariadne/internal/head"
+	"github.com/ariadne-tracing/ariadne/internal/traceql"
+)
+
+// headFilter is what a plan asks of a head trace's summary before the trace is decoded: the
+// head's index (see head/index.go) answers it from a few words per trace.
+type headFilter struct {
+	// none: the head's value lists show that no trace of it can match.
+	none bool
+	sig  head.Signature
+	// minSpans and minDur come from count() > n and duration conditions: a trace with fewer
+	// spans, or shorter, cannot match.
+	minSpans int
+	minDur   int64
+}
+
+func newHeadFilter(h *head.Head, p *plan) headFilter {
+	f := headFilter{minSpans: p.minSpans, minDur: p.minTraceDur}
+	for _, c := range p.required {
+		if c.Op != traceql.OpEq {
+			continue
+		}
+		switch fld := c.Field.(type) {
+		case traceql.Intrinsic:
+			if fld == traceql.IntrinsicName && c.Value.Type == traceql.TypeString {
+				f.sig.AddName(c.Value.Str)
+			}
+		case traceql.Attribute:
+			if fld.Scope != traceql.ScopeSpan {
+				continue
+			}
+			// keys are the value keys an equal attribute could have in the head's value lists;
+			// nil when equality is too loose to list them (floats past 2^53).
+			var keys []string
+			switch v := c.Value; v.Type {
+			case traceql.TypeString:
+				f.sig.AddString(fld.Name, v.Str)
+				keys = []string{head.StringKey(v.Str)}
+			case traceql.TypeInt:
+				f.sig.AddNumber(fld.Name, float64(v.Int))
+				keys = []string{head.IntKey(v.Int), head.DoubleKey(float64(v.Int)), head.DoubleKey(-float64(v.Int))}
+			case traceql.TypeFloat:
+				f.sig.AddNumber(fld.Name, v.Float)
+				keys = []string{head.DoubleKey(v.Float), head.DoubleKey(-v.Float)} // -v: only to catch -0
+				if math.Abs(v.Float) >= 1<<53 {
+					keys = nil
+				} else if v.Float == math.Trunc(v.Float) {
+					keys = append(keys, head.IntKey(int64(v.Float)))
+				}
+			case traceql.TypeBool:
+				f.sig.AddBool(fld.Name, v.Bool)
+				keys = []string{head.BoolKey(v.Bool)}
+			default:
+				continue
+			}
+			if keys == nil {
+				continue
+			}
+			if !h.HasSpanAttributeValue(fld.Name, keys...) {
+				f.none = true
+			}
+		}
+	}
+	return f
+}
+
+func (f *headFilter) mayMatch(s *head.Summary) bool {
+	return s.SpanCount >= f.minSpans && int64(s.End-s.Start) >= f.minDur && s.Signature.Has(f.sig)
+}
+
+// minSpansOf is the fewest spans a trace needs to pass the query's count() filters: a spanset
+// never has more spans than its trace.
+func minSpansOf(q *traceql.Query) int {
+	n := 0
+	for _, st := range q.Stages {
+		sf, ok := st.(*traceql.ScalarFilter)
+		if !ok || sf.Agg.Func != traceql.AggCount {
+			continue
+		}
+		var v float64
+		switch sf.Value.Type {
+		case traceql.TypeInt:
+			v = float64(sf.Value.Int)
+		case traceql.TypeFloat:
+			v = sf.Value.Float
+		default:
+			continue
+		}
+		switch sf.Op {
+		case traceql.OpGt:
+			n = max(n, int(math.Floor(v))+1)
+		case traceql.OpGte, traceql.OpEq:
+			n = max(n, int(math.Ceil(v)))
+		}
+	}
+	return n
+}
+
+// headCandidate is a head trace that passed its filter, to be decoded newest first.
+type headCandidate struct {
+	id    [16]byte
+	start int64
+}
+
+// newestFirst is a max-heap of candidates by start: heapifying all and popping the few a limit
+// needs is linear, where sorting every head trace is not.
+type newestFirst []headCandidate
+
+func (h newestFirst) Len() int { return len(h) }
+func (h newestFirst) Less(i, j int) bool {
+	return cmp.Or(cmp.Compare(h[j].start, h[i].start), compareID(h[i].id, h[j].id)) < 0
+}
+func (h newestFirst) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *newestFirst) Push(x any)   { *h = append(*h, x.(headCandidate)) }
+func (h *newestFirst) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func compareID(a, b [16]byte) int {
+	for i := range a {
+		if c := cmp.Compare(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// headCandidates returns the head traces in the window that the filter lets through, as a heap
+// to pop newest first, and, whatever the filter and window, the traces that have or may have
+// parts in blocks, for judgeSplit (without their spans, which it reads itself).
+func headCandidates(h *head.Head, f headFilter, minStart, maxStart int64) (*newestFirst, []*headPart) {
+	out := newestFirst{}
+	var split []*headPart
+	h.EachSummary(func(s *head.Summary) {
+		start := int64(s.Start)
+		if s.Split || s.Unchecked {
+			split = append(split, &headPart{id: s.ID, start: s.Start, end: s.End, split: s.Split, unchecked: s.Unchecked})
+		}
+		if f.none || (minStart != 0 && start < minStart) || (maxStart != 0 && start > maxStart) || !f.mayMatch(s) {
+			return
+		}
+		out = append(out, headCandidate{s.ID, start})
+	})
+	heap.Init(&out)
+	return &out, split
+}

@@ -1,0 +1,236 @@
+package search
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ariadne-tracing/ariadne/internal/block"
+	"github.com/ariadne-tracing/ariadne/internal/head"
+	"github.com/ariadne-tracing/ariadne/internal/objstore"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+	"github.com/ariadne-tracing/ariadne/internal/traceql"
+)
+
+// indexBase is the data set's time origin: now, so that the head's and blocks' traces are in
+// the searches' windows.
+var indexBase = uint64(time.Now().Add(-10 * time.Minute).UnixNano())
+
+// indexTraces makes n traces of mixed shapes: 1 to 14 spans, a few names, attributes of every
+// scalar type and arrays, spread over ten minutes.
+func indexTraces(r *rand.Rand, n int) []*tracepb.ResourceSpans {
+	names := []string{"GET /api/tasks", "render", "load_user", "query", "cache.get"}
+	var out []*tracepb.ResourceSpans
+	for ti := range n {
+		tid := make([]byte, 16)
+		for i := range tid {
+			tid[i] = byte(r.Uint32())
+		}
+		start := indexBase + uint64(ti)*uint64(600e9)/uint64(n) + r.Uint64N(1e9)
+		var spans []*tracepb.Span
+		var rootID []byte
+		for si := range 1 + r.IntN(14) {
+			sid := make([]byte, 8)
+			for i := range sid {
+				sid[i] = byte(r.Uint32())
+			}
+			s := &tracepb.Span{TraceId: tid, SpanId: sid, Name: names[r.IntN(len(names))],
+				StartTimeUnixNano: start + uint64(si)*1e6, EndTimeUnixNano: start + uint64(si)*1e6 + r.Uint64N(50e6)}
+			if si == 0 {
+				rootID = sid
+			} else {
+				s.ParentSpanId = rootID
+			}
+			s.Attributes = append(s.Attributes, &commonpb.KeyValue{Key: "task.count", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: int64(r.IntN(20))}}})
+			if r.IntN(3) == 0 {
+				s.Attributes = append(s.Attributes, strKV("http.method", []string{"GET", "PUT", "DELETE"}[r.IntN(3)]))
+			}
+			if r.IntN(4) == 0 {
+				s.Attributes = append(s.Attributes, &commonpb.KeyValue{Key: "ratio", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: float64(r.IntN(4)) / 2}}})
+			}
+			if r.IntN(5) == 0 {
+				s.Attributes = append(s.Attributes, &commonpb.KeyValue{Key: "cached", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: r.IntN(2) == 0}}})
+			}
+			if r.IntN(6) == 0 {
+				s.Attributes = append(s.Attributes, &commonpb.KeyValue{Key: "tags", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{
+					Values: []*commonpb.AnyValue{{Value: &commonpb.AnyValue_StringValue{StringValue: []string{"red", "blue"}[r.IntN(2)]}}, {Value: &commonpb.AnyValue_IntValue{IntValue: int64(r.IntN(3))}}}}}}})
+			}
+			if r.IntN(10) == 0 {
+				s.Events = append(s.Events, &tracepb.Span_Event{Name: "exception", TimeUnixNano: s.StartTimeUnixNano + 1,
+					Attributes: []*commonpb.KeyValue{strKV("exception.type", "ValueError")}})
+			}
+			spans = append(spans, s)
+		}
+		svc := []string{"api", "worker"}[r.IntN(2)]
+		out = append(out, &tracepb.ResourceSpans{
+			Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{strKV("service.name", svc)}},
+			ScopeSpans: []*tracepb.ScopeSpans{{Scope: &commonpb.InstrumentationScope{Name: "test"}, Spans: spans}},
+		})
+	}
+	return out
+}
+
+// appendHead sends resource spans through the wire scanner into the head, as ingest does.
+func appendHead(t *testing.T, h *head.Head, rss []*tracepb.ResourceSpans) {
+	t.Helper()
+	b, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := h.Appender(1)
+	if err := otlpwire.ScanRequest(b, func(g *otlpwire.Group, s *otlpwire.Span) error {
+		a.Append(g, s)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a.Commit()
+}
+
+// writeBlock stores resource spans as one block, as the flush loop would.
+func writeBlock(t *testing.T, store objstore.Store, rss []*tracepb.ResourceSpans) *block.Reader {
+	t.Helper()
+	h := head.New()
+	appendHead(t, h, rss)
+	var traces []block.Trace
+	for _, ht := range h.Cut(head.CutPolicy{All: true}) {
+		bt := block.Trace{ID: ht.ID}
+		ht.Spans(func(g *otlpwire.Group, raw []byte) { bt.Spans = append(bt.Spans, block.Span{Group: g, Raw: raw}) })
+		traces = append(traces, bt)
+	}
+	meta, err := block.Write(context.Background(), store, traces, block.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := block.Open(context.Background(), store, meta.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rd.Close() })
+	return rd
+}
+
+// indexQueries are the queries whose answers must not change with the indexes: conditions the
+// indexes prune on (names, every value type, arrays, count()), ones they cannot, and no-matches.
+var indexQueries = []string{
+	`{ }`,
+	`{ resource.service.name = "api" }`,
+	`{ span.task.count = 7 && name = "render" }`,
+	`{ span.task.count = 7.0 }`,
+	`{ span.task.count = 4242 }`,
+	`{ span.task.count > 15 }`,
+	`{ span.http.method = "DELETE" }`,
+	`{ span.http.method = "PATCH" }`,
+	`{ span.ratio = 0.5 }`,
+	`{ span.ratio = 1 }`,
+	`{ span.cached = true }`,
+	`{ span.tags = "blue" }`,
+	`{ span.tags = 2 }`,
+	`{ name = "nope" }`,
+	`{ .http.method = "GET" }`,
+	`{ name = "GET /api/tasks" } >> { name = "render" && span.task.count = 7 }`,
+	`{ name = "render" } && { span.http.method = "PUT" }`,
+	`{ name = "render" } || { span.task.count = 4242 }`,
+	`{ } | count() > 11`,
+	`{ } | count() >= 14`,
+	`{ name = "render" } | count() > 2`,
+	`{ duration > 45ms }`,
+	`{ event:name = "exception" }`,
+}
+
+func searchIDs(t *testing.T, e *Engine, q string, limit int) []string {
+	t.Helper()
+	pq, err := traceql.Parse(q)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	res, err := e.Search(context.Background(), Request{Query: pq, Limit: limit})
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	var ids []string
+	for _, tr := range res.Traces {
+		ids = append(ids, fmt.Sprintf("%x/%d", tr.ID, len(tr.SpanSets)))
+	}
+	return ids
+}
+
+// TestIndexesGiveFullScanAnswers runs every query with the head's and the blocks' indexes and
+// statistics and again reading everything, over the head alone, blocks alone and both.
+func TestIndexesGiveFullScanAnswers(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	store, err := objstore.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := indexTraces(r, 600)
+	h := head.New()
+	appendHead(t, h, all[400:])
+	blocks := []*block.Reader{writeBlock(t, store, all[:200]), writeBlock(t, store, all[200:400])}
+	for _, src := range []struct {
+		name string
+		src  *benchSource
+	}{
+		{"head", &benchSource{h: h}},
+		{"blocks", &benchSource{h: head.New(), blocks: blocks}},
+		{"both", &benchSource{h: h, blocks: blocks}},
+	} {
+		indexed, full := New(src.src), New(src.src)
+		full.fullScan = true
+		for _, q := range indexQueries {
+			for _, limit := range []int{20, 1000} {
+				want := searchIDs(t, full, q, limit)
+				got := searchIDs(t, indexed, q, limit)
+				if !slices.Equal(got, want) {
+					t.Errorf("%s: %s limit %d: %d traces with indexes, %d reading everything\ngot  %v\nwant %v", src.name, q, limit, len(got), len(want), got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestHeadIndexGivesScannedTags compares tag names and values from the head's index with those
+// found by decoding every head trace.
+func TestHeadIndexGivesScannedTags(t *testing.T) {
+	h := head.New()
+	appendHead(t, h, indexTraces(rand.New(rand.NewPCG(3, 4)), 300))
+	indexed, full := New(&benchSource{h: h}), New(&benchSource{h: h})
+	full.fullScan = true
+	ctx := context.Background()
+	want, err := full.TagNames(ctx, TagsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := indexed.TagNames(ctx, TagsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("tag names\ngot  %v\nwant %v", got, want)
+	}
+	if len(want[ScopeSpan]) < 5 || len(want[ScopeEvent]) != 1 || len(want[ScopeResource]) != 1 {
+		t.Fatalf("the data set lacks tags: %v", want)
+	}
+	for _, tag := range []string{"span.task.count", "span.http.method", "span.ratio", "span.cached", "span.tags", "span.nope"} {
+		want, err := full.TagValues(ctx, TagValuesRequest{Tag: tag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := indexed.TagValues(ctx, TagValuesRequest{Tag: tag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s values\ngot  %v\nwant %v", tag, got, want)
+		}
+	}
+}
