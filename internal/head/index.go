@@ -132,11 +132,11 @@ func BoolKey(v bool) string { return string([]byte{ValueBool, boolBytes(v)[0]}) 
 type shardIndex struct {
 	keys map[string]*keyValues
 	// names are the span names seen, with when they were last seen.
-	names     map[string]int64
+	names map[string]int64
 	// eventKeys and linkKeys are event and link attribute keys, for tag names only.
 	eventKeys, linkKeys map[string]int64
-	namesFull int64 // as keyValues.full
-	tmp       []byte
+	namesFull           int64 // as keyValues.full
+	tmp                 []byte
 }
 
 type keyValues struct {
