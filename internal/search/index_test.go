@@ -172,10 +172,10 @@ func TestIndexesGiveFullScanAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := indexTraces(r, 600)
+	all := indexTraces(r, 300)
 	h := head.New()
-	appendHead(t, h, all[400:])
-	blocks := []*block.Reader{writeBlock(t, store, all[:200]), writeBlock(t, store, all[200:400])}
+	appendHead(t, h, all[200:])
+	blocks := []*block.Reader{writeBlock(t, store, all[:100]), writeBlock(t, store, all[100:200])}
 	for _, src := range []struct {
 		name string
 		src  *benchSource
