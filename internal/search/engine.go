@@ -378,7 +378,7 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 		if e.fullScan {
 			opts.MinDuration, opts.Require = 0, nil
 		} else {
-			ok, err := e.prune.mayMatch(b, res, p.required)
+			ok, err := e.prune.mayMatch(ctx, b, res, p.required)
 			if block.SkipDamaged(ctx, err) {
 				continue
 			}

@@ -36,30 +36,19 @@ func newHeadFilter(h *head.Head, p *plan) headFilter {
 			if fld.Scope != traceql.ScopeSpan {
 				continue
 			}
-			// keys are the value keys an equal attribute could have in the head's value lists;
-			// nil when equality is too loose to list them (floats past 2^53).
-			var keys []string
 			switch v := c.Value; v.Type {
 			case traceql.TypeString:
 				f.sig.AddString(fld.Name, v.Str)
-				keys = []string{head.StringKey(v.Str)}
 			case traceql.TypeInt:
 				f.sig.AddNumber(fld.Name, float64(v.Int))
-				keys = []string{head.IntKey(v.Int), head.DoubleKey(float64(v.Int)), head.DoubleKey(-float64(v.Int))}
 			case traceql.TypeFloat:
 				f.sig.AddNumber(fld.Name, v.Float)
-				keys = []string{head.DoubleKey(v.Float), head.DoubleKey(-v.Float)} // -v: only to catch -0
-				if math.Abs(v.Float) >= 1<<53 {
-					keys = nil
-				} else if v.Float == math.Trunc(v.Float) {
-					keys = append(keys, head.IntKey(int64(v.Float)))
-				}
 			case traceql.TypeBool:
 				f.sig.AddBool(fld.Name, v.Bool)
-				keys = []string{head.BoolKey(v.Bool)}
 			default:
 				continue
 			}
+			keys := eqValueKeys(c.Value)
 			if keys == nil {
 				continue
 			}

@@ -198,12 +198,18 @@ func TestIndexesGiveFullScanAnswers(t *testing.T) {
 	}
 }
 
-// TestHeadIndexGivesScannedTags compares tag names and values from the head's index with those
-// found by decoding every head trace.
+// TestHeadIndexGivesScannedTags compares tag names and values from the head's index and the
+// blocks' value lists with those found by decoding every trace.
 func TestHeadIndexGivesScannedTags(t *testing.T) {
+	all := indexTraces(rand.New(rand.NewPCG(3, 4)), 300)
 	h := head.New()
-	appendHead(t, h, indexTraces(rand.New(rand.NewPCG(3, 4)), 300))
-	indexed, full := New(&benchSource{h: h}), New(&benchSource{h: h})
+	appendHead(t, h, all[100:])
+	store, err := objstore.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &benchSource{h: h, blocks: []*block.Reader{writeBlock(t, store, all[:100])}}
+	indexed, full := New(src), New(src)
 	full.fullScan = true
 	ctx := context.Background()
 	want, err := full.TagNames(ctx, TagsRequest{})

@@ -1,18 +1,22 @@
 package search
 
 import (
+	"context"
+	"math"
 	"slices"
 	"sync"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
+	"github.com/ariadne-tracing/ariadne/internal/head"
 	"github.com/ariadne-tracing/ariadne/internal/traceql"
 )
 
 // pruneCache remembers the distinct values of a block's dictionary columns, read from their
 // dictionary pages once per block: the statistics that rule a block out without reading spans.
 type pruneCache struct {
-	mu sync.Mutex
-	m  map[*block.Reader]map[block.DictColumn]distinct
+	mu   sync.Mutex
+	m    map[*block.Reader]map[block.DictColumn]distinct
+	vals map[*block.Reader]blockValues
 }
 
 type distinct struct {
@@ -49,6 +53,11 @@ func (c *pruneCache) forget(live []*block.Reader) {
 			delete(c.m, r)
 		}
 	}
+	for r := range c.vals {
+		if !slices.Contains(live, r) {
+			delete(c.vals, r)
+		}
+	}
 }
 
 // has reports whether a block may hold s in col: false only when the column's dictionaries are
@@ -63,9 +72,9 @@ func (c *pruneCache) has(r *block.Reader, col block.DictColumn, s string) (bool,
 }
 
 // mayMatch reports whether a block may hold a trace satisfying every required condition.
-func (c *pruneCache) mayMatch(r *block.Reader, res []*resource, required []traceql.Condition) (bool, error) {
+func (c *pruneCache) mayMatch(ctx context.Context, r *block.Reader, res []*resource, required []traceql.Condition) (bool, error) {
 	for _, cond := range required {
-		ok, err := c.mayHold(r, res, cond)
+		ok, err := c.mayHold(ctx, r, res, cond)
 		if err != nil || !ok {
 			return ok, err
 		}
@@ -73,7 +82,7 @@ func (c *pruneCache) mayMatch(r *block.Reader, res []*resource, required []trace
 	return true, nil
 }
 
-func (c *pruneCache) mayHold(r *block.Reader, res []*resource, cond traceql.Condition) (bool, error) {
+func (c *pruneCache) mayHold(ctx context.Context, r *block.Reader, res []*resource, cond traceql.Condition) (bool, error) {
 	if cond.Value.Type == traceql.TypeNil && cond.Op == traceql.OpEq {
 		return true, nil // "= nil" holds where the key is absent, which no statistic rules out
 	}
@@ -105,8 +114,22 @@ func (c *pruneCache) mayHold(r *block.Reader, res []*resource, cond traceql.Cond
 		}
 		inSpans := func() (bool, error) {
 			ok, err := c.has(r, block.DictSpanAttrKey, f.Name)
-			if err != nil || !ok || !eqString {
+			if err != nil || !ok {
 				return ok, err
+			}
+			if cond.Op == traceql.OpEq {
+				if keys := eqValueKeys(cond.Value); keys != nil {
+					bv, err := c.values(ctx, r)
+					if err != nil {
+						return true, err
+					}
+					if kv := bv[f.Name]; kv != nil && kv.complete {
+						return slices.ContainsFunc(keys, func(k string) bool { return kv.vals[k] }), nil
+					}
+				}
+			}
+			if !eqString {
+				return true, nil
 			}
 			// A string value inside an array is stored raw, not in the str column.
 			if d, err := c.distinct(r, block.DictSpanAttrStr); err != nil || !d.complete {
@@ -134,4 +157,106 @@ func (c *pruneCache) mayHold(r *block.Reader, res []*resource, cond traceql.Cond
 		}
 	}
 	return true, nil
+}
+
+// blockValues is a block's distinct span attribute values per key, keyed as the head keys them
+// (head.IntKey and friends), built from one pass over the attribute columns the first time a
+// search or tag lookup needs it; blocks are immutable, so it stays good while the reader lives.
+type blockValues map[string]*keyValueSet
+
+type keyValueSet struct {
+	vals     map[string]bool
+	complete bool // false past maxBlockValues
+}
+
+// maxBlockValues caps the values kept per key and block, as the head caps its own.
+const maxBlockValues = 1000
+
+func (c *pruneCache) values(ctx context.Context, r *block.Reader) (blockValues, error) {
+	c.mu.Lock()
+	bv, ok := c.vals[r]
+	c.mu.Unlock()
+	if ok {
+		return bv, nil
+	}
+	bv = blockValues{}
+	err := r.Scan(ctx, block.ScanOptions{Columns: block.ScanColumns{AllSpanAttrs: true}}, func(b *block.ScanBatch) bool {
+		a := &b.Attrs
+		for i := range a.Owner {
+			kv := bv[a.Key[i]]
+			if kv == nil {
+				kv = &keyValueSet{vals: map[string]bool{}, complete: true}
+				bv[a.Key[i]] = kv
+			}
+			if !kv.complete {
+				continue
+			}
+			for _, vk := range valueKeys(rowValue(a.Type[i], a.Str[i], a.Int[i], a.Double[i], a.Bool[i], a.Raw[i])) {
+				if len(kv.vals) >= maxBlockValues {
+					kv.complete = false
+					kv.vals = nil
+					break
+				}
+				kv.vals[vk] = true
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.vals == nil {
+		c.vals = map[*block.Reader]blockValues{}
+	}
+	c.vals[r] = bv
+	c.mu.Unlock()
+	return bv, nil
+}
+
+// valueKeys are the head value keys of v: one for a scalar, one per scalar element of an array.
+func valueKeys(v value) []string {
+	switch v.k {
+	case kString:
+		return []string{head.StringKey(v.s)}
+	case kInt:
+		return []string{head.IntKey(v.i)}
+	case kFloat:
+		return []string{head.DoubleKey(v.f)}
+	case kBool:
+		return []string{head.BoolKey(v.b)}
+	case kArray:
+		var out []string
+		for _, e := range v.arr {
+			if e.k != kArray {
+				out = append(out, valueKeys(e)...)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// eqValueKeys are the value keys an attribute equal to v may have: an int literal equals a
+// double of the same value and the reverse; -0 equals 0. nil when equality is too loose to list
+// them (floats past 2^53, where many ints share one double) or v is not a scalar literal.
+func eqValueKeys(v traceql.Static) []string {
+	switch v.Type {
+	case traceql.TypeString:
+		return []string{head.StringKey(v.Str)}
+	case traceql.TypeInt:
+		return []string{head.IntKey(v.Int), head.DoubleKey(float64(v.Int)), head.DoubleKey(-float64(v.Int))}
+	case traceql.TypeFloat:
+		if math.IsNaN(v.Float) || math.Abs(v.Float) >= 1<<53 {
+			return nil
+		}
+		keys := []string{head.DoubleKey(v.Float), head.DoubleKey(-v.Float)} // -v: only to catch -0
+		if v.Float == math.Trunc(v.Float) {
+			keys = append(keys, head.IntKey(int64(v.Float)))
+		}
+		return keys
+	case traceql.TypeBool:
+		return []string{head.BoolKey(v.Bool)}
+	}
+	return nil
 }

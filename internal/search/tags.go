@@ -276,6 +276,15 @@ func (e *Engine) TagValues(ctx context.Context, req TagValuesRequest) ([]Value, 
 					add(headValue(vk))
 				}
 				skipHead = true
+				// And each block's value lists, built once per block; like tag names, a block is
+				// taken whole when its time range meets the request's.
+				done, err := e.blockValues(ctx, f.Name, req.Start, req.End, func(vk string) { add(headValue(vk)) })
+				if err != nil {
+					return nil, err
+				}
+				if done {
+					return sortValues(out), nil
+				}
 			}
 		}
 		if f.Scope == traceql.ScopeResource && req.Query == nil {
@@ -391,4 +400,34 @@ func (e *Engine) resourceValues(ctx context.Context, key string, start, end time
 		}
 	}
 	return nil
+}
+
+// blockValues calls fn with the values of span attribute key in every block whose range meets
+// [start, end], from the blocks' value lists; false when some block's list is incomplete and the
+// caller must read the blocks instead (fn may have been called).
+func (e *Engine) blockValues(ctx context.Context, key string, start, end time.Time, fn func(string)) (bool, error) {
+	minStart, maxStart := bounds(start, end)
+	blocks, release := e.src.AcquireBlocks()
+	defer release()
+	for _, b := range blocks {
+		meta := b.Meta()
+		if (minStart != 0 && meta.MaxEnd < minStart) || (maxStart != 0 && meta.MinStart > maxStart) || meta.Traces == 0 {
+			continue
+		}
+		bv, err := e.prune.values(ctx, b)
+		if err != nil {
+			return false, fmt.Errorf("search: %w", err)
+		}
+		kv := bv[key]
+		if kv == nil {
+			continue
+		}
+		if !kv.complete {
+			return false, nil
+		}
+		for vk := range kv.vals {
+			fn(vk)
+		}
+	}
+	return true, nil
 }
