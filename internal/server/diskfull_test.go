@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/ariadne-tracing/ariadne/internal/api"
@@ -305,5 +306,85 @@ func TestOneTraceHammeredFromManySenders(t *testing.T) {
 	_, b := httpGet(t, fmt.Sprintf("http://%s/api/v2/traces/%x", s.HTTPAddr, bytes.Repeat([]byte{0x77}, 16)), "")
 	if n := strings.Count(string(b), `"spanId"`); n != 400 {
 		t.Fatalf("the trace holds %d spans, want 400", n)
+	}
+}
+
+// Bytes flipped in the middle of a WAL segment on disk: a server started on it loses exactly the
+// damaged record's trace, says so in its metrics, keeps a copy of the segment in quarantine, and
+// serves every other acknowledged trace (before, replay stopped at the damage and truncated every
+// later record away).
+func TestMidSegmentWALDamageLosesOnlyThatRecord(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	cfg.Storage.TraceIdle = config.Duration(time.Hour) // everything stays in the WAL
+	s := startServer(t, cfg)
+	client := grpcClient(t, s)
+	for i := 1; i <= 30; i++ {
+		if _, err := client.Export(context.Background(), request(validSpan(byte(i), 1), validSpan(byte(i), 2))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	// Walk each segment's records (format v2: 8-byte segment header; 20-byte record header with
+	// the payload length at +4) and flip 4 bytes in the payload of a record in the middle of the
+	// segment holding the most (the flush loop rolls segments, so there may be several).
+	segs, _ := filepath.Glob(filepath.Join(crashed, "wal", "*.wal"))
+	var seg string
+	var offs, lens []int
+	for _, p := range segs {
+		data, _ := os.ReadFile(p)
+		var o, l []int
+		for off := 8; off+20 <= len(data); {
+			n := int(data[off+4]) | int(data[off+5])<<8 | int(data[off+6])<<16 | int(data[off+7])<<24
+			o, l = append(o, off), append(l, n)
+			off += 20 + n
+		}
+		if len(o) > len(offs) {
+			seg, offs, lens = p, o, l
+		}
+	}
+	if len(offs) < 3 {
+		t.Fatalf("no segment with 3 records or more: %v", segs)
+	}
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := len(offs) / 2
+	var req coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(data[offs[k]+20:offs[k]+20+lens[k]], &req); err != nil {
+		t.Fatal(err)
+	}
+	damaged := req.ResourceSpans[0].ScopeSpans[0].Spans[0].TraceId
+	for j := 0; j < 4; j++ {
+		data[offs[k]+20+lens[k]/2+j] ^= 0xff
+	}
+	if err := os.WriteFile(seg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s2 := startServer(t, testConfig(crashed))
+	for i := 1; i <= 30; i++ {
+		id := bytes.Repeat([]byte{byte(i)}, 16)
+		code, _ := httpGet(t, fmt.Sprintf("http://%s/api/v2/traces/%x", s2.HTTPAddr, id), "")
+		want := 200
+		if bytes.Equal(id, damaged) {
+			want = 404
+		}
+		if code != want {
+			t.Fatalf("trace %d: %d, want %d", i, code, want)
+		}
+	}
+	fams := scrape(t, s2)
+	for _, c := range []struct {
+		name string
+		want float64
+	}{{"ariadne_wal_replay_lost_records", 1}, {"ariadne_wal_replay_damaged_segments", 1}, {"ariadne_wal_replayed_records", 29}} {
+		if v := metricValue(fams, c.name, nil); v != c.want {
+			t.Fatalf("%s = %v, want %v", c.name, v, c.want)
+		}
+	}
+	if q, _ := filepath.Glob(filepath.Join(crashed, "wal", "quarantine", "*.wal")); len(q) != 1 {
+		t.Fatalf("quarantine holds %v", q)
 	}
 }
