@@ -49,16 +49,36 @@ type Server struct {
 	log            *slog.Logger
 	ready          atomic.Bool
 	writeCheck     func() error // nil: always accepting writes
-	mux            *http.ServeMux
+	mux            *routeMux
 	handler        http.Handler // mux inside the per-request wrappers
 }
+
+// routeMux is a ServeMux that remembers its patterns, so that a test can hold every endpoint to
+// account (the tenant-isolation matrix fails when an endpoint is added without being in it).
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.HandleFunc(pattern, h)
+}
+
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+// Routes lists the patterns registered on the API, in registration order.
+func (s *Server) Routes() []string { return append([]string(nil), s.mux.patterns...) }
 
 // New returns the API server. It answers /ready with 503 until SetReady(true).
 func New(q *query.Querier, build BuildInfo, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{q: q, build: build, log: log, mux: http.NewServeMux()}
+	s := &Server{q: q, build: build, log: log, mux: &routeMux{ServeMux: http.NewServeMux()}}
 	s.mux.HandleFunc("GET /ready", s.handleReady)
 	// Liveness: the process serves HTTP. Unlike /ready it stays 200 while writes are refused
 	// (disk full), so an orchestrator does not restart a server that will recover by itself.

@@ -39,6 +39,12 @@ type Config struct {
 
 	MetricsGenerator MetricsGenerator `yaml:"metrics_generator"`
 
+	// MultitenancyEnabled isolates tenants as Grafana Tempo does: every request names its tenant
+	// (X-Scope-OrgID), and each tenant's data lives apart under data_dir/tenants/<tenant>/.
+	MultitenancyEnabled bool `yaml:"multitenancy_enabled"`
+	// MultitenancyMaxTenants caps the tenants a server holds (each has its own store and head).
+	MultitenancyMaxTenants int `yaml:"multitenancy_max_tenants"`
+
 	// Auth lists the bearer tokens every listener accepts, when enabled.
 	Auth auth.Config `yaml:"auth"`
 	// TLS holds each listener's certificate; a listener without one speaks plain text.
@@ -238,6 +244,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "query API and UI listen address")
 	fs.StringVar(&c.ZipkinAddr, "zipkin-addr", c.ZipkinAddr, "Zipkin v2 JSON listen address (POST /api/v2/spans); empty disables")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.BoolVar(&c.MultitenancyEnabled, "multitenancy-enabled", c.MultitenancyEnabled, "require a tenant (X-Scope-OrgID) on every request and keep each tenant's data apart")
 	fs.BoolVar(&c.PprofEnabled, "pprof-enabled", c.PprofEnabled, "serve Go's profiler under /debug/pprof/ on the query port")
 	fs.Var(&c.Retention, "retention", "delete blocks older than this (e.g. 14d, 36h)")
 	fs.Var(&c.Storage.TraceIdle, "trace-idle", "a trace with no new span for this long is complete")

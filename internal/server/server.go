@@ -60,7 +60,8 @@ type Server struct {
 	queryGRPC *grpc.Server // Tempo's streaming API, on queryHTTP's listener (querygrpc.go)
 
 	zipkinHTTP *http.Server
-	core       *core // with multi-tenancy off, the one tenant's
+	core       *core    // with multi-tenancy off, the one tenant's; on, the empty one
+	tenants    *tenants // with multi-tenancy on
 	pusher     *remotewrite.Pusher
 	listeners  map[string]*connlimit.Listener // by name, for their metrics
 
@@ -235,21 +236,37 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	if err != nil {
 		return nil, err
 	}
-	gate := func(listener string) *auth.Gate { return &auth.Gate{Auth: authn, Listener: listener} }
+	gate := func(listener string) *auth.Gate {
+		return &auth.Gate{Auth: authn, Multitenancy: cfg.MultitenancyEnabled, Listener: listener}
+	}
 	tlsCfgs, err := listenerTLS(cfg.TLS, log)
 	if err != nil {
 		return nil, err
 	}
 
 	s := &Server{cfg: cfg, log: log, errs: make(chan error, 4), listeners: map[string]*connlimit.Listener{}}
-	co, err := openCore(cfg, cfg.DataDir, build, log, o, reg)
-	if err != nil {
-		return nil, err
+	var c receive.Consumer
+	var consume func(ctx context.Context, tenant string, body []byte) (ingest.Result, error)
+	var refused func(reason string)
+	if cfg.MultitenancyEnabled {
+		ts, err := openTenants(cfg, build, log, o, reg)
+		if err != nil {
+			return nil, err
+		}
+		// The empty core answers /ready and the build info; tenants' cores answer their reads.
+		s.tenants, s.core = ts, ts.empty
+		c, consume, refused = ts, ts.consume, ts.refusedRequest
+	} else {
+		co, err := openCore(cfg, cfg.DataDir, build, log, o, reg)
+		if err != nil {
+			return nil, err
+		}
+		s.core = co
+		c, consume, refused = consumer{co.in}, co.in.Consume, co.in.RefusedRequest
 	}
-	s.core = co
-	st, in, c := co.Store, co.in, consumer{co.in}
-	s.Store, s.API = co.Store, co.API
-	if u := cfg.MetricsGenerator.RemoteWriteURL; u != "" && co.graph != nil {
+	st := closer{s}
+	s.Store, s.API = s.core.Store, s.core.API
+	if u := cfg.MetricsGenerator.RemoteWriteURL; u != "" && !cfg.MetricsGenerator.Disabled {
 		if s.pusher, err = remotewrite.New(remotewrite.Config{URL: u, Interval: time.Duration(cfg.MetricsGenerator.RemoteWriteInterval),
 			Logger: log}, reg); err != nil {
 			st.Close()
@@ -300,7 +317,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		mux := http.NewServeMux()
 		mux.Handle("/api/v2/spans", gate("zipkin").HTTP(auth.Static(receiveRule), receive.TenantFromHeader(
 			zipkin.Handler(func(ctx context.Context, otlp []byte) (int64, error) {
-				res, err := in.Consume(ctx, receive.Tenant(ctx), otlp)
+				res, err := consume(ctx, receive.Tenant(ctx), otlp)
 				return res.RejectedSpans, err
 			}))))
 		s.zipkinHTTP = &http.Server{Handler: mux}
@@ -314,8 +331,14 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		append(grpcProtections(cfg.Server, lgc), grpcCreds(tlsCfgs["otlp_grpc"]),
 			grpc.ChainUnaryInterceptor(gate("otlp_grpc").UnaryServerInterceptor(receiveRule)))...)
 	s.otlpHTTP = &http.Server{Handler: gate("otlp_http").HTTP(auth.Static(receiveRule),
-		receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes, Refused: in.RefusedRequest}))}
-	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(gate("http").HTTP(queryRule, s.withStreamingQuerier(s.API)))}
+		receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes, Refused: refused}))}
+	var query http.Handler = s.withStreamingQuerier(s.API)
+	if s.tenants != nil {
+		// Reads of trace data go to their tenant's core. Tempo's streaming gRPC API is served
+		// from the root core, which under multi-tenancy holds no data: it answers empty.
+		query = s.tenants.handler(query)
+	}
+	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(gate("http").HTTP(queryRule, query))}
 	tempogrpc.EnableH2C(s.queryHTTP) // gRPC clients speak HTTP/2 without TLS (querygrpc.go)
 	lhc, serveOTLP := serveHTTP(s.otlpHTTP, lh, cfg.Server, tlsCfgs["otlp_http"])
 	lqc, serveQuery := serveHTTP(s.queryHTTP, lq, cfg.Server, tlsCfgs["http"])
@@ -353,6 +376,19 @@ func grpcCreds(tc *tls.Config) grpc.ServerOption {
 	return grpc.Creds(credentials.NewTLS(tc))
 }
 
+// closeData closes every store.
+func (s *Server) closeData() error {
+	if s.tenants != nil {
+		return s.tenants.closeAll()
+	}
+	return s.core.close()
+}
+
+// closer lets Start's error paths close whatever data it opened with st.Close().
+type closer struct{ s *Server }
+
+func (c closer) Close() error { return c.s.closeData() }
+
 // receiveRule is what the receivers require: a write token, acting for one tenant.
 var receiveRule = auth.Rule{Need: auth.RoleWrite, Tenant: true}
 
@@ -370,7 +406,7 @@ func queryRule(r *http.Request) auth.Rule {
 		return auth.Rule{Need: auth.RoleAdmin}
 	case p == "/api/status/buildinfo":
 		return auth.Rule{Need: auth.RoleRead}
-	case strings.HasPrefix(p, "/api/"):
+	case strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/jaeger/"):
 		return auth.Rule{Need: auth.RoleRead, Tenant: true, Federated: true}
 	default:
 		return auth.Rule{Need: auth.RoleRead}
@@ -408,7 +444,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 		s.queryGRPC.Stop() // ends open streams, which would hold the query listener's Shutdown
 		qerr := s.queryHTTP.Shutdown(ctx)
-		serr := s.core.close()
+		serr := s.closeData()
 		s.stopErr = errors.Join(herr, serr, qerr)
 	})
 	return s.stopErr
