@@ -179,6 +179,7 @@ func TestAuthOnEveryListener(t *testing.T) {
 		code        int
 	}{
 		{"/ready", "", 200},
+		{"/live", "", 200},
 		{"/api/echo", "", 200},
 		{"/api/search", "", 401},
 		{"/api/search", "nope", 401},
