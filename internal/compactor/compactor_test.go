@@ -59,7 +59,7 @@ func newSet(t *testing.T, st *s3store.Store) *bucketblocks.Set {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := bucketblocks.New(bucketblocks.Options{Bucket: st, Cache: c, CloseAfter: time.Hour})
+	s := bucketblocks.New(bucketblocks.Options{Bucket: st, Cache: c})
 	t.Cleanup(s.Close)
 	return s
 }
@@ -155,10 +155,13 @@ func TestRetentionWithQueryInFlight(t *testing.T) {
 	if err := set.Poll(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// A query takes the block list and is about to read.
+	held, release := set.AcquireBlocks()
+	defer release()
 	var inFlight *block.Reader
-	for _, r := range set.Blocks() {
+	for _, r := range held {
 		if r.Meta().ID == oldMeta.ID {
-			inFlight = r // a query took the block list and is about to read
+			inFlight = r
 		}
 	}
 	if inFlight == nil {

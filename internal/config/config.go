@@ -59,6 +59,11 @@ type Config struct {
 
 	// ZipkinAddr is where Zipkin v2 JSON is accepted (POST /api/v2/spans); empty disables it.
 	ZipkinAddr string `yaml:"zipkin_addr"`
+
+	// Target is the roles this process plays (cluster.go); Cluster how nodes sharing a bucket
+	// work together.
+	Target  string  `yaml:"target"`
+	Cluster Cluster `yaml:"cluster"`
 }
 
 // TLS is the certificate (and optional client CA, for mutual TLS) of each listener.
@@ -112,6 +117,9 @@ type Storage struct {
 	CompactWindow      Duration `yaml:"compact_window"`
 	// MaxDiskBytes caps the data directory's blocks and WAL; the oldest blocks go first. 0: off.
 	MaxDiskBytes int64 `yaml:"max_disk_bytes"`
+	// Backend is where blocks live: "local" (data_dir/blocks) or "s3" (S3 below).
+	Backend string `yaml:"backend"`
+	S3      S3     `yaml:"s3"`
 }
 
 // Server protects the listeners from too many, idle or slow connections. The names follow
@@ -187,6 +195,7 @@ func Default() Config {
 			CompactMinBlocks:   8,
 			CompactTargetBytes: 4 << 30,
 			CompactWindow:      Duration(24 * time.Hour),
+			Backend:            "local",
 		},
 		Server: Server{
 			HTTPReadHeaderTimeout:      Duration(10 * time.Second),
@@ -215,6 +224,8 @@ func Default() Config {
 			MaxBytesPerTagValuesQuery: 5 << 20,
 			MaxTracesPerLintReport:    1000,
 		},
+		Target:  TargetAll,
+		Cluster: defaultCluster(),
 	}
 }
 
@@ -250,6 +261,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.Storage.TraceIdle, "trace-idle", "a trace with no new span for this long is complete")
 	fs.Int64Var(&c.MemoryLimit, "memory-limit-bytes", c.MemoryLimit, "Go soft memory limit; 0 leaves the runtime's default")
 	fs.Int64Var(&c.Ingest.MaxRequestBytes, "max-request-bytes", c.Ingest.MaxRequestBytes, "largest OTLP request accepted, after decompression")
+	c.registerClusterFlags(fs)
 }
 
 // Duration is a time.Duration that also accepts days ("14d") in files and flags.

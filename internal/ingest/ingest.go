@@ -71,6 +71,10 @@ type Config struct {
 	// Now is the clock, for tests of the rate limiter (default time.Now).
 	Now func() time.Time
 
+	// Backlog, when set, says why data must be refused as retryable for a reason beyond the
+	// store's memory (blocks waiting on local disk for an unreachable object store), or "".
+	Backlog func() string
+
 	Observers  []Observer
 	Registerer prometheus.Registerer
 }
@@ -242,6 +246,12 @@ func (in *Ingester) Consume(ctx context.Context, tenant string, body []byte) (Re
 	if wp := in.store.WALPendingBytes(); wp > in.cfg.MaxWALPendingBytes {
 		in.m.refused.WithLabelValues("overloaded").Add(float64(sc.spans))
 		return Result{}, &OverloadError{Reason: fmt.Sprintf("%d MiB waiting for the write-ahead log", wp>>20), After: in.cfg.RetryAfter}
+	}
+	if in.cfg.Backlog != nil {
+		if reason := in.cfg.Backlog(); reason != "" {
+			in.m.refused.WithLabelValues("overloaded").Add(float64(sc.spans))
+			return Result{}, &OverloadError{Reason: reason, After: in.cfg.RetryAfter}
+		}
 	}
 
 	if sc.traceCounts != nil {

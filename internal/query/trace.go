@@ -27,7 +27,8 @@ type Source interface {
 
 // Querier answers trace queries.
 type Querier struct {
-	src Source
+	src    Source
+	remote Remote // other nodes' parts of traces; nil on a single node
 }
 
 // New returns a Querier over src.
@@ -70,12 +71,26 @@ func (q *Querier) FindTrace(ctx context.Context, id [16]byte, tr TimeRange) (*tr
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("query: block %s: %w", meta.ID, err)
+			err = fmt.Errorf("query: block %s: %w", meta.ID, err)
+			if notePartial(ctx, err) {
+				continue
+			}
+			return nil, err
 		}
 		for _, rs := range rss {
 			m.addResourceSpans(rs)
 		}
 	}
+	if q.remote != nil {
+		rss, err := q.remote.FindTrace(ctx, id)
+		if err != nil && !notePartial(ctx, fmt.Errorf("query: %w", err)) {
+			return nil, fmt.Errorf("query: %w", err)
+		}
+		for _, rs := range rss {
+			m.addResourceSpans(rs)
+		}
+	}
+	q.NoteStale(ctx)
 	if m.spans == 0 {
 		return nil, nil
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/head"
 	"github.com/ariadne-tracing/ariadne/internal/ingest"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+	"github.com/ariadne-tracing/ariadne/internal/peerapi"
 	"github.com/ariadne-tracing/ariadne/internal/query"
 	"github.com/ariadne-tracing/ariadne/internal/receive"
 	"github.com/ariadne-tracing/ariadne/internal/remotewrite"
@@ -62,6 +63,7 @@ type Server struct {
 	zipkinHTTP *http.Server
 	core       *core    // with multi-tenancy off, the one tenant's; on, the empty one
 	tenants    *tenants // with multi-tenancy on
+	cluster    *cluster // with storage.backend s3 (cluster.go)
 	pusher     *remotewrite.Pusher
 	listeners  map[string]*connlimit.Listener // by name, for their metrics
 
@@ -93,7 +95,10 @@ func sampledTrace(t *head.Trace) *sampling.Trace {
 // Option changes how Start assembles the server; the end-to-end tests use them.
 type Option func(*options)
 
-type options struct{ fs vfs.FS }
+type options struct {
+	fs      vfs.FS
+	cluster *cluster // set by Start with storage.backend s3
+}
 
 // WithFS makes the write-ahead log and the block store write through fsys instead of the real
 // filesystem, so that a test can fail their writes (internal/faultfs).
@@ -142,7 +147,7 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 		HeadMaxBytes:       cfg.Storage.HeadCutBytes,
 		BlockMaxBytes:      cfg.Storage.BlockMaxBytes,
 		BlockMaxWait:       time.Duration(cfg.Storage.BlockMaxWait),
-		CompactMinBlocks:   cfg.Storage.CompactMinBlocks,
+		CompactMinBlocks:   o.cluster.compactMinBlocks(cfg.Storage.CompactMinBlocks),
 		CompactTargetBytes: cfg.Storage.CompactTargetBytes,
 		CompactWindow:      time.Duration(cfg.Storage.CompactWindow),
 		MaxDiskBytes:       cfg.Storage.MaxDiskBytes,
@@ -183,7 +188,7 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 		MaxSpansPerTrace: ic.MaxSpansPerTrace, MaxAttributeValueBytes: ic.MaxAttributeValueBytes,
 		MaxAttributesPerSpan: ic.MaxAttributesPerSpan, MaxEventsPerSpan: ic.MaxEventsPerSpan, MaxLinksPerSpan: ic.MaxLinksPerSpan,
 		RateLimitSpans: ic.RateLimitSpans, RateBurstSpans: ic.RateBurstSpans, MaxTenants: ic.MaxTenants,
-		Observers: observers, Registerer: reg,
+		Observers: observers, Registerer: reg, Backlog: o.cluster.backlog,
 	})
 	if err != nil {
 		st.Close()
@@ -191,7 +196,7 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 	}
 	s.in = in
 
-	q := query.New(st)
+	q := o.cluster.querier(st)
 	s.API = api.New(q, build, log)
 	s.API.SetWriteCheck(func() error {
 		if !st.Writable() {
@@ -243,6 +248,17 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	if err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckCluster(); err != nil {
+		return nil, err
+	}
+	if cfg.Target == config.TargetQuery || cfg.Target == config.TargetCompact {
+		return startStateless(cfg, build, log, reg, gate, tlsCfgs["http"])
+	}
+	if cfg.Storage.Backend == "s3" {
+		if o.cluster, err = openCluster(cfg, log, reg); err != nil {
+			return nil, err
+		}
+	}
 
 	s := &Server{cfg: cfg, log: log, errs: make(chan error, 4), listeners: map[string]*connlimit.Listener{}}
 	var c receive.Consumer
@@ -266,6 +282,14 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	}
 	st := closer{s}
 	s.Store, s.API = s.core.Store, s.core.API
+	if cl := o.cluster; cl != nil {
+		s.cluster = cl
+		if err := cl.startIngest(s.Store, cfg.Target == config.TargetAll); err != nil {
+			st.Close()
+			return nil, err
+		}
+		s.API.Handle("GET "+peerapi.Path+"{id}", peerapi.Handler(localFinder{query.New(s.Store)}))
+	}
 	if u := cfg.MetricsGenerator.RemoteWriteURL; u != "" && !cfg.MetricsGenerator.Disabled {
 		if s.pusher, err = remotewrite.New(remotewrite.Config{URL: u, Interval: time.Duration(cfg.MetricsGenerator.RemoteWriteInterval),
 			Logger: log}, reg); err != nil {
@@ -428,6 +452,12 @@ func (s *Server) Err() <-chan error { return s.errs }
 func (s *Server) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.API.SetReady(false)
+		if s.Store == nil {
+			// A query or compact node: only the query API and the cluster parts.
+			qerr := s.queryHTTP.Shutdown(ctx)
+			s.stopErr = errors.Join(qerr, s.cluster.stop(ctx))
+			return
+		}
 		done := make(chan struct{})
 		go func() { s.grpc.GracefulStop(); close(done) }()
 		select {
@@ -445,6 +475,10 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.queryGRPC.Stop() // ends open streams, which would hold the query listener's Shutdown
 		qerr := s.queryHTTP.Shutdown(ctx)
 		serr := s.closeData()
+		if s.cluster != nil {
+			// After the store's close wrote its last block: upload it too.
+			serr = errors.Join(serr, s.cluster.stop(ctx))
+		}
 		s.stopErr = errors.Join(herr, serr, qerr)
 	})
 	return s.stopErr
