@@ -206,6 +206,26 @@ func (c *Compactor) tenant(ctx context.Context, tenant string) error {
 		c.waits.Add(1)
 		return nil
 	}
+	// A merge can outlast the TTL: keep renewing while working, and check before every write
+	// that the lease is still ours.
+	renewDone := make(chan struct{})
+	renewStopped := make(chan struct{})
+	go func() {
+		defer close(renewStopped)
+		t := time.NewTicker(c.opts.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-renewDone:
+				return
+			case <-t.C:
+				if _, err := l.Acquire(ctx); err != nil {
+					c.log.Warn("compactor: renewing the lease failed", "tenant", tenant, "err", err)
+				}
+			}
+		}
+	}()
+	defer func() { close(renewDone); <-renewStopped }()
 	held := func() error {
 		if !l.Held() {
 			return fmt.Errorf("lost the lease")

@@ -139,11 +139,11 @@ func TestBudget(t *testing.T) {
 	be := backend(t)
 	var metas []block.Meta
 	var idsOf [][][16]byte
-	for i := 0; i < 4; i++ {
-		m, ids := writeBlock(t, be, 3000, uint64(i+10))
+	for i := 0; i < 3; i++ {
+		m, ids := writeBlock(t, be, 1500, uint64(i+10))
 		metas, idsOf = append(metas, m), append(idsOf, ids)
 	}
-	const budget = 400 << 10
+	const budget = 150 << 10
 	c, err := objcache.New(be, objcache.Options{Dir: filepath.Join(t.TempDir(), "cache"), MaxBytes: budget, MinFetch: 16 << 10, TailBytes: 16 << 10})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func TestBudget(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, id := range idsOf[i][:50] {
+			for _, id := range idsOf[i][:8] {
 				rss, err := r.FindTrace(ctx, id)
 				if err != nil || len(spanNames(t, rss)) != 10 {
 					t.Fatalf("round %d block %d trace %x: %d spans, %v", round, i, id, len(spanNames(t, rss)), err)
