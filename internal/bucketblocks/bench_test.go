@@ -26,11 +26,11 @@ import (
 
 type src struct {
 	h      *head.Head
-	blocks func() []*block.Reader
+	blocks func() ([]*block.Reader, func())
 }
 
-func (s src) Head() *head.Head        { return s.h }
-func (s src) Blocks() []*block.Reader { return s.blocks() }
+func (s src) Head() *head.Head                         { return s.h }
+func (s src) AcquireBlocks() ([]*block.Reader, func()) { return s.blocks() }
 
 // BenchmarkBucket compares reads from local disk with reads from MinIO on loopback through
 // the cache, on the same blocks (1M spans in blocks of 100k, or ARIADNE_BENCH_SPANS): trace by
@@ -87,7 +87,7 @@ func BenchmarkBucket(b *testing.B) {
 		}
 		localBlocks = append(localBlocks, r)
 	}
-	localSrc := src{h: head.New(), blocks: func() []*block.Reader { return localBlocks }}
+	localSrc := src{h: head.New(), blocks: func() ([]*block.Reader, func()) { return localBlocks, func() {} }}
 
 	// openSet is a query node's start: a fresh cache, one poll (index absent: a listing).
 	openSet := func(b *testing.B) (*bucketblocks.Set, *objcache.Store) {
@@ -138,7 +138,7 @@ func BenchmarkBucket(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()
 			s, _ := openSet(b)
-			q := query.New(src{h: head.New(), blocks: s.Blocks})
+			q := query.New(src{h: head.New(), blocks: s.AcquireBlocks})
 			before := root.Stats()
 			b.StartTimer()
 			lat = append(lat, timed(func() { findOnce(b, q, ids[rng.IntN(len(ids))]) }))
@@ -157,7 +157,7 @@ func BenchmarkBucket(b *testing.B) {
 	b.Run("trace-by-id/minio-warm", func(b *testing.B) {
 		s, c := openSet(b)
 		defer s.Close()
-		q := query.New(src{h: head.New(), blocks: s.Blocks})
+		q := query.New(src{h: head.New(), blocks: s.AcquireBlocks})
 		for _, id := range ids {
 			findOnce(b, q, id)
 		}
@@ -204,7 +204,7 @@ func BenchmarkBucket(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				s, _ := openSet(b)
-				e := search.New(src{h: head.New(), blocks: s.Blocks})
+				e := search.New(src{h: head.New(), blocks: s.AcquireBlocks})
 				before := root.Stats()
 				b.StartTimer()
 				lat = append(lat, timed(func() { run(b, e) }))
@@ -223,7 +223,7 @@ func BenchmarkBucket(b *testing.B) {
 		b.Run(fmt.Sprintf("search-%s/minio-warm", qq.name), func(b *testing.B) {
 			s, c := openSet(b)
 			defer s.Close()
-			e := search.New(src{h: head.New(), blocks: s.Blocks})
+			e := search.New(src{h: head.New(), blocks: s.AcquireBlocks})
 			run(b, e)
 			before, cs := root.Stats(), c.Stats()
 			var lat []time.Duration

@@ -124,6 +124,9 @@ func TestTwoCompactorsRace(t *testing.T) {
 	winner.Stop() // stops renewing
 	start := time.Now()
 	for !loser.Holds(tenant) {
+		if winner.Holds(tenant) && loser.Holds(tenant) {
+			t.Fatal("both compactors hold the lease")
+		}
 		if time.Since(start) > 20*ttl {
 			t.Fatal("the waiting compactor never took over")
 		}
@@ -132,8 +135,10 @@ func TestTwoCompactorsRace(t *testing.T) {
 		}
 		time.Sleep(ttl / 5)
 	}
-	if took := time.Since(start); took < ttl {
-		t.Fatalf("took over after %v, sooner than the lease TTL %v", took, ttl)
+	// The takeover waited out the TTL since the winner's last renewal (timed in package lease),
+	// so the two never held it at once.
+	if winner.Holds(tenant) {
+		t.Fatal("the stopped compactor still holds the lease its successor took over")
 	}
 	if loser.Stats().IndexWrites == 0 {
 		t.Fatal("the new holder wrote no index")
