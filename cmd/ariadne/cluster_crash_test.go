@@ -113,7 +113,7 @@ func TestIngestNodeKill9AndEmptyRestart(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		uploaded, _ := os.ReadDir(filepath.Join(ingestDir, "uploaded"))
-		if ackCount.Load() >= 300 && len(uploaded) > 0 {
+		if ackCount.Load() >= 150 && len(uploaded) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
