@@ -55,15 +55,15 @@ func newCollector(t *testing.T) *collector {
 
 // provider returns an SDK provider for service exporting here, with the
 // guide's deterministic ID generator.
-func (c *collector) provider(service string) *sdktrace.TracerProvider {
+func (c *collector) provider(service string, opts ...sdktrace.TracerProviderOption) *sdktrace.TracerProvider {
 	c.t.Helper()
 	exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(c.srv.URL+"/v1/traces"))
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	// Blocking: the volume tests emit more spans than the default queue holds.
-	tp := guidetrace.NewTracerProvider(service, sdktrace.WithBatcher(exp, sdktrace.WithBlocking()),
-		sdktrace.WithIDGenerator(&c.ids))
+	tp := guidetrace.NewTracerProvider(service, append([]sdktrace.TracerProviderOption{sdktrace.WithBatcher(exp, sdktrace.WithBlocking()),
+		sdktrace.WithIDGenerator(&c.ids)}, opts...)...)
 	c.tps = append(c.tps, tp)
 	return tp
 }

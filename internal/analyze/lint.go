@@ -184,6 +184,32 @@ const (
 	fixExceptionStatus = "After record_exception, set Status(StatusCode.ERROR, ...) if the exception failed the operation (guide: Handle Errors)"
 )
 
+// fixIn rewrites a fix whose guide wording is Python's into the idiom of the SDK language that
+// produced the spans (telemetry.sdk.language). Fixes without language-specific wording, and
+// languages without a translation here, keep the guide's words.
+var fixIn = map[string]map[string]string{
+	"go": {
+		fixOrphan:          "Start child spans from the context that carries the parent (tracer.Start(ctx, ...) with the ctx it returned) and propagate traceparent across processes, e.g. with otelhttp (guide: Broken Trace Context)",
+		fixMultipleRoots:   "Start only the entry span without a parent; start the others with the request's ctx, not context.Background() (guide: Broken Trace Context)",
+		fixLostPropagation: "Wrap the HTTP client's transport with otelhttp.NewTransport so it injects traceparent, and the server's handler with otelhttp.NewHandler so it extracts it (guide: Cross-Service Tracing)",
+		fixLostInGoroutine: "Pass ctx to the goroutine and start its spans from it, not from context.Background() (guide: Broken Trace Context, Async context lost)",
+		fixUnended:         "End every span: defer span.End() right after tracer.Start (guide: Span Not Ending)",
+		fixErrorNoMessage:  `Give the error status a description: span.SetStatus(codes.Error, "validation failed") (guide: Span Status)`,
+		fixExceptionStatus: "After span.RecordError(err), call span.SetStatus(codes.Error, err.Error()) if the error failed the operation (guide: Handle Errors)",
+	},
+	"java": {
+		fixOrphan:          "Start child spans while the parent is current (try (Scope s = parent.makeCurrent()) { ... }) and propagate traceparent across processes (guide: Broken Trace Context)",
+		fixUnended:         "End every span: call span.end() in a finally block (guide: Span Not Ending)",
+		fixErrorNoMessage:  `Give the error status a description: span.setStatus(StatusCode.ERROR, "Validation failed") (guide: Span Status)`,
+		fixExceptionStatus: "After span.recordException(e), call span.setStatus(StatusCode.ERROR, ...) if the exception failed the operation (guide: Handle Errors)",
+	},
+	"nodejs": {
+		fixOrphan:         "Start child spans inside tracer.startActiveSpan(...) or with context.with(trace.setSpan(...)), and propagate traceparent across processes (guide: Broken Trace Context)",
+		fixUnended:        "End every span: call span.end() in a finally block, or use tracer.startActiveSpan and end it there (guide: Span Not Ending)",
+		fixErrorNoMessage: `Give the error status a description: span.setStatus({ code: SpanStatusCode.ERROR, message: "Validation failed" }) (guide: Span Status)`,
+	},
+}
+
 // Lint checks each trace in td against the guide's practices and returns
 // the findings ordered by trace, then rule, then first span.
 func Lint(td *tracepb.TracesData, cfg LintConfig) []Finding {
@@ -214,6 +240,11 @@ func (l *linter) add(rule string, sev Severity, service, fix string, spans []*Sp
 	}
 	if count == 0 {
 		count = len(spans)
+	}
+	if len(spans) > 0 {
+		if f, ok := fixIn[spans[0].Language][fix]; ok {
+			fix = f
+		}
 	}
 	l.out = append(l.out, Finding{
 		Rule: rule, Severity: sev, Service: service, Message: fmt.Sprintf(msg, args...),

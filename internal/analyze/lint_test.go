@@ -11,6 +11,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	sdkresource "go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
@@ -408,5 +410,45 @@ func TestIDInName(t *testing.T) {
 		if got := idInName(name); got != want {
 			t.Errorf("idInName(%q) = %q, want %q", name, got, want)
 		}
+	}
+}
+
+// TestLintAdviceFollowsSDKLanguage: a fix is written in the idiom of the SDK that produced the
+// spans, as telemetry.sdk.language says: the real Go SDK's resource gets Go advice, a Python
+// service keeps the guide's Python wording.
+func TestLintAdviceFollowsSDKLanguage(t *testing.T) {
+	c := newCollector(t)
+	unended := func(tp *sdktrace.TracerProvider) {
+		tr := tp.Tracer("importer")
+		ctx, root := tr.Start(context.Background(), "import_tasks", at(0))
+		pctx, _ := tr.Start(ctx, "parse_file", at(1)) // never ended
+		for i := range 2 {
+			_, s := tr.Start(pctx, "save_task", at(2+float64(i)*5))
+			s.End(endAt(6 + float64(i)*5))
+		}
+		root.End(endAt(20))
+	}
+	goRes, err := sdkresource.Merge(sdkresource.Default(), guidetrace.Resource("importer-go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := goRes.Set().Value("telemetry.sdk.language"); v.AsString() != "go" {
+		t.Fatalf("the Go SDK's resource says language %q", v.AsString())
+	}
+	unended(c.provider("importer-go", sdktrace.WithResource(goRes)))
+	pyRes := sdkresource.NewSchemaless(attribute.String("service.name", "importer-py"), attribute.String("telemetry.sdk.language", "python"))
+	unended(c.provider("importer-py", sdktrace.WithResource(pyRes)))
+
+	fixes := map[string]string{}
+	for _, f := range Lint(c.all(), LintConfig{}) {
+		if f.Rule == RuleUnendedParent {
+			fixes[f.Service] = f.Fix
+		}
+	}
+	if !strings.Contains(fixes["importer-go"], "defer span.End()") || strings.Contains(fixes["importer-go"], "start_as_current_span") {
+		t.Errorf("Go service's fix: %q", fixes["importer-go"])
+	}
+	if !strings.Contains(fixes["importer-py"], "start_as_current_span") {
+		t.Errorf("Python service's fix: %q", fixes["importer-py"])
 	}
 }

@@ -28,6 +28,7 @@ type Span struct {
 	TraceID  string // hex trace ID
 	Name     string
 	Service  string // the resource's service.name
+	Language string // the resource's telemetry.sdk.language ("go", "python", …), for advice in its idiom
 	Scope    string // the instrumentation scope's name
 	Kind     tracepb.Span_SpanKind
 	// Start and End are the span's times on the trace's timeline; after
@@ -146,15 +147,19 @@ func (t *Tree) Root() *Span {
 func NewTree(td *tracepb.TracesData) *Tree {
 	t := &Tree{ByID: map[string]*Span{}}
 	for _, rs := range td.GetResourceSpans() {
-		service := ""
+		service, language := "", ""
 		for _, kv := range rs.GetResource().GetAttributes() {
-			if kv.GetKey() == "service.name" {
+			switch kv.GetKey() {
+			case "service.name":
 				service = valueString(kv.GetValue())
+			case "telemetry.sdk.language":
+				language = valueString(kv.GetValue())
 			}
 		}
 		for _, ss := range rs.GetScopeSpans() {
 			for _, raw := range ss.GetSpans() {
 				s := newSpan(raw, service, ss.GetScope().GetName())
+				s.Language = language
 				if _, dup := t.ByID[s.ID]; dup {
 					continue
 				}
