@@ -373,7 +373,12 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	go func() { s.errs <- wrapServe("OTLP/HTTP", serveOTLP()) }()
 	go func() { s.errs <- wrapServe("query HTTP", serveQuery()) }()
 	s.API.SetReady(true)
-	log.Info("ariadne ready", "otlp_grpc", s.GRPCAddr, "otlp_http", s.OTLPHTTPAddr, "http", s.HTTPAddr, "data_dir", cfg.DataDir)
+	zipkinAddr := s.ZipkinAddr
+	if zipkinAddr == "" {
+		zipkinAddr = "off"
+	}
+	log.Info("ariadne ready", "otlp_grpc", s.GRPCAddr, "otlp_http", s.OTLPHTTPAddr, "http", s.HTTPAddr, "zipkin", zipkinAddr,
+		"data_dir", cfg.DataDir)
 	return s, nil
 }
 
