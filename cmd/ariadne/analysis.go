@@ -29,7 +29,7 @@ func newWhyCmd() *cobra.Command {
 		Short:   "Explain why a trace was slow",
 		Long:    "Explains why a trace was slow: the span that held up its critical path.",
 		Example: "  ariadne why 4bf92f3577b34da6a3ce929d0e0e4736",
-		Args:    exactArgs("trace ID"),
+		Args:    traceIDArgs("trace ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return why(cmd, &client, args[0])
 		},
@@ -164,7 +164,7 @@ func newDiffCmd() *cobra.Command {
 		Use:   "diff <trace-a> <trace-b> [flags]",
 		Short: "Compare two traces of the same operation",
 		Long:  "Compares two traces of the same operation: spans added or missing, and where latency changed.",
-		Args:  exactArgs("first trace ID", "second trace ID"),
+		Args:  traceIDArgs("first trace ID", "second trace ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return diff(cmd, &client, args[0], args[1])
 		},

@@ -132,3 +132,22 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+// traceIDArgs checks that the named positional arguments are trace IDs as a user copies them:
+// 32 hex digits, or 16 for a 64-bit ID from Zipkin or Jaeger. The server also accepts shorter
+// IDs (it pads them, as Tempo does), so without this check a mistyped or cut-off ID would only
+// come back as "not found".
+func traceIDArgs(names ...string) cobra.PositionalArgs {
+	count := exactArgs(names...)
+	return func(cmd *cobra.Command, args []string) error {
+		if err := count(cmd, args); err != nil {
+			return err
+		}
+		for _, a := range args {
+			if (len(a) != 32 && len(a) != 16) || strings.Trim(strings.ToLower(a), "0123456789abcdef") != "" {
+				return usageErrorf("invalid trace ID %q: want 32 hex digits (16 for a 64-bit ID), got %d characters", a, len(a))
+			}
+		}
+		return nil
+	}
+}

@@ -21,7 +21,7 @@ func newTraceCmd() *cobra.Command {
 		Use:     "trace <trace-id> [flags]",
 		Short:   "Print a trace as a tree of spans",
 		Example: "  ariadne trace 4bf92f3577b34da6a3ce929d0e0e4736 --events",
-		Args:    exactArgs("trace ID"),
+		Args:    traceIDArgs("trace ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if color != "auto" && color != "always" && color != "never" {
 				return usageErrorf("--color %q: want auto, always or never", color)

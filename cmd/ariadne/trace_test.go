@@ -98,7 +98,9 @@ func TestTraceCommand(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"trace", "--server", srv, "0123456789abcdef0123456789abcdef"}, 1, "not found"},
-		{[]string{"trace", "--server", srv, "xyz"}, 1, "hex"},
+		{[]string{"trace", "--server", srv, "xyz"}, 2, `invalid trace ID "xyz"`},
+		{[]string{"trace", "--server", srv, tr.TraceID.String()[:20]}, 2, "invalid trace ID"},
+		{[]string{"why", tr.TraceID.String()[:31], "--server", srv}, 2, "invalid trace ID"},
 		{[]string{"trace", "--server", "http://127.0.0.1:1", tr.TraceID.String()}, 1, "cannot reach"},
 		{[]string{"trace"}, 2, "ariadne: missing trace ID\n\nUsage:"},
 		{[]string{"trace", tr.TraceID.String(), "--bogus"}, 2, "ariadne: unknown flag: --bogus\n\nUsage:"},
