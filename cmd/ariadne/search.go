@@ -53,6 +53,7 @@ func search(cmd *cobra.Command, client *clientOptions, query string, since time.
 			RootTraceName     string
 			StartTimeUnixNano string
 			DurationMs        float64
+			DurationNanos     string // Ariadne's: exact where durationMs is whole milliseconds
 			SpanSets          []struct{ Matched int }
 			SpanSet           *struct{ Matched int }
 		}
@@ -71,6 +72,10 @@ func search(cmd *cobra.Command, client *clientOptions, query string, since time.
 	fmt.Fprintln(tw, "TRACE ID\tROOT SERVICE\tROOT NAME\tSTART\tDURATION\tMATCHED")
 	for _, t := range res.Traces {
 		ns, _ := strconv.ParseInt(t.StartTimeUnixNano, 10, 64)
+		dur := int64(t.DurationMs * 1e6)
+		if d, err := strconv.ParseInt(t.DurationNanos, 10, 64); err == nil {
+			dur = d
+		}
 		matched := 0
 		for _, ss := range t.SpanSets {
 			matched += ss.Matched
@@ -83,7 +88,7 @@ func search(cmd *cobra.Command, client *clientOptions, query string, since time.
 			root = "<root not yet received>"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", t.TraceID, root, t.RootTraceName,
-			time.Unix(0, ns).Local().Format("2006-01-02 15:04:05.000"), fmtNanos(int64(t.DurationMs*1e6)), matched)
+			time.Unix(0, ns).Local().Format("2006-01-02 15:04:05.000"), fmtNanos(dur), matched)
 	}
 	return tw.Flush()
 }

@@ -104,10 +104,15 @@ func Label(s *Span) string {
 		}
 		b.WriteString(")")
 	case s.firstAttr(keysHTTPMethod...) != "":
-		target := s.firstAttr(keysHTTPRoute...)
-		if target == "" {
-			if u, err := url.Parse(s.firstAttr(keysHTTPURL...)); err == nil {
-				target = u.Path
+		// A name that already holds a path ("POST /api/tasks/{id}/reindex") names the route; a raw
+		// path after it (url.path, the URL's) would only repeat it with an ID in.
+		target := s.StringAttr("http.route")
+		if target == "" && !strings.Contains(name, "/") {
+			target = s.firstAttr(keysHTTPRoute...)
+			if target == "" {
+				if u, err := url.Parse(s.firstAttr(keysHTTPURL...)); err == nil {
+					target = u.Path
+				}
 			}
 		}
 		if !has(target) {

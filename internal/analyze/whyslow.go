@@ -57,6 +57,10 @@ type Explanation struct {
 	// no typical duration is known.
 	Factor  float64
 	Typical time.Duration
+	// RootTypical is the root operation's usual duration, 0 when unknown; WithinUsual is true
+	// when it is known and the trace took no longer than slowFactor times it: nothing to explain.
+	RootTypical time.Duration
+	WithinUsual bool
 	// Top holds up to three spans with the most self time on the path.
 	Top         []Contributor
 	Adjustments []Adjustment
@@ -73,6 +77,12 @@ func WhySlow(td *tracepb.TracesData, typical Typical) Explanation {
 		return Explanation{Sentence: "the trace has no root span, so its latency is unknown"}
 	}
 	e := Explanation{Root: root.Name, RootService: root.Service, Total: path.Total, Adjustments: path.Adjustments}
+	if typical != nil {
+		if d, ok := typical.Typical(root.Service, root.Name); ok && d > 0 {
+			e.RootTypical = d
+			e.WithinUsual = float64(path.Total) <= slowFactor*float64(d)
+		}
+	}
 	for _, seg := range path.Segments {
 		if seg.Self <= 0 {
 			continue

@@ -48,16 +48,20 @@ type contributorJSON struct {
 }
 
 type whySlowJSON struct {
-	Sentence     string            `json:"sentence"`
-	Root         string            `json:"root"`
-	RootService  string            `json:"rootService"`
-	TotalNanos   int64             `json:"totalNanos"`
-	SingleCause  bool              `json:"singleCause"`
-	TopSpanID    string            `json:"topSpanID"`
-	Share        float64           `json:"share"`
-	Factor       float64           `json:"factor"`
-	TypicalNanos int64             `json:"typicalNanos"`
-	Top          []contributorJSON `json:"top"`
+	Sentence     string  `json:"sentence"`
+	Root         string  `json:"root"`
+	RootService  string  `json:"rootService"`
+	TotalNanos   int64   `json:"totalNanos"`
+	SingleCause  bool    `json:"singleCause"`
+	TopSpanID    string  `json:"topSpanID"`
+	Share        float64 `json:"share"`
+	Factor       float64 `json:"factor"`
+	TypicalNanos int64   `json:"typicalNanos"`
+	// WithinUsual: the trace took no longer than usual for its root operation (from span
+	// metrics), so the UI does not present the sentence as an explanation of slowness.
+	WithinUsual      bool              `json:"withinUsual"`
+	RootTypicalNanos int64             `json:"rootTypicalNanos"`
+	Top              []contributorJSON `json:"top"`
 }
 
 type findingJSON struct {
@@ -104,7 +108,7 @@ func toFindingsJSON(fs []analyze.Finding) []findingJSON {
 func toWhyJSON(e analyze.Explanation) whySlowJSON {
 	out := whySlowJSON{Sentence: e.Sentence, Root: e.Root, RootService: e.RootService, TotalNanos: int64(e.Total),
 		SingleCause: e.SingleCause, TopSpanID: e.TopSpanID, Share: e.Share, Factor: e.Factor, TypicalNanos: int64(e.Typical),
-		Top: []contributorJSON{}}
+		WithinUsual: e.WithinUsual, RootTypicalNanos: int64(e.RootTypical), Top: []contributorJSON{}}
 	for _, c := range e.Top {
 		out.Top = append(out.Top, contributorJSON{c.SpanID, c.Service, c.Name, c.Label, int64(c.Self), c.Share})
 	}

@@ -104,13 +104,16 @@ type jsonSpanSet struct {
 }
 
 type jsonTrace struct {
-	TraceID           string        `json:"traceID"`
-	RootServiceName   string        `json:"rootServiceName"`
-	RootTraceName     string        `json:"rootTraceName"`
-	StartTimeUnixNano string        `json:"startTimeUnixNano"`
-	DurationMs        int64         `json:"durationMs"`
-	SpanSet           *jsonSpanSet  `json:"spanSet,omitempty"`
-	SpanSets          []jsonSpanSet `json:"spanSets"`
+	TraceID           string `json:"traceID"`
+	RootServiceName   string `json:"rootServiceName"`
+	RootTraceName     string `json:"rootTraceName"`
+	StartTimeUnixNano string `json:"startTimeUnixNano"`
+	DurationMs        int64  `json:"durationMs"`
+	// DurationNanos is Ariadne's addition to Tempo's shape: durationMs is whole milliseconds, so
+	// a sub-millisecond trace would read as 0.
+	DurationNanos string        `json:"durationNanos"`
+	SpanSet       *jsonSpanSet  `json:"spanSet,omitempty"`
+	SpanSets      []jsonSpanSet `json:"spanSets"`
 }
 
 type jsonMetrics struct {
@@ -334,6 +337,7 @@ func (h *searchHandlers) search(w http.ResponseWriter, r *http.Request) {
 			RootTraceName:     t.RootTraceName,
 			StartTimeUnixNano: strconv.FormatInt(t.StartUnixNano, 10),
 			DurationMs:        t.DurationNanos / 1e6,
+			DurationNanos:     strconv.FormatInt(t.DurationNanos, 10),
 			SpanSets:          []jsonSpanSet{},
 		}
 		if t.RootTraceName == "" && t.RootServiceName == "" {

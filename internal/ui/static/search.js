@@ -163,7 +163,7 @@ async function run(results, state, signal) {
     results.replaceChildren(el("p", { class: "empty" }, "No traces match this query in this time range."));
     return;
   }
-  const slowest = Math.max(...traces.map((t) => Number(t.durationMs) || 0), 1);
+  const slowest = Math.max(...traces.map(durationNanos), 1);
   results.replaceChildren(
     el("p", { class: "muted result-count" }, `${traces.length} trace${traces.length > 1 ? "s" : ""}, newest first`),
     el("table", { class: "results-table" },
@@ -175,7 +175,7 @@ async function run(results, state, signal) {
 
 function resultRow(t, slowest, failed) {
   const startMs = Number(nsBig(t.startTimeUnixNano) / 1000000n);
-  const dur = Number(t.durationMs) || 0;
+  const dur = durationNanos(t);
   const sets = t.spanSets || (t.spanSet ? [t.spanSet] : []);
   const matched = sets.reduce((n, s) => n + (Number(s.matched) || (s.spans || []).length), 0);
   const services = new Set();
@@ -206,9 +206,9 @@ function resultRow(t, slowest, failed) {
       el("div", { class: "mono muted r-id" }, t.traceID)),
     el("td", { class: "r-start" }, el("div", {}, fmtAgo(startMs)), el("div", { class: "muted small" }, fmtTime(startMs))),
     el("td", { class: "dur-col" },
-      el("div", { class: "r-bar-wrap", title: fmtDuration(dur * 1e6) },
+      el("div", { class: "r-bar-wrap", title: fmtDuration(dur) },
         el("div", { class: errors ? "r-bar err" : "r-bar", style: { width: `${Math.max((dur / slowest) * 100, 0.5)}%` } })),
-      el("span", { class: "r-dur" }, fmtDuration(dur * 1e6))),
+      el("span", { class: "r-dur" }, fmtDuration(dur))),
     el("td", { class: "num r-spans" }, String(matched)),
     el("td", { class: "r-services" }, el("span", { class: "chips" }, [...services].filter(Boolean).map(serviceChip))));
 }
@@ -359,4 +359,11 @@ class Autocomplete {
       this.close();
     }
   }
+}
+
+// durationNanos is a result's duration: Ariadne's durationNanos when present (Tempo's durationMs
+// is whole milliseconds, 0 for a sub-millisecond trace).
+function durationNanos(t) {
+  if (t.durationNanos !== undefined && t.durationNanos !== "") return Number(t.durationNanos) || 0;
+  return (Number(t.durationMs) || 0) * 1e6;
 }

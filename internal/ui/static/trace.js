@@ -102,15 +102,19 @@ export async function tracePage(main, id, params, signal) {
 
   const page = el("div", { class: "page trace-page", dataset: { traceId: trace.id } },
     header(trace),
-    why.sentence ? el("div", { class: "why", role: "note" },
-      el("span", { class: "why-label" }, "Why slow"),
+    // A trace within its operation's usual time has nothing to explain: the same sentence, as
+    // a quiet note rather than a "Why slow" banner.
+    why.sentence ? el("div", { class: why.withinUsual ? "why usual" : "why", role: "note" },
+      el("span", { class: "why-label" }, why.withinUsual ? "Usual time" : "Why slow"),
       el("span", { class: "why-text" }, why.sentence),
       why.topSpanID && trace.byId.has(why.topSpanID)
         ? el("button", { type: "button", class: "link", onclick: () => wf.select(trace.byId.get(why.topSpanID), { scroll: true }) }, "Show span")
         : null) : null,
-    trace.missingParents || trace.rootCount > 1 ? el("div", { class: "notice" },
+    trace.missingParents || trace.rootCount > 1 || orphanRoot(trace) ? el("div", { class: "notice" },
       trace.rootCount > 1 ? `${trace.rootCount} root spans. ` : "",
-      trace.missingParents ? `${trace.missingParents} parent span(s) missing: their children are shown under “missing parent”.` : "") : null,
+      trace.missingParents ? `${trace.missingParents} parent span(s) missing: their children are shown under “missing parent”.` : "",
+      orphanRoot(trace) ? `The trace starts at “${trace.root.name}”, an internal span, not at a request's entry (server or consumer) span: ` +
+        "its parent is probably missing because the context was dropped on the way, so the work that called it is in another trace." : "") : null,
     lints.length ? lintPanel(lints, trace, (sid) => wf.select(trace.byId.get(sid), { scroll: true })) : null,
     el("div", { class: "toolbar" },
       filterInput, filterCount,
@@ -189,4 +193,11 @@ function lintPanel(lints, trace, onSpan) {
         ids.length ? el("div", { class: "lint-spans" }, ids.slice(0, SPAN_REFS).map(ref),
           ids.length > SPAN_REFS ? el("span", { class: "muted" }, `and ${ids.length - SPAN_REFS} more`) : null) : null);
     })));
+}
+
+// orphanRoot tells whether the trace's one root is an internal span (kind 1): an entry point of
+// real work is a server, consumer or (for a job) a producer or client span, so an internal root
+// means the caller's context did not reach it.
+function orphanRoot(trace) {
+  return trace.rootCount === 1 && !trace.missingParents && trace.root && trace.root.kind === 1 && trace.spans.length > 0;
 }
