@@ -495,6 +495,32 @@ func TestUIBrowser(t *testing.T) {
 		tb.screenshot("trace-broken")
 	})
 
+	t.Run("internal root within its usual time", func(t *testing.T) {
+		// Three 123 µs runs of a job whose root is an internal span: each is its operation's
+		// usual duration, so there is no slowness to explain, and the root says its caller's
+		// context was lost.
+		t0 := uint64(time.Now().Add(-40 * time.Second).UnixNano())
+		var id string
+		for i := byte(1); i <= 3; i++ {
+			tid := bytes.Repeat([]byte{0xc0 + i}, 16)
+			postSpans(t, s, "indexer", []*tracepb.Span{{TraceId: tid, SpanId: []byte{0, 0, 0, 0, 0, 0, 0, i}, Name: "rebuild_search_index",
+				Kind: tracepb.Span_SPAN_KIND_INTERNAL, StartTimeUnixNano: t0 + uint64(i)*1e9, EndTimeUnixNano: t0 + uint64(i)*1e9 + 123_000}})
+			id = hex.EncodeToString(tid)
+		}
+		tb := openTab(t, browser, base)
+		tb.open("/trace/" + id)
+		if l := eval[string](tb, `document.querySelector(".why .why-label")?.textContent ?? ""`); l != "Usual time" {
+			t.Errorf("why label %q on a trace within its usual time, want \"Usual time\"", l)
+		}
+		if n := eval[string](tb, `document.querySelector(".notice")?.textContent ?? ""`); !strings.Contains(n, "internal span") || !strings.Contains(n, "parent") {
+			t.Errorf("no hint that the internal root's parent is missing: %q", n)
+		}
+		tb.open("/search?q=" + url.QueryEscape(`{ resource.service.name = "indexer" }`) + "&range=1h")
+		if d := eval[string](tb, `document.querySelector(".results-table tr.result .r-dur")?.textContent ?? ""`); d != "123 µs" {
+			t.Errorf("a 123 µs trace's duration in the results reads %q", d)
+		}
+	})
+
 	t.Run("large trace", func(t *testing.T) {
 		id := sendLargeTrace(t, s, 10000)
 		tb := openTab(t, browser, base)
