@@ -52,21 +52,24 @@ type Config struct {
 
 // Report is what a run achieved.
 type Report struct {
-	Profile       string
-	Protocol      string
-	Spans         int64 // acknowledged spans
-	Requests      int64 // acknowledged requests
-	Refused       int64 // requests refused as retryable (overload)
-	Failed        int64 // other errors
-	Rejected      int64 // spans refused in partial successes
-	FirstError    string
-	Elapsed       time.Duration
-	BytesPerSpan  float64
-	Latency       Percentiles
-	SpansPerSec   float64
-	Server        *ProcStats  // nil without a PID
-	Searchable    Percentiles // acknowledgement to searchable, with SearchURL
-	Probes        int
+	Profile      string
+	Protocol     string
+	Spans        int64 // acknowledged spans
+	Requests     int64 // acknowledged requests
+	Refused      int64 // requests refused as retryable (overload)
+	Failed       int64 // other errors
+	Rejected     int64 // spans refused in partial successes
+	FirstError   string
+	Elapsed      time.Duration
+	BytesPerSpan float64
+	Latency      Percentiles
+	SpansPerSec  float64
+	Server       *ProcStats  // nil without a PID
+	Searchable   Percentiles // acknowledgement to searchable, with SearchURL
+	Probes       int
+	// ProbeMisses counts searches that did not yet find an acknowledged probe. The head is
+	// indexed before an export is acknowledged, so on a correct server this stays 0.
+	ProbeMisses   int
 	SpansPerCPU   float64 // acknowledged spans per server CPU-second
 	ServerPeakRSS int64   // bytes, sampled every 100ms during the run
 }
@@ -311,8 +314,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	var probeLat []time.Duration
 	var probeErr error
 	probeDone := make(chan struct{})
+	var pr *probe
 	if cfg.SearchURL != "" {
-		pr := &probe{snd: snd, searchURL: cfg.SearchURL, client: probeClient(cfg), token: cfg.Token,
+		pr = &probe{snd: snd, searchURL: cfg.SearchURL, client: probeClient(cfg), token: cfg.Token,
 			rng: &fastRand{s: uint64(time.Now().UnixNano()) | 1}}
 		go func() {
 			defer close(probeDone)
@@ -361,6 +365,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return rep, probeErr
 	}
 	rep.Probes = len(probeLat)
+	if pr != nil {
+		rep.ProbeMisses = pr.misses
+	}
 	rep.Searchable = percentiles(probeLat)
 	close(stopSampling)
 	samplerDone.Wait()

@@ -112,8 +112,10 @@ func TestRunAgainstServer(t *testing.T) {
 	}
 }
 
-// TestSearchableProbe measures acknowledgement-to-searchable against a real server: every probe
-// must be found by TraceQL, quickly, since acknowledged spans are searchable in the head.
+// TestSearchableProbe runs the acknowledgement-to-searchable probe against a real server. The
+// head indexes a request before it is acknowledged, so every probe must be found by the first
+// search after its acknowledgement: a miss means a span was acknowledged before it was
+// searchable. How long that takes is a benchmark figure (BENCHMARKS.md), not asserted here.
 func TestSearchableProbe(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
@@ -131,7 +133,8 @@ func TestSearchableProbe(t *testing.T) {
 	if rep.Probes < 2 {
 		t.Fatalf("%d probes found", rep.Probes)
 	}
-	if rep.Searchable.Max > time.Second {
-		t.Fatalf("a probe took %v to become searchable", rep.Searchable.Max)
+	if rep.ProbeMisses != 0 {
+		t.Fatalf("%d searches after an acknowledgement did not find the probe (of %d probes)", rep.ProbeMisses, rep.Probes)
 	}
+	t.Logf("%d probes, acknowledgement to found: max %v", rep.Probes, rep.Searchable.Max)
 }

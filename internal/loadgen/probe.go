@@ -26,6 +26,7 @@ type probe struct {
 	client    *http.Client
 	token     string // searching needs a role that reads: with authentication on, an admin token
 	rng       *fastRand
+	misses    int // searches after an acknowledgement that did not find the probe
 }
 
 func (p *probe) once(ctx context.Context) (time.Duration, error) {
@@ -72,6 +73,7 @@ func (p *probe) once(ctx context.Context) (time.Duration, error) {
 		if found {
 			return time.Since(acked), nil
 		}
+		p.misses++
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
