@@ -45,6 +45,12 @@ type Config struct {
 	// MultitenancyMaxTenants caps the tenants a server holds (each has its own store and head).
 	MultitenancyMaxTenants int `yaml:"multitenancy_max_tenants"`
 
+	// Overrides are per-tenant settings, re-read from the file while the server runs.
+	Overrides Overrides `yaml:"overrides"`
+	// Path is the file the configuration was loaded from ("" for none): the server re-reads its
+	// overrides section when it changes.
+	Path string `yaml:"-"`
+
 	// Auth lists the bearer tokens every listener accepts, when enabled.
 	Auth auth.Config `yaml:"auth"`
 	// TLS holds each listener's certificate; a listener without one speaks plain text.
@@ -64,6 +70,35 @@ type Config struct {
 	// work together.
 	Target  string  `yaml:"target"`
 	Cluster Cluster `yaml:"cluster"`
+}
+
+// Overrides are Grafana Tempo-style per-tenant limits. A tenant not listed, and a setting a
+// tenant's entry leaves out, takes the ingest section's value.
+type Overrides struct {
+	PerTenant map[string]TenantOverrides `yaml:"per_tenant"`
+}
+
+// TenantOverrides is one tenant's entry. Nil means the default.
+type TenantOverrides struct {
+	RateLimitSpans *float64 `yaml:"rate_limit_spans_per_second"`
+	RateBurstSpans *float64 `yaml:"rate_burst_spans"`
+}
+
+// RateFor is tenant's ingest rate and burst under these overrides, over the defaults in ic.
+func (o Overrides) RateFor(tenant string, ic Ingest) (rate, burst float64) {
+	rate, burst = ic.RateLimitSpans, ic.RateBurstSpans
+	if t, ok := o.PerTenant[tenant]; ok {
+		if t.RateLimitSpans != nil {
+			rate = *t.RateLimitSpans
+			if t.RateBurstSpans == nil {
+				burst = 0 // one second's worth of the tenant's own rate, not of the default
+			}
+		}
+		if t.RateBurstSpans != nil {
+			burst = *t.RateBurstSpans
+		}
+	}
+	return rate, burst
 }
 
 // TLS is the certificate (and optional client CA, for mutual TLS) of each listener.
@@ -243,6 +278,7 @@ func Load(path string) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && err.Error() != "EOF" {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
+	cfg.Path = path
 	return cfg, nil
 }
 

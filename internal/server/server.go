@@ -64,6 +64,7 @@ type Server struct {
 	core       *core    // with multi-tenancy off, the one tenant's; on, the empty one
 	tenants    *tenants // with multi-tenancy on
 	cluster    *cluster // with storage.backend s3 (cluster.go)
+	overrides  *overrides
 	pusher     *remotewrite.Pusher
 	listeners  map[string]*connlimit.Listener // by name, for their metrics
 
@@ -97,7 +98,8 @@ type Option func(*options)
 
 type options struct {
 	fs      vfs.FS
-	cluster *cluster // set by Start with storage.backend s3
+	cluster *cluster                                  // set by Start with storage.backend s3
+	limits  func(tenant string) (rate, burst float64) // per-tenant ingest rate (overrides)
 }
 
 // WithFS makes the write-ahead log and the block store write through fsys instead of the real
@@ -187,7 +189,7 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 		MaxHeadBytes: ic.MaxHeadBytes, MaxWALPendingBytes: ic.MaxWALPendingBytes,
 		MaxSpansPerTrace: ic.MaxSpansPerTrace, MaxAttributeValueBytes: ic.MaxAttributeValueBytes,
 		MaxAttributesPerSpan: ic.MaxAttributesPerSpan, MaxEventsPerSpan: ic.MaxEventsPerSpan, MaxLinksPerSpan: ic.MaxLinksPerSpan,
-		RateLimitSpans: ic.RateLimitSpans, RateBurstSpans: ic.RateBurstSpans, MaxTenants: ic.MaxTenants,
+		RateLimitSpans: ic.RateLimitSpans, RateBurstSpans: ic.RateBurstSpans, MaxTenants: ic.MaxTenants, TenantLimits: o.limits,
 		Observers: observers, Registerer: reg, Backlog: o.cluster.backlog,
 	})
 	if err != nil {
@@ -261,12 +263,15 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	}
 
 	s := &Server{cfg: cfg, log: log, errs: make(chan error, 4), listeners: map[string]*connlimit.Listener{}}
+	s.overrides = newOverrides(cfg, log)
+	o.limits = s.overrides.rateFor
 	var c receive.Consumer
 	var consume func(ctx context.Context, tenant string, body []byte) (ingest.Result, error)
 	var refused func(reason string)
 	if cfg.MultitenancyEnabled {
 		ts, err := openTenants(cfg, build, log, o, reg)
 		if err != nil {
+			s.overrides.close()
 			return nil, err
 		}
 		// The empty core answers /ready and the build info; tenants' cores answer their reads.
@@ -275,6 +280,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	} else {
 		co, err := openCore(cfg, cfg.DataDir, build, log, o, reg)
 		if err != nil {
+			s.overrides.close()
 			return nil, err
 		}
 		s.core = co
@@ -416,7 +422,10 @@ func (s *Server) closeData() error {
 // closer lets Start's error paths close whatever data it opened with st.Close().
 type closer struct{ s *Server }
 
-func (c closer) Close() error { return c.s.closeData() }
+func (c closer) Close() error {
+	c.s.overrides.close()
+	return c.s.closeData()
+}
 
 // receiveRule is what the receivers require: a write token, acting for one tenant.
 var receiveRule = auth.Rule{Need: auth.RoleWrite, Tenant: true}
@@ -484,6 +493,7 @@ func (s *Server) Stop(ctx context.Context) error {
 			// After the store's close wrote its last block: upload it too.
 			serr = errors.Join(serr, s.cluster.stop(ctx))
 		}
+		s.overrides.close()
 		s.stopErr = errors.Join(herr, serr, qerr)
 	})
 	return s.stopErr
