@@ -54,44 +54,47 @@ func (s *Store) policy() compactPolicy {
 // planCompaction returns the indexes in metas of the next run to merge, or nil. It looks at
 // metas only, so a simulated clock can drive it over weeks of blocks (see the bound test).
 func planCompaction(metas []block.Meta, now time.Time, p compactPolicy) []int {
-	windows := map[int64][]int{}
-	var keys []int64
-	for i, m := range metas {
-		w := m.Created.UnixNano() / int64(p.window)
-		if _, ok := windows[w]; !ok {
-			keys = append(keys, w)
-		}
-		windows[w] = append(windows[w], i)
+	win := func(i int) int64 { return metas[i].Created.UnixNano() / int64(p.window) }
+	// One sort, by window, then level, then ID, groups everything the rules look at; no maps,
+	// since the planner runs after every flush.
+	order := make([]int, len(metas))
+	for i := range order {
+		order[i] = i
 	}
-	slices.Sort(keys)
-	byID := func(a, b int) int { return cmp.Compare(metas[a].ID, metas[b].ID) }
-	for _, w := range keys {
-		idx := windows[w]
-		slices.SortFunc(idx, byID)
+	slices.SortFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(win(a), win(b)), cmp.Compare(metas[a].Level, metas[b].Level), cmp.Compare(metas[a].ID, metas[b].ID))
+	})
+	for lo := 0; lo < len(order); {
+		w := win(order[lo])
+		hi := lo
+		for hi < len(order) && win(order[hi]) == w {
+			hi++
+		}
+		group := order[lo:hi]
+		lo = hi
 		end := time.Unix(0, (w+1)*int64(p.window))
 		if !now.Before(end.Add(compactWindowGrace)) {
 			// Closed: smallest first, as many as fit, at most fanout.
-			bySize := slices.Clone(idx)
+			bySize := slices.Clone(group)
 			slices.SortStableFunc(bySize, func(a, b int) int { return cmp.Compare(metas[a].Bytes, metas[b].Bytes) })
 			if run := fill(metas, bySize, p); len(run) >= 2 {
-				slices.SortFunc(run, byID)
+				slices.SortFunc(run, func(a, b int) int { return cmp.Compare(metas[a].ID, metas[b].ID) })
 				return run
 			}
 			continue
 		}
 		// Open: the lowest level with a full tier, oldest first.
-		levels := map[int][]int{}
-		var ls []int
-		for _, i := range idx {
-			l := metas[i].Level
-			if _, ok := levels[l]; !ok {
-				ls = append(ls, l)
+		for l0 := 0; l0 < len(group); {
+			level := metas[group[l0]].Level
+			l1 := l0
+			var tier []int
+			for l1 < len(group) && metas[group[l1]].Level == level {
+				if metas[group[l1]].Bytes < p.maxBytes/2 {
+					tier = append(tier, group[l1])
+				}
+				l1++
 			}
-			levels[l] = append(levels[l], i)
-		}
-		slices.Sort(ls)
-		for _, l := range ls {
-			tier := slices.DeleteFunc(levels[l], func(i int) bool { return metas[i].Bytes >= p.maxBytes/2 })
+			l0 = l1
 			if len(tier) < p.fanout {
 				continue
 			}
