@@ -40,6 +40,8 @@ type ScanOptions struct {
 	// MinDuration skips traces shorter than it, from the summary alone: no span of a trace
 	// lasts longer than the trace.
 	MinDuration int64
+	// MinSpans skips traces with fewer spans in the block, from the row ranges alone.
+	MinSpans int64
 	// Require, when set, skips traces without a span attribute it accepts. It is tested on the
 	// key and value columns before any span column is read, so a selective attribute condition
 	// reads spans only for the traces that can match.
@@ -484,6 +486,9 @@ func (r *Reader) scan(ctx context.Context, opts ScanOptions, fn func(*ScanBatch)
 		if err != nil {
 			return err
 		}
+		if rr.spans[1]-rr.spans[0] < opts.MinSpans {
+			continue
+		}
 		if require != nil {
 			ok, err := require.any(rr.attrs[0], rr.attrs[1], opts.Require.Match)
 			if err != nil {
@@ -652,4 +657,26 @@ func (r *Reader) HasRawSpanAttrs() bool {
 		}
 	}
 	return false
+}
+
+// MaxSpanCount is the most spans any trace of the block has, from the span_count column's
+// statistics, so that a search for traces with more spans can skip the block; ok is false when
+// the statistics are missing.
+func (r *Reader) MaxSpanCount() (n int64, ok bool) {
+	leaf := r.traces.fs.leaf[tSpanCount]
+	for _, rg := range r.traces.f.RowGroups() {
+		if rg.NumRows() == 0 {
+			continue
+		}
+		fc, isFile := rg.ColumnChunks()[leaf].(*parquet.FileColumnChunk)
+		if !isFile {
+			return 0, false
+		}
+		_, hi, has := fc.Bounds()
+		if !has {
+			return 0, false
+		}
+		n = max(n, hi.Int64())
+	}
+	return n, true
 }

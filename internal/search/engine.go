@@ -374,10 +374,14 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 			return fmt.Errorf("search: %w", err)
 		}
 		opts := block.ScanOptions{Columns: p.cols, MinStart: p.minStart, MaxStart: p.maxStart,
-			MinDuration: p.minTraceDur, Require: p.require}
+			MinDuration: p.minTraceDur, Require: p.require, MinSpans: int64(p.minSpans)}
 		if e.fullScan {
-			opts.MinDuration, opts.Require = 0, nil
+			opts.MinDuration, opts.Require, opts.MinSpans = 0, nil, 0
 		} else {
+			if most, ok := b.MaxSpanCount(); ok && p.minSpans > 0 && most < int64(p.minSpans) {
+				m.SkippedBlocks++
+				continue
+			}
 			ok, err := e.prune.mayMatch(ctx, b, res, p.required)
 			if block.SkipDamaged(ctx, err) {
 				continue

@@ -142,6 +142,7 @@ var indexQueries = []string{
 	`{ name = "render" } || { span.task.count = 4242 }`,
 	`{ } | count() > 11`,
 	`{ } | count() >= 14`,
+	`{ } | count() > 20`,
 	`{ name = "render" } | count() > 2`,
 	`{ duration > 45ms }`,
 	`{ event:name = "exception" }`,
@@ -237,6 +238,30 @@ func TestHeadIndexGivesScannedTags(t *testing.T) {
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s values\ngot  %v\nwant %v", tag, got, want)
+		}
+	}
+}
+
+// TestStatisticsSkipBlocks checks that the statistics do rule blocks out, not only that they
+// keep answers unchanged: a count() past every trace's span count and a value no block holds.
+func TestStatisticsSkipBlocks(t *testing.T) {
+	store, err := objstore.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := indexTraces(rand.New(rand.NewPCG(5, 6)), 100)
+	e := New(&benchSource{h: head.New(), blocks: []*block.Reader{writeBlock(t, store, all[:50]), writeBlock(t, store, all[50:])}})
+	for _, q := range []string{`{ } | count() > 20`, `{ span.task.count = 4242 }`, `{ span.ratio = 0.25 }`, `{ span.cached = 1 }`} {
+		pq, err := traceql.Parse(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := e.Search(context.Background(), Request{Query: pq})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Metrics.SkippedBlocks != 2 || res.Metrics.InspectedSpans != 0 || len(res.Traces) != 0 {
+			t.Errorf("%s: skipped %d of 2 blocks, read %d spans, %d traces", q, res.Metrics.SkippedBlocks, res.Metrics.InspectedSpans, len(res.Traces))
 		}
 	}
 }
