@@ -166,7 +166,9 @@ func (a *Appender) Commit() {
 	before := len(t.buf)
 	for i := range a.pending {
 		t.add(a.pending[i].g, &a.pending[i].s, a.seq, a.now)
-		sh.index.indexSpan(t, &a.pending[i].s, a.now)
+		if !noIndex {
+			sh.index.indexSpan(t, &a.pending[i].s, a.now)
+		}
 	}
 	// Measured under the lock: once it is released, another request may append to the same
 	// trace, and reading len(t.buf) then would count its bytes twice (once here, once there).

@@ -24,6 +24,9 @@ import (
 // hashes numbers as float64 so that an int attribute 7 and the TraceQL literal 7.0 meet, as the
 // query language compares them.
 
+// noIndex turns index upkeep off, for BenchmarkAppend's comparison only.
+var noIndex bool
+
 // maxIndexedValues caps the distinct values remembered per key and shard: a key such as a request
 // ID has as many values as spans, and listing or pruning by those is not worth the memory.
 const maxIndexedValues = 256
@@ -49,20 +52,28 @@ func (s *Signature) Has(q Signature) bool {
 }
 
 // AddName adds the bits of a span name to a query signature.
-func (s *Signature) AddName(name string) { s.add(nameHash([]byte(name))) }
+func (s *Signature) AddName(name string) {
+	var buf []byte
+	s.add(nameHash(&buf, []byte(name)))
+}
 
 // AddString adds the bits of span attribute key = string value.
-func (s *Signature) AddString(key, v string) { s.add(attrHash([]byte(key), 's', []byte(v))) }
+func (s *Signature) AddString(key, v string) {
+	var buf []byte
+	s.add(attrHash(&buf, []byte(key), 's', []byte(v)))
+}
 
 // AddNumber adds the bits of span attribute key = numeric value (int or double).
 func (s *Signature) AddNumber(key string, f float64) {
 	var b [8]byte
-	s.add(attrHash([]byte(key), 'n', numBytes(&b, f)))
+	var buf []byte
+	s.add(attrHash(&buf, []byte(key), 'n', numBytes(&b, f)))
 }
 
 // AddBool adds the bits of span attribute key = bool value.
 func (s *Signature) AddBool(key string, v bool) {
-	s.add(attrHash([]byte(key), 'b', boolBytes(v)))
+	var buf []byte
+	s.add(attrHash(&buf, []byte(key), 'b', boolBytes(v)))
 }
 
 func numBytes(b *[8]byte, f float64) []byte {
@@ -80,22 +91,25 @@ func boolBytes(v bool) []byte {
 	return []byte{0}
 }
 
-func nameHash(name []byte) uint64 {
-	d := xxhash.New()
-	d.Write([]byte{'N'})
-	d.Write(name)
-	return d.Sum64()
+// The hash functions build their input in *buf, scratch the caller keeps, so that hashing a
+// span's items neither allocates nor clears a buffer each time.
+
+func nameHash(buf *[]byte, name []byte) uint64 {
+	*buf = append(append((*buf)[:0], 'N'), name...)
+	return xxhash.Sum64(*buf)
 }
 
-func attrHash(key []byte, kind byte, v []byte) uint64 {
-	d := xxhash.New()
-	d.Write([]byte{'A', kind})
-	var l [4]byte
-	binary.LittleEndian.PutUint32(l[:], uint32(len(key)))
-	d.Write(l[:])
-	d.Write(key)
-	d.Write(v)
-	return d.Sum64()
+// valueHash keys shardIndex.seen: an attribute key and a value key.
+func valueHash(buf *[]byte, key, valueKey []byte) uint64 {
+	b := binary.LittleEndian.AppendUint32(append((*buf)[:0], 'V'), uint32(len(key)))
+	*buf = append(append(b, key...), valueKey...)
+	return xxhash.Sum64(*buf)
+}
+
+func attrHash(buf *[]byte, key []byte, kind byte, v []byte) uint64 {
+	b := binary.LittleEndian.AppendUint32(append((*buf)[:0], 'A', kind), uint32(len(key)))
+	*buf = append(append(b, key...), v...)
+	return xxhash.Sum64(*buf)
 }
 
 // Value key encodings: one type byte, then the value.
@@ -128,19 +142,40 @@ func StringKey(v string) string { return string(ValueString) + v }
 // BoolKey: see IntKey.
 func BoolKey(v bool) string { return string([]byte{ValueBool, boolBytes(v)[0]}) }
 
+// touch records that k was seen at now: in place when m has it (a lookup by []byte key does not
+// allocate, an assignment would), as a new entry while m has fewer than limit. It reports false
+// when k was left out.
+func touch(m map[string]*int64, k []byte, now int64, limit int) bool {
+	if p := m[string(k)]; p != nil {
+		*p = now
+		return true
+	}
+	if len(m) >= limit {
+		return false
+	}
+	p := new(int64)
+	*p = now
+	m[string(k)] = p
+	return true
+}
+
 // shardIndex is a shard's distinct attribute values; guarded by the shard lock.
 type shardIndex struct {
 	keys map[string]*keyValues
+	// seen maps a hash of key and value key to the value's entry in keys, and seenNames a name
+	// hash to its entry in names: the hot path, a span repeating what the shard has, is one
+	// lookup by integer rather than two by string.
+	seen, seenNames map[uint64]*int64
 	// names are the span names seen, with when they were last seen.
-	names map[string]int64
+	names map[string]*int64
 	// eventKeys and linkKeys are event and link attribute keys, for tag names only.
-	eventKeys, linkKeys map[string]int64
-	namesFull           int64 // as keyValues.full
-	tmp                 []byte
+	eventKeys, linkKeys map[string]*int64
+	namesFull           int64  // as keyValues.full
+	tmp, hb             []byte // scratch: value keys, hash input
 }
 
 type keyValues struct {
-	vals map[string]int64 // value key → append time it was last seen, for sweeping
+	vals map[string]*int64 // value key → append time it was last seen, for sweeping
 	// full is when a value was last left out for being past maxIndexedValues (0: never): until
 	// every trace appended since then has gone, vals is incomplete.
 	full int64
@@ -148,18 +183,23 @@ type keyValues struct {
 
 func (x *shardIndex) init() {
 	x.keys = map[string]*keyValues{}
-	x.names = map[string]int64{}
-	x.eventKeys = map[string]int64{}
-	x.linkKeys = map[string]int64{}
+	x.seen = map[uint64]*int64{}
+	x.seenNames = map[uint64]*int64{}
+	x.names = map[string]*int64{}
+	x.eventKeys = map[string]*int64{}
+	x.linkKeys = map[string]*int64{}
 }
 
 // indexSpan adds a span's name and attributes to its trace's signature and the shard's values.
 func (x *shardIndex) indexSpan(t *Trace, s *otlpwire.Span, now int64) {
-	t.sig.add(nameHash(s.Name))
-	if _, ok := x.names[string(s.Name)]; ok || len(x.names) < 4*maxIndexedValues {
-		x.names[string(s.Name)] = now
-	} else {
+	nh := nameHash(&x.hb, s.Name)
+	t.sig.add(nh)
+	if p := x.seenNames[nh]; p != nil {
+		*p = now
+	} else if !touch(x.names, s.Name, now, 4*maxIndexedValues) {
 		x.namesFull = now
+	} else {
+		x.seenNames[nh] = x.names[string(s.Name)]
 	}
 	// One pass over the span's top-level fields: attributes, and the keys of event and link
 	// attributes. Malformed input was refused by validation; here it only ends indexing.
@@ -195,7 +235,7 @@ func (x *shardIndex) indexSpan(t *Trace, s *otlpwire.Span, now int64) {
 }
 
 // indexKeys records the attribute keys of an event or link message, whose attributes are field.
-func (x *shardIndex) indexKeys(keys map[string]int64, msg []byte, field protowire.Number, now int64) {
+func (x *shardIndex) indexKeys(keys map[string]*int64, msg []byte, field protowire.Number, now int64) {
 	for len(msg) > 0 {
 		f, typ, n := protowire.ConsumeTag(msg)
 		if n < 0 {
@@ -215,9 +255,7 @@ func (x *shardIndex) indexKeys(keys map[string]int64, msg []byte, field protowir
 		}
 		msg = msg[n:]
 		if key, _, ok := keyValue(kv); ok {
-			if _, seen := keys[string(key)]; seen || len(keys) < maxIndexedValues {
-				keys[string(key)] = now
-			}
+			touch(keys, key, now, maxIndexedValues)
 		}
 	}
 }
@@ -296,30 +334,35 @@ func (x *shardIndex) indexScalar(t *Trace, key []byte, kind byte, text []byte, n
 		for _, c := range text {
 			x.tmp = append(x.tmp, hexDigits[c>>4], hexDigits[c&15])
 		}
-		t.sig.add(attrHash(key, 's', x.tmp[1:]))
+		t.sig.add(attrHash(&x.hb, key, 's', x.tmp[1:]))
 	case ValueString:
 		x.tmp = append(append(x.tmp, ValueString), text...)
-		t.sig.add(attrHash(key, 's', text))
+		t.sig.add(attrHash(&x.hb, key, 's', text))
 	case ValueInt:
 		x.tmp = binary.LittleEndian.AppendUint64(append(x.tmp, ValueInt), num)
-		t.sig.add(attrHash(key, 'n', numBytes(&nb, float64(int64(num)))))
+		t.sig.add(attrHash(&x.hb, key, 'n', numBytes(&nb, float64(int64(num)))))
 	case ValueDouble:
 		x.tmp = binary.LittleEndian.AppendUint64(append(x.tmp, ValueDouble), num)
-		t.sig.add(attrHash(key, 'n', numBytes(&nb, math.Float64frombits(num))))
+		t.sig.add(attrHash(&x.hb, key, 'n', numBytes(&nb, math.Float64frombits(num))))
 	case ValueBool:
 		x.tmp = append(x.tmp, ValueBool, byte(num))
-		t.sig.add(attrHash(key, 'b', x.tmp[1:]))
+		t.sig.add(attrHash(&x.hb, key, 'b', x.tmp[1:]))
+	}
+	vh := valueHash(&x.hb, key, x.tmp)
+	if p := x.seen[vh]; p != nil {
+		*p = now
+		return
 	}
 	kv := x.keys[string(key)]
 	if kv == nil {
-		kv = &keyValues{vals: map[string]int64{}}
+		kv = &keyValues{vals: map[string]*int64{}}
 		x.keys[string(key)] = kv
 	}
-	if _, ok := kv.vals[string(x.tmp)]; ok || len(kv.vals) < maxIndexedValues {
-		kv.vals[string(x.tmp)] = now
-	} else {
+	if !touch(kv.vals, x.tmp, now, maxIndexedValues) {
 		kv.full = now
+		return
 	}
+	x.seen[vh] = kv.vals[string(x.tmp)]
 }
 
 // decodeAnyValue reads an AnyValue message: its value key type and either the text (strings; bytes
@@ -395,8 +438,9 @@ func (x *shardIndex) sweep(sh *shard) {
 	}
 	for k, kv := range x.keys {
 		for v, seen := range kv.vals {
-			if seen < oldest {
+			if *seen < oldest {
 				delete(kv.vals, v)
+				delete(x.seen, valueHash(&x.hb, []byte(k), []byte(v)))
 			}
 		}
 		if kv.full < oldest {
@@ -407,13 +451,14 @@ func (x *shardIndex) sweep(sh *shard) {
 		}
 	}
 	for n, seen := range x.names {
-		if seen < oldest {
+		if *seen < oldest {
 			delete(x.names, n)
+			delete(x.seenNames, nameHash(&x.hb, []byte(n)))
 		}
 	}
-	for _, keys := range []map[string]int64{x.eventKeys, x.linkKeys} {
+	for _, keys := range []map[string]*int64{x.eventKeys, x.linkKeys} {
 		for k, seen := range keys {
-			if seen < oldest {
+			if *seen < oldest {
 				delete(keys, k)
 			}
 		}

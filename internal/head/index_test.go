@@ -1,6 +1,7 @@
 package head
 
 import (
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -166,4 +167,46 @@ func TestTooManyValuesMarksKeyIncomplete(t *testing.T) {
 	if !h.HasSpanAttributeValue("request", IntKey(1<<40)) {
 		t.Fatal("an incomplete key ruled a value out")
 	}
+}
+
+// BenchmarkAppend appends requests shaped like the load generator's small profile (52 traces of
+// 10 spans, two attributes each) and reports the cost per span, index upkeep included; with
+// HEAD_BENCH_NOINDEX=1 the index is not kept, for comparison.
+func BenchmarkAppend(b *testing.B) {
+	var spans []*tracepb.Span
+	for ti := range 52 {
+		for si := range 10 {
+			s := span(byte(ti), byte(si), []string{"GET /api/tasks", "authenticate", "load_user", "query_tasks", "serialize_task",
+				"cache.get", "cache.set", "render", "publish_event", "record_metrics"}[si],
+				kvStr("http.request.method", "GET"), kvInt("task.count", int64((ti*7+si)%50)))
+			spans = append(spans, s)
+		}
+	}
+	req, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+		Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{kvStr("service.name", "loadgen-small")}},
+		ScopeSpans: []*tracepb.ScopeSpans{{Spans: spans}},
+	}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	noIndex = os.Getenv("HEAD_BENCH_NOINDEX") != ""
+	defer func() { noIndex = false }()
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		// A fresh head every 200 requests keeps memory flat; trace IDs repeat per head.
+		h := New()
+		for range 200 {
+			a := h.Appender(1)
+			if err := otlpwire.ScanRequest(req, func(g *otlpwire.Group, s *otlpwire.Span) error {
+				a.Append(g, s)
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+			a.Commit()
+			n += len(spans)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/span")
 }
