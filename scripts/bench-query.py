@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Runs issue 18's query table against a running Ariadne and prints one JSON object per query.
+
+  bench-query.py URL LABEL [PID]       time each query (one warm-up, then the median of 5),
+                                       and the server's CPU time per query when given its PID
+  bench-query.py --table BLOCKS HEAD   print the Markdown table of two runs
+
+Search and metrics windows are the last hour, as Grafana's default time picker sends them.
+"""
+import json
+import os
+import statistics
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+AND = '{ span.task.count = 7 && name = "render" }'
+SEARCHES = [
+    ('`{ resource.service.name = "loadgen-small" }` limit 20', '{ resource.service.name = "loadgen-small" }', 20),
+    ('`{ span.task.count = 7 && name = "render" }` limit 20', AND, 20),
+    ('`{ span.task.count = 4242 }` (no match)', '{ span.task.count = 4242 }', 20),
+    ('`{ name = "GET /api/tasks" } >> { name = "render" && span.task.count = 7 }` limit 20',
+     '{ name = "GET /api/tasks" } >> { name = "render" && span.task.count = 7 }', 20),
+    ('`{ } | count() > 11` (no match)', '{ } | count() > 11', 20),
+    ('the AND query, limit 1000', AND, 1000),
+]
+
+
+def get(url):
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=900) as r:
+        body = r.read()
+    ms = (time.perf_counter() - t0) * 1000
+    return ms, json.loads(body) if body else None
+
+
+PID = None
+
+
+def cpu_ns():
+    """The server's CPU time so far, all threads, in nanoseconds (0 without a PID)."""
+    if PID is None:
+        return 0
+    total = 0
+    for task in os.listdir('/proc/%s/task' % PID):
+        try:
+            with open('/proc/%s/task/%s/schedstat' % (PID, task)) as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass  # the thread ended
+    return total
+
+
+def timed(url, answer):
+    """Median of 5 after a warm-up (wall ms, server CPU ms), and a short description of the
+    answer. A query whose warm-up takes over 5 s is reported from that one run."""
+    c0 = cpu_ns()
+    ms, body = get(url)
+    cpu = (cpu_ns() - c0) / 1e6
+    if ms > 5000:
+        return ms, cpu, answer(body) + ' (1 run)'
+    runs, cpus = [], []
+    out = None
+    for _ in range(5):
+        c0 = cpu_ns()
+        ms, body = get(url)
+        cpus.append((cpu_ns() - c0) / 1e6)
+        runs.append(ms)
+        out = answer(body)
+    return statistics.median(runs), statistics.median(cpus), out
+
+
+def run(base, label):
+    now = int(time.time())
+    start, end = now - 3600, now
+    rows = []
+    for name, q, limit in SEARCHES:
+        url = base + '/api/search?' + urllib.parse.urlencode({'q': q, 'limit': limit, 'start': start, 'end': end})
+        ms, cpu, n = timed(url, lambda b: '%d traces' % len(b.get('traces') or []))
+        rows.append((name, ms, cpu, n))
+    url = base + '/api/metrics/query_range?' + urllib.parse.urlencode(
+        {'q': '{ } | rate() by (name)', 'start': start, 'end': end, 'step': '60s'})
+    ms, cpu, n = timed(url, lambda b: '%d series' % len(b.get('series') or []))
+    rows.append(('`/api/metrics/query_range` `{ } | rate() by (name)`, 1 h, step 60s', ms, cpu, n))
+    url = base + '/api/v2/search/tags?' + urllib.parse.urlencode({'start': start, 'end': end})
+    ms, cpu, n = timed(url, lambda b: '%d names' % sum(len(s.get('tags') or []) for s in b.get('scopes') or []))
+    rows.append(('`/api/v2/search/tags`', ms, cpu, n))
+    url = base + '/api/v2/search/tag/span.task.count/values?' + urllib.parse.urlencode({'start': start, 'end': end})
+    ms, cpu, n = timed(url, lambda b: '%d values' % len(b.get('tagValues') or []))
+    rows.append(('`/api/v2/search/tag/span.task.count/values`', ms, cpu, n))
+    # Trace by ID: 20 IDs of the newest traces, each fetched 5 times; median and max over all.
+    _, body = get(base + '/api/search?' + urllib.parse.urlencode({'q': '{ }', 'limit': 20, 'start': start, 'end': end}))
+    ids = [t['traceID'] for t in body.get('traces') or []]
+    times, cpus = [], []
+    spans = 0
+    for tid in ids:
+        get(base + '/api/traces/' + tid)
+        for _ in range(5):
+            c0 = cpu_ns()
+            ms, b = get(base + '/api/traces/' + tid)
+            cpus.append((cpu_ns() - c0) / 1e6)
+            times.append(ms)
+        spans += sum(len(ss.get('spans') or []) for rs in (b.get('batches') or b.get('resourceSpans') or []) for ss in rs.get('scopeSpans') or [])
+    if times:
+        rows.append(('trace by ID (%d IDs)' % len(ids), statistics.median(times), statistics.median(cpus),
+                     '%d spans, max %.1f ms' % (spans, max(times))))
+    for name, ms, cpu, n in rows:
+        print(json.dumps({'label': label, 'query': name, 'ms': round(ms, 1), 'cpu': round(cpu, 1), 'answer': n}))
+
+
+def table(blocks_file, head_file):
+    def load(f):
+        return [json.loads(l) for l in open(f) if l.strip()]
+    b, h = load(blocks_file), load(head_file)
+    print('| query | Ariadne (blocks / head), wall | server CPU (blocks / head) | answer (blocks / head) |')
+    print('|---|---|---|---|')
+    for rb, rh in zip(b, h):
+        same = rb['answer'] if rb['answer'] == rh['answer'] else '%s / %s' % (rb['answer'], rh['answer'])
+        print('| %s | %s / %s ms | %s / %s ms | %s |' % (rb['query'].replace('|', '\\|'), fmt(rb['ms']), fmt(rh['ms']),
+                                                        fmt(rb['cpu']), fmt(rh['cpu']), same))
+
+
+def fmt(ms):
+    return '%.1f' % ms if ms < 10 else '%.0f' % ms
+
+
+if __name__ == '__main__':
+    if sys.argv[1] == '--table':
+        table(sys.argv[2], sys.argv[3])
+    else:
+        if len(sys.argv) > 3:
+            PID = sys.argv[3]
+        run(sys.argv[1], sys.argv[2])
