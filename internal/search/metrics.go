@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ariadne-tracing/ariadne/internal/quantilesketch"
 	"github.com/ariadne-tracing/ariadne/internal/traceql"
 )
 
@@ -23,6 +24,9 @@ type MetricsRequest struct {
 	Step       time.Duration
 	// Exemplars is the most exemplars returned per series; 0 returns none.
 	Exemplars int
+	// MaxSeries caps the series of the answer; spans of further series are left out and the
+	// answer is marked Truncated. 0 is no cap.
+	MaxSeries int
 }
 
 // Series is one output series of a metrics query.
@@ -83,13 +87,17 @@ func (s Series) PromLabels() string {
 type MetricsResult struct {
 	Series  []Series
 	Metrics Metrics
+	// Truncated says MaxSeries was reached: the answer lacks some series.
+	Truncated bool
 }
 
 type bucketAcc struct {
 	count    float64
 	sum      float64
 	min, max float64
-	vals     []float64 // for quantiles
+	// quantiles holds the values of quantile_over_time in bounded memory (1% relative error),
+	// not every value.
+	quantiles *quantilesketch.Sketch
 	ex       *Exemplar // the first span counted, when exemplars are asked for
 }
 
@@ -110,11 +118,17 @@ type metricsRun struct {
 	exemplars  bool
 	series     map[string]*seriesAcc
 	order      []string
+	maxSeries  int  // 0: no cap
+	truncated  bool // a series past maxSeries was left out
 }
 
 // add counts value v of span s (started at ts) in the series labelled labels, keyed by key.
 func (r *metricsRun) add(key string, labels func() []label, t *trace, s *span, v float64) {
 	sa := r.series[key]
+	if sa == nil && r.maxSeries > 0 && len(r.series) >= r.maxSeries {
+		r.truncated = true
+		return
+	}
 	if sa == nil {
 		sa = &seriesAcc{labels: labels(), buckets: make([]bucketAcc, r.n)}
 		r.series[key] = sa
@@ -129,7 +143,10 @@ func (r *metricsRun) add(key string, labels func() []label, t *trace, s *span, v
 	b.sum += v
 	b.min, b.max = min(b.min, v), max(b.max, v)
 	if r.fn == traceql.MetricsQuantileOverTime {
-		b.vals = append(b.vals, v)
+		if b.quantiles == nil {
+			b.quantiles = quantilesketch.New(0.01)
+		}
+		b.quantiles.Add(v)
 	}
 	if r.exemplars && b.ex == nil {
 		b.ex = &Exemplar{TraceID: t.id, SpanID: slices.Clone(s.id), TimestampMs: s.start / 1e6, Value: v}
@@ -156,7 +173,7 @@ func (e *Engine) QueryRange(ctx context.Context, req MetricsRequest) (*MetricsRe
 	}
 	m := q.Metrics
 	run := &metricsRun{fn: m.Func, start: req.Start.UnixNano(), end: req.End.UnixNano(), step: int64(step), n: n,
-		exemplars: req.Exemplars > 0, series: map[string]*seriesAcc{}}
+		exemplars: req.Exemplars > 0, series: map[string]*seriesAcc{}, maxSeries: req.MaxSeries}
 	p := newPlan(q, req.Start.Add(-time.Hour), req.End)
 	if m.Func == traceql.MetricsCompare {
 		// compare() reports every attribute and the intrinsics it breaks down by.
@@ -228,6 +245,7 @@ func (e *Engine) QueryRange(ctx context.Context, req MetricsRequest) (*MetricsRe
 	if err != nil {
 		return nil, err
 	}
+	res.Truncated = run.truncated
 	if m.Func == traceql.MetricsCompare {
 		run.keepTopValues(cmp.Or(m.TopN, 10))
 	}
@@ -290,7 +308,7 @@ func (r *metricsRun) toSeries(m *traceql.MetricsAggregate, maxExemplars int) ([]
 				case traceql.MetricsSumOverTime:
 					v = b.sum
 				case traceql.MetricsQuantileOverTime:
-					v = quantile(b.vals, m.Quantiles[oi])
+					v = b.quantiles.Quantile(m.Quantiles[oi])
 				default:
 					return nil, fmt.Errorf("search: metrics function %s is not supported", m.Func)
 				}
@@ -485,14 +503,3 @@ func histogramBucket(v float64) float64 {
 	return math.Pow(2, math.Ceil(math.Log2(v)))
 }
 
-// quantile is the q-quantile of vs by linear interpolation between closest ranks.
-func quantile(vs []float64, q float64) float64 {
-	if len(vs) == 0 {
-		return math.NaN()
-	}
-	slices.Sort(vs)
-	pos := q * float64(len(vs)-1)
-	lo := int(math.Floor(pos))
-	hi := min(lo+1, len(vs)-1)
-	return vs[lo] + (vs[hi]-vs[lo])*(pos-float64(lo))
-}
