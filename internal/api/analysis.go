@@ -224,14 +224,23 @@ func (s *Server) handleLintReport(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "limit must be a positive integer")
 			return
 		}
-		limit = min(n, 5000)
+		limit = n
+	}
+	// Every trace examined is held decoded until the cross-trace rules have run: the count is
+	// capped whatever since and limit ask for.
+	if m := s.limits.MaxTracesPerLintReport; m > 0 {
+		limit = min(limit, m)
+	} else {
+		limit = min(limit, 5000)
 	}
 	service := r.URL.Query().Get("service")
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
-	sums, err := s.q.Summaries(ctx, query.TimeRange{Start: time.Now().Add(-since)}, 0)
+	// Twice the traces wanted, since some may have no spans left to read; Recent holds only
+	// those, however long since is.
+	sums, err := s.q.Recent(ctx, query.TimeRange{Start: time.Now().Add(-since)}, 2*limit)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		s.queryFailed(w, r, "lint report", err)
 		return
 	}
 	cfg := analyze.LintConfig{}
