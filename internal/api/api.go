@@ -16,14 +16,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-
 	"github.com/ariadne-tracing/ariadne/internal/analyze"
-	"github.com/ariadne-tracing/ariadne/internal/otlpjson"
+	"github.com/ariadne-tracing/ariadne/internal/partial"
 	"github.com/ariadne-tracing/ariadne/internal/query"
+	"github.com/ariadne-tracing/ariadne/internal/queryscheduler"
 	"github.com/ariadne-tracing/ariadne/internal/search"
 )
 
@@ -50,7 +46,9 @@ type Server struct {
 	ready          atomic.Bool
 	writeCheck     func() error // nil: always accepting writes
 	mux            *routeMux
-	handler        http.Handler // mux inside the per-request wrappers
+	handler        http.Handler              // mux inside the per-request wrappers
+	sched          *queryscheduler.Scheduler // admits queries; nil runs them at once
+	limits         Limits
 }
 
 // routeMux is a ServeMux that remembers its patterns, so that a test can hold every endpoint to
@@ -115,7 +113,13 @@ func (s *Server) SetReady(v bool) { s.ready.Store(v) }
 // error, /ready answers 503 with it. Call before serving.
 func (s *Server) SetWriteCheck(check func() error) { s.writeCheck = check }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if cost, ok := queryCost(r.URL.Path); ok && s.sched != nil {
+		s.admit(w, r, cost, s.handler)
+		return
+	}
+	s.handler.ServeHTTP(w, r)
+}
 
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
@@ -214,56 +218,30 @@ func (s *Server) handleTrace(v2 bool) http.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 		defer cancel()
-		td, err := s.q.FindTrace(ctx, id, tr)
+		wt, err := s.q.FindTraceWire(ctx, id, tr, s.limits.MaxBytesPerTrace)
 		if err != nil {
-			s.log.Error("trace by ID", "id", hex.EncodeToString(id[:]), "err", err)
-			writeError(w, http.StatusInternalServerError, err.Error())
+			s.queryFailed(w, r, "trace by ID "+hex.EncodeToString(id[:]), err)
 			return
 		}
-		if td == nil {
+		if wt == nil {
 			writeError(w, http.StatusNotFound, "trace not found")
 			return
 		}
+		if wt.Partial {
+			partial.Note(ctx, fmt.Sprintf("trace larger than max_bytes_per_trace (%d bytes): later spans left out", s.limits.MaxBytesPerTrace))
+		}
+		// The answer streams out span by span; an error past this point can only cut it short.
 		if wantsProtobuf(r) {
-			b, err := proto.Marshal(td)
-			if err != nil {
-				writeError(w, http.StatusInternalServerError, err.Error())
-				return
-			}
-			if v2 {
-				b = protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), b)
-			}
 			w.Header().Set("Content-Type", "application/protobuf")
-			w.Write(b)
-			return
+			err = writeTraceProto(w, wt, v2, s.limits.MaxBytesPerTrace)
+		} else {
+			w.Header().Set("Content-Type", "application/json")
+			err = writeTraceJSON(w, wt, v2, s.limits.MaxBytesPerTrace)
 		}
-		b, err := traceJSON(td, v2)
 		if err != nil {
-			writeError(w, http.StatusInternalServerError, err.Error())
-			return
+			s.log.Debug("trace by ID: answer cut short", "id", hex.EncodeToString(id[:]), "err", err)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(b)
 	}
-}
-
-func traceJSON(td *tracepb.TracesData, v2 bool) ([]byte, error) {
-	b, err := otlpjson.Marshal(td)
-	if err != nil {
-		return nil, fmt.Errorf("encode trace: %w", err)
-	}
-	if v2 {
-		return json.Marshal(map[string]json.RawMessage{"trace": b})
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return nil, fmt.Errorf("encode trace: %w", err)
-	}
-	batches := fields["resourceSpans"]
-	if batches == nil {
-		batches = json.RawMessage("[]")
-	}
-	return json.Marshal(map[string]json.RawMessage{"batches": batches})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -159,6 +159,18 @@ func parseSearchRange(r *http.Request) (start, end time.Time, err error) {
 	return start, end, nil
 }
 
+// checkRange refuses a time range longer than max (0: any), as Tempo's max_duration does: the
+// work of a query grows with its range.
+func checkRange(start, end time.Time, max time.Duration) error {
+	if max <= 0 || start.IsZero() || end.IsZero() {
+		return nil
+	}
+	if d := end.Sub(start); d > max {
+		return fmt.Errorf("the range from start to end, %v, is over the most allowed, %v", d, max)
+	}
+	return nil
+}
+
 // parseTime accepts unix seconds (with a fraction), unix nanoseconds, or RFC 3339.
 func parseTime(v string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
@@ -321,12 +333,23 @@ func (h *searchHandlers) search(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	lim := h.s.limits
+	if lim.MaxResultLimit > 0 && req.Limit > lim.MaxResultLimit {
+		req.Limit = lim.MaxResultLimit // as Tempo's max_result_limit: capped, not refused
+	}
+	if lim.MaxSpansPerSpanSet > 0 && req.SpansPerSpanSet > lim.MaxSpansPerSpanSet {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("spss %d is over the most spans per spanset, %d", req.SpansPerSpanSet, lim.MaxSpansPerSpanSet))
+		return
+	}
+	if err := checkRange(req.Start, req.End, lim.MaxDuration); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), searchTimeout)
 	defer cancel()
 	res, err := h.e.Search(ctx, req)
 	if err != nil {
-		h.s.log.Error("search", "q", q.String(), "err", err)
-		writeError(w, http.StatusInternalServerError, err.Error())
+		h.s.queryFailed(w, r, "search "+q.String(), err)
 		return
 	}
 	out := jsonSearchResponse{Traces: []jsonTrace{}, Metrics: metricsJSON(res.Metrics)}
@@ -381,6 +404,9 @@ func (h *searchHandlers) tagsRequest(r *http.Request, v2 bool) (search.TagsReque
 	if err := errors.Join(errs[:]...); err != nil {
 		return req, err
 	}
+	if err := checkRange(req.Start, req.End, h.s.limits.MaxDuration); err != nil {
+		return req, err
+	}
 	if src := r.URL.Query().Get("q"); v2 && strings.TrimSpace(src) != "" && strings.TrimSpace(src) != "{}" {
 		q, err := traceql.Parse(src)
 		if err != nil {
@@ -414,8 +440,7 @@ func (h *searchHandlers) tags(v2 bool) http.HandlerFunc {
 		defer cancel()
 		byScope, err := h.e.TagNames(ctx, req)
 		if err != nil {
-			h.s.log.Error("search tags", "err", err)
-			writeError(w, http.StatusInternalServerError, err.Error())
+			h.s.queryFailed(w, r, "search tags", err)
 			return
 		}
 		if v2 {
@@ -475,7 +500,8 @@ func (h *searchHandlers) tagValues(v2 bool) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		req := search.TagValuesRequest{Tag: tag, Start: treq.Start, End: treq.End, Limit: treq.Limit, Query: treq.Query}
+		req := search.TagValuesRequest{Tag: tag, Start: treq.Start, End: treq.End, Limit: treq.Limit, Query: treq.Query,
+			MaxBytes: h.s.limits.MaxBytesPerTagValuesQuery}
 		if !v2 && !strings.HasPrefix(tag, ".") && !strings.Contains(tag, ":") {
 			// v1 names are unscoped attributes, even where they spell an intrinsic ("name").
 			req.Tag = "." + tag
@@ -484,8 +510,7 @@ func (h *searchHandlers) tagValues(v2 bool) http.HandlerFunc {
 		defer cancel()
 		vals, err := h.e.TagValues(ctx, req)
 		if err != nil {
-			h.s.log.Error("search tag values", "tag", tag, "err", err)
-			writeError(w, http.StatusInternalServerError, err.Error())
+			h.s.queryFailed(w, r, "search tag values "+tag, err)
 			return
 		}
 		if v2 {
@@ -564,6 +589,10 @@ func (h *searchHandlers) metrics(instant bool) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, "end must be after start")
 			return
 		}
+		if err := checkRange(start, end, h.s.limits.MetricsMaxDuration); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 		var step time.Duration
 		if v := r.URL.Query().Get("step"); v != "" && !instant {
 			if step, err = time.ParseDuration(v); err != nil {
@@ -594,10 +623,10 @@ func (h *searchHandlers) metrics(instant bool) http.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), searchTimeout)
 		defer cancel()
-		res, err := h.e.QueryRange(ctx, search.MetricsRequest{Query: q, Start: start, End: end, Step: step, Exemplars: exemplars})
+		res, err := h.e.QueryRange(ctx, search.MetricsRequest{Query: q, Start: start, End: end, Step: step, Exemplars: exemplars,
+			MaxSeries: h.s.limits.MaxResponseSeries})
 		if err != nil {
-			h.s.log.Error("metrics query", "q", src, "err", err)
-			writeError(w, http.StatusInternalServerError, err.Error())
+			h.s.queryFailed(w, r, "metrics query "+src, err)
 			return
 		}
 		series := []jsonSeries{}
@@ -624,6 +653,12 @@ func (h *searchHandlers) metrics(instant bool) http.HandlerFunc {
 			}
 			series = append(series, js)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"series": series, "metrics": metricsJSON(res.Metrics)})
+		out := map[string]any{"series": series, "metrics": metricsJSON(res.Metrics)}
+		if res.Truncated {
+			// Tempo's partial answer: the series past max_response_series are left out.
+			out["status"] = "PARTIAL"
+			out["message"] = fmt.Sprintf("the answer has more than %d series; the rest are left out (narrow the query or its by())", h.s.limits.MaxResponseSeries)
+		}
+		writeJSON(w, http.StatusOK, out)
 	}
 }

@@ -54,7 +54,9 @@ func (q *Querier) Recent(ctx context.Context, tr TimeRange, n int) ([]TraceSumma
 			RootService: t.RootService, RootName: t.RootName, SpanCount: t.SpanCount, ErrorCount: t.ErrorCount})
 		return true
 	})
-	blocks := slices.Clone(q.src.Blocks())
+	held, release := q.src.AcquireBlocks()
+	defer release()
+	blocks := slices.Clone(held)
 	slices.SortFunc(blocks, func(a, b *block.Reader) int { return cmp.Compare(b.Meta().MaxEnd, a.Meta().MaxEnd) })
 	for _, b := range blocks {
 		meta := b.Meta()

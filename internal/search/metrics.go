@@ -98,7 +98,7 @@ type bucketAcc struct {
 	// quantiles holds the values of quantile_over_time in bounded memory (1% relative error),
 	// not every value.
 	quantiles *quantilesketch.Sketch
-	ex       *Exemplar // the first span counted, when exemplars are asked for
+	ex        *Exemplar // the first span counted, when exemplars are asked for
 }
 
 type seriesAcc struct {
@@ -502,4 +502,3 @@ func histogramBucket(v float64) float64 {
 	}
 	return math.Pow(2, math.Ceil(math.Log2(v)))
 }
-

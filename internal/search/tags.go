@@ -205,6 +205,10 @@ type TagValuesRequest struct {
 	Tag        string
 	Start, End time.Time
 	Limit      int
+	// MaxBytes caps the size of the values gathered (their text), as Tempo's
+	// max_bytes_per_tag_values_query: a tag holding an ID per trace cannot fill memory with every
+	// one of them. 0 is no cap.
+	MaxBytes int64
 	// Query, when set, limits the values to those on spans matching it.
 	Query *traceql.Query
 }
@@ -238,7 +242,12 @@ func (e *Engine) TagValues(ctx context.Context, req TagValuesRequest) ([]Value, 
 	var out []Value
 	full := false
 	skipHead := false
+	var size int64
 	add := func(v value) {
+		if full {
+			return
+		}
+		n := len(out)
 		if v.k == kArray {
 			for _, el := range v.arr {
 				if el.k != kArray {
@@ -248,7 +257,10 @@ func (e *Engine) TagValues(ctx context.Context, req TagValuesRequest) ([]Value, 
 		} else if v.k != kNil {
 			addOne(seen, &out, v)
 		}
-		full = req.Limit > 0 && len(out) >= req.Limit
+		for _, nv := range out[n:] {
+			size += int64(len(nv.String)) + 16 // the text, and the type and framing around it
+		}
+		full = (req.Limit > 0 && len(out) >= req.Limit) || (req.MaxBytes > 0 && size >= req.MaxBytes)
 	}
 	switch f := field.(type) {
 	case traceql.Intrinsic:

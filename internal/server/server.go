@@ -32,6 +32,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 	"github.com/ariadne-tracing/ariadne/internal/peerapi"
 	"github.com/ariadne-tracing/ariadne/internal/query"
+	"github.com/ariadne-tracing/ariadne/internal/queryscheduler"
 	"github.com/ariadne-tracing/ariadne/internal/receive"
 	"github.com/ariadne-tracing/ariadne/internal/remotewrite"
 	"github.com/ariadne-tracing/ariadne/internal/sampling"
@@ -52,6 +53,8 @@ type Server struct {
 	log   *slog.Logger
 	Store *store.Store
 	API   *api.Server
+	// Queries admits the query API's requests.
+	Queries *queryscheduler.Scheduler
 	// Registry holds Ariadne's own metrics, served on /metrics.
 	Registry *prometheus.Registry
 
@@ -100,6 +103,8 @@ type options struct {
 	fs      vfs.FS
 	cluster *cluster                                  // set by Start with storage.backend s3
 	limits  func(tenant string) (rate, burst float64) // per-tenant ingest rate (overrides)
+	// queries is the process's one query scheduler, which every core's API shares.
+	queries *queryscheduler.Scheduler
 }
 
 // WithFS makes the write-ahead log and the block store write through fsys instead of the real
@@ -200,6 +205,9 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 
 	q := o.cluster.querier(st)
 	s.API = api.New(q, build, log)
+	if o.queries != nil {
+		admitQueries(s.API, o.queries, cfg.Query)
+	}
 	s.API.SetWriteCheck(func() error {
 		if !st.Writable() {
 			return fmt.Errorf("write-ahead log cannot write: %s", st.WALStats().LastError)
@@ -265,6 +273,9 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	s := &Server{cfg: cfg, log: log, errs: make(chan error, 4), listeners: map[string]*connlimit.Listener{}}
 	s.overrides = newOverrides(cfg, log)
 	o.limits = s.overrides.rateFor
+	// One scheduler for the process, whatever the number of tenants: CPU and memory are shared.
+	s.Queries = newQueryScheduler(cfg.Query, reg)
+	o.queries = s.Queries
 	var c receive.Consumer
 	var consume func(ctx context.Context, tenant string, body []byte) (ingest.Result, error)
 	var refused func(reason string)

@@ -1,0 +1,192 @@
+package query
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+
+	"github.com/ariadne-tracing/ariadne/internal/block"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+)
+
+// WireTrace is a trace merged from the head and the blocks with its spans kept as encoded Span
+// messages, for answers that stream the trace out span by span instead of building it whole:
+// a 200,000-span trace then costs its encoded bytes once, not a tree of objects per span.
+type WireTrace struct {
+	Resources []*WireResource
+	Spans     int
+	// SpanBytes is the size of the span encodings kept.
+	SpanBytes int64
+	// Partial says the trace had more span bytes than asked for: later spans were left out.
+	Partial bool
+}
+
+// WireResource is the spans of one resource.
+type WireResource struct {
+	Resource  *resourcepb.Resource // nil when absent
+	SchemaURL string
+	Scopes    []*WireScope
+}
+
+// WireScope is the spans of one instrumentation scope of a resource, in start order.
+type WireScope struct {
+	Scope     *commonpb.InstrumentationScope // nil when absent
+	SchemaURL string
+	Spans     [][]byte // each an encoded OTLP Span
+	starts    []uint64
+}
+
+// FindTraceWire is FindTrace with the spans left encoded, and at most maxBytes of them (0: no
+// cap): a larger trace comes back with the spans that fit and Partial set, as Tempo's
+// max_bytes_per_trace. Head parts are read without decoding their spans; block parts are read
+// whole and re-encoded span by span.
+func (q *Querier) FindTraceWire(ctx context.Context, id [16]byte, tr TimeRange, maxBytes int64) (*WireTrace, error) {
+	w := &wireMerger{out: &WireTrace{}, maxBytes: maxBytes, resources: map[string]*WireResource{},
+		scopes: map[string]*WireScope{}, seen: map[[8]byte]struct{}{}, byGroup: map[*otlpwire.Group]*WireScope{}}
+	for _, t := range q.src.Head().Get(id) {
+		var err error
+		t.Spans(func(g *otlpwire.Group, raw []byte) {
+			if err != nil {
+				return
+			}
+			ws, ok := w.byGroup[g]
+			if !ok {
+				if ws, err = w.groupScope(g); err != nil {
+					return
+				}
+				w.byGroup[g] = ws
+			}
+			var s otlpwire.Span
+			if err = otlpwire.ScanSpan(raw, &s); err != nil {
+				err = fmt.Errorf("query: head span: %w", err)
+				return
+			}
+			w.add(ws, s.SpanID, s.Start, raw)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	blocks, release := q.src.AcquireBlocks()
+	defer release()
+	for _, b := range blocks {
+		meta := b.Meta()
+		if !tr.overlaps(meta.MinStart, meta.MaxEnd) {
+			continue
+		}
+		rss, err := b.FindTrace(ctx, id)
+		if block.SkipDamaged(ctx, err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("query: block %s: %w", meta.ID, err)
+		}
+		for _, rs := range rss {
+			for _, ss := range rs.ScopeSpans {
+				ws := w.scope(rs.Resource, rs.SchemaUrl, ss.Scope, ss.SchemaUrl)
+				for i, sp := range ss.Spans {
+					raw, err := detMarshal.Marshal(sp)
+					if err != nil {
+						return nil, fmt.Errorf("query: encode span: %w", err)
+					}
+					w.add(ws, sp.SpanId, sp.StartTimeUnixNano, raw)
+					ss.Spans[i] = nil // let the decoded span go while the rest are encoded
+				}
+			}
+		}
+	}
+	if w.out.Spans == 0 {
+		return nil, ctx.Err()
+	}
+	for _, r := range w.out.Resources {
+		for _, s := range r.Scopes {
+			sortByStart(s)
+		}
+	}
+	return w.out, ctx.Err()
+}
+
+func sortByStart(s *WireScope) {
+	idx := make([]int, len(s.Spans))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(s.starts[a], s.starts[b]) })
+	spans := make([][]byte, len(idx))
+	for i, j := range idx {
+		spans[i] = s.Spans[j]
+	}
+	s.Spans, s.starts = spans, nil
+}
+
+type wireMerger struct {
+	out       *WireTrace
+	maxBytes  int64
+	resources map[string]*WireResource
+	scopes    map[string]*WireScope
+	seen      map[[8]byte]struct{}
+	byGroup   map[*otlpwire.Group]*WireScope
+}
+
+func (w *wireMerger) groupScope(g *otlpwire.Group) (*WireScope, error) {
+	var res *resourcepb.Resource
+	if g.Resource != nil {
+		res = &resourcepb.Resource{}
+		if err := proto.Unmarshal(g.Resource, res); err != nil {
+			return nil, fmt.Errorf("query: decode resource: %w", err)
+		}
+	}
+	var sc *commonpb.InstrumentationScope
+	if g.Scope != nil {
+		sc = &commonpb.InstrumentationScope{}
+		if err := proto.Unmarshal(g.Scope, sc); err != nil {
+			return nil, fmt.Errorf("query: decode scope: %w", err)
+		}
+	}
+	return w.scope(res, string(g.ResourceSchemaURL), sc, string(g.ScopeSchemaURL)), nil
+}
+
+// scope finds or adds the group of (resource, scope), keyed by content so that the head's and
+// the blocks' copies of one resource become one.
+func (w *wireMerger) scope(res *resourcepb.Resource, resSchema string, sc *commonpb.InstrumentationScope, scSchema string) *WireScope {
+	rb, _ := detMarshal.Marshal(res)
+	rkey := fmt.Sprintf("%t%s\x00%s", res != nil, rb, resSchema)
+	wr := w.resources[rkey]
+	if wr == nil {
+		wr = &WireResource{Resource: res, SchemaURL: resSchema}
+		w.resources[rkey] = wr
+		w.out.Resources = append(w.out.Resources, wr)
+	}
+	sb, _ := detMarshal.Marshal(sc)
+	skey := fmt.Sprintf("%s\x01%t%s\x00%s", rkey, sc != nil, sb, scSchema)
+	ws := w.scopes[skey]
+	if ws == nil {
+		ws = &WireScope{Scope: sc, SchemaURL: scSchema}
+		w.scopes[skey] = ws
+		wr.Scopes = append(wr.Scopes, ws)
+	}
+	return ws
+}
+
+func (w *wireMerger) add(ws *WireScope, spanID []byte, start uint64, raw []byte) {
+	var sid [8]byte
+	copy(sid[:], spanID)
+	if _, dup := w.seen[sid]; dup {
+		return
+	}
+	if w.maxBytes > 0 && w.out.SpanBytes+int64(len(raw)) > w.maxBytes {
+		w.out.Partial = true
+		return
+	}
+	w.seen[sid] = struct{}{}
+	ws.Spans = append(ws.Spans, raw)
+	ws.starts = append(ws.starts, start)
+	w.out.Spans++
+	w.out.SpanBytes += int64(len(raw))
+}
