@@ -70,7 +70,9 @@ func TestQueryLimits(t *testing.T) {
 	path := "/api/v2/traces/" + hex.EncodeToString(id[:])
 	var tr struct {
 		Trace struct {
-			ResourceSpans []struct{ ScopeSpans []struct{ Spans []json.RawMessage } }
+			ResourceSpans []struct {
+				ScopeSpans []struct{ Spans []json.RawMessage }
+			}
 		}
 		Status, Message string
 	}
