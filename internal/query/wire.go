@@ -44,8 +44,8 @@ type WireScope struct {
 
 // FindTraceWire is FindTrace with the spans left encoded, and at most maxBytes of them (0: no
 // cap): a larger trace comes back with the spans that fit and Partial set, as Tempo's
-// max_bytes_per_trace. Head parts are read without decoding their spans; block parts are read
-// whole and re-encoded span by span.
+// max_bytes_per_trace. Neither the head's parts nor the blocks' are decoded into objects: the
+// head keeps spans encoded, and blocks encode theirs straight from the columns.
 func (q *Querier) FindTraceWire(ctx context.Context, id [16]byte, tr TimeRange, maxBytes int64) (*WireTrace, error) {
 	w := &wireMerger{out: &WireTrace{}, maxBytes: maxBytes, resources: map[string]*WireResource{},
 		scopes: map[string]*WireScope{}, seen: map[[8]byte]struct{}{}, byGroup: map[*otlpwire.Group]*WireScope{}}
@@ -80,25 +80,29 @@ func (q *Querier) FindTraceWire(ctx context.Context, id [16]byte, tr TimeRange, 
 		if !tr.overlaps(meta.MinStart, meta.MaxEnd) {
 			continue
 		}
-		rss, err := b.FindTrace(ctx, id)
+		bt, err := b.FindTraceEncoded(ctx, id)
 		if block.SkipDamaged(ctx, err) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("query: block %s: %w", meta.ID, err)
 		}
-		for _, rs := range rss {
-			for _, ss := range rs.ScopeSpans {
-				ws := w.scope(rs.Resource, rs.SchemaUrl, ss.Scope, ss.SchemaUrl)
-				for i, sp := range ss.Spans {
-					raw, err := detMarshal.Marshal(sp)
-					if err != nil {
-						return nil, fmt.Errorf("query: encode span: %w", err)
-					}
-					w.add(ws, sp.SpanId, sp.StartTimeUnixNano, raw)
-					ss.Spans[i] = nil // let the decoded span go while the rest are encoded
+		if bt == nil {
+			continue
+		}
+		for _, sp := range bt.Spans {
+			ws, ok := w.byGroup[sp.Group]
+			if !ok {
+				if ws, err = w.groupScope(sp.Group); err != nil {
+					return nil, err
 				}
+				w.byGroup[sp.Group] = ws
 			}
+			var s otlpwire.Span
+			if err := otlpwire.ScanSpan(sp.Raw, &s); err != nil {
+				return nil, fmt.Errorf("query: block %s span: %w", meta.ID, err)
+			}
+			w.add(ws, s.SpanID, s.Start, sp.Raw)
 		}
 	}
 	if w.out.Spans == 0 {
