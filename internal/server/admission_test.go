@@ -19,7 +19,7 @@ import (
 )
 
 // bigTrace exports one trace of n spans over gRPC and returns its ID.
-func bigTrace(t *testing.T, s *server.Server, n int, seed byte) [16]byte {
+func bigTrace(t testing.TB, s *server.Server, n int, seed byte) [16]byte {
 	t.Helper()
 	var id [16]byte
 	for i := range id {

@@ -32,7 +32,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/server"
 )
 
-func grpcClient(t *testing.T, s *server.Server) coltracepb.TraceServiceClient {
+func grpcClient(t testing.TB, s *server.Server) coltracepb.TraceServiceClient {
 	conn, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
