@@ -17,6 +17,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/ariadne-tracing/ariadne/internal/otlpjson"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 	"github.com/ariadne-tracing/ariadne/internal/query"
 )
 
@@ -211,7 +212,7 @@ func writeTraceJSON(w io.Writer, wt *query.WireTrace, v2 bool, max int64) error 
 			bw.WriteString(`"spans":[`)
 			for i, raw := range sc.Spans {
 				sp.Reset()
-				if err := proto.Unmarshal(raw, sp); err != nil {
+				if err := otlpwire.Unmarshal(raw, sp); err != nil {
 					return fmt.Errorf("decode span: %w", err)
 				}
 				buf = buf[:0]

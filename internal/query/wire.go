@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 
-	"google.golang.org/protobuf/proto"
-
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 
@@ -142,14 +140,14 @@ func (w *wireMerger) groupScope(g *otlpwire.Group) (*WireScope, error) {
 	var res *resourcepb.Resource
 	if g.Resource != nil {
 		res = &resourcepb.Resource{}
-		if err := proto.Unmarshal(g.Resource, res); err != nil {
+		if err := otlpwire.Unmarshal(g.Resource, res); err != nil {
 			return nil, fmt.Errorf("query: decode resource: %w", err)
 		}
 	}
 	var sc *commonpb.InstrumentationScope
 	if g.Scope != nil {
 		sc = &commonpb.InstrumentationScope{}
-		if err := proto.Unmarshal(g.Scope, sc); err != nil {
+		if err := otlpwire.Unmarshal(g.Scope, sc); err != nil {
 			return nil, fmt.Errorf("query: decode scope: %w", err)
 		}
 	}
@@ -189,6 +187,7 @@ func (w *wireMerger) add(ws *WireScope, spanID []byte, start uint64, raw []byte)
 		return
 	}
 	w.seen[sid] = struct{}{}
+	raw = otlpwire.SpanValidUTF8(raw) // old data may predate ingest's UTF-8 repair
 	ws.Spans = append(ws.Spans, raw)
 	ws.starts = append(ws.starts, start)
 	w.out.Spans++
