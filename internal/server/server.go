@@ -261,6 +261,11 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	if err := cfg.CheckCluster(); err != nil {
 		return nil, err
 	}
+	if cfg.MultitenancyEnabled && (cfg.Storage.Backend == "s3" || cfg.Target == config.TargetQuery || cfg.Target == config.TargetCompact) {
+		// Tenants are kept apart by directory; the bucket's block set is one for all, so a
+		// tenant's reads would reach every tenant's blocks.
+		return nil, errors.New("multitenancy_enabled works with the local storage backend only so far (not storage.backend s3, nor --target query or compact)")
+	}
 	if cfg.Target == config.TargetQuery || cfg.Target == config.TargetCompact {
 		return startStateless(cfg, build, log, reg, gate, tlsCfgs["http"])
 	}
