@@ -104,6 +104,10 @@ func tenancyMatrix(start, end string) []isolationCase {
 		return "/api/analysis/diff?a=" + own.traceID + "&b=" + other.traceID
 	})
 	add("GET /api/analysis/lints", 200, none, func(tenantData, tenantData) string { return "/api/analysis/lints?since=1h" })
+	// One server span per tenant: counted ("selectionSpans":1 either way), below what compare lists.
+	add("GET /api/analysis/compare", 200, func(tenantData) string { return `"selectionSpans":1,` }, func(tenantData, tenantData) string {
+		return "/api/analysis/compare?q=" + q("{ kind = server }") + "&" + rng
+	})
 	add("GET /api/servicegraph", 200, none, func(tenantData, tenantData) string { return "/api/servicegraph" })
 	// From span metrics, which live in memory: after a restart they start again empty.
 	add("GET /api/services/{service}/operations", 200, none, func(own, _ tenantData) string { return "/api/services/" + own.service + "/operations" })

@@ -1,0 +1,573 @@
+// Package compare answers "what do these spans have in common?": given a selection (a TraceQL
+// spanset filter such as { duration > 500ms }) and a baseline, it ranks every span, resource
+// and event attribute value by how much more often the selection has it than the baseline, and
+// every numeric attribute by how far its distribution shifts.
+//
+// Spans are read through the search engine's span scan (search.Engine.ScanSpans), which reads
+// the block columns a comparison needs and evaluates both filters with the same code as
+// /api/search. Counting is one pass; what is kept per value is a count and a few example
+// traces, so memory grows with the distinct values, which are capped per key: a key with more
+// distinct values than that is an identifier, not a cause, and is left out.
+package compare
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/ariadne-tracing/ariadne/internal/search"
+	"github.com/ariadne-tracing/ariadne/internal/traceql"
+)
+
+// Request is one comparison.
+type Request struct {
+	Selection *traceql.Query
+	// Baseline nil compares with the other spans of the span names the selection has, in the
+	// same range; otherwise with the spans Baseline keeps, less those of the selection.
+	Baseline   *traceql.Query
+	Start, End time.Time
+	// Limit is the most values and the most shifts listed; 20 when 0.
+	Limit int
+}
+
+// Result is a comparison's answer.
+type Result struct {
+	SelectionSpans, BaselineSpans int64
+	// Values are the attribute values over-represented in the selection, most significant
+	// first.
+	Values []ValueDiff
+	// Shifts are the numeric attributes whose distribution differs, most significant first.
+	Shifts []Shift
+	// HighCardinality are the keys left out as identifiers (distinct values ≈ spans).
+	HighCardinality []string
+	// Tested are the keys the selection itself tests, left out: they differ by definition.
+	Tested  []string
+	Metrics search.Metrics
+}
+
+// ValueDiff is one attribute value, counted in spans.
+type ValueDiff struct {
+	Key   string // as TraceQL names it: span.k, resource.k, event.k, event:name, name, status, kind
+	Value search.Value
+	// Selection and Baseline are how many spans of each side have the value; the percentages
+	// are of each side's spans.
+	Selection, Baseline       int64
+	SelectionPct, BaselinePct float64
+	// Score is −log10 of the one-sided p-value of a two-proportion z-test; Significant holds
+	// when it passes the threshold corrected for the number of values tested, the selection
+	// has at least MinCount spans with the value and the share differs by MinShare or more.
+	Score       float64
+	Significant bool
+	// ExampleTraceIDs are selection traces with the value.
+	ExampleTraceIDs []string
+}
+
+// Shift is one numeric attribute compared by distribution.
+type Shift struct {
+	Key                 string
+	Selection, Baseline Quantiles
+	// D is the Kolmogorov–Smirnov statistic: the largest gap between the two cumulative
+	// distributions (0 the same, 1 apart). Score is −log10 of its p-value.
+	D               float64
+	Score           float64
+	Significant     bool
+	ExampleTraceIDs []string
+}
+
+// Quantiles summarise one side's values of a numeric key. Durations are nanoseconds.
+type Quantiles struct {
+	Count         int64
+	P50, P90, P99 float64
+}
+
+// Thresholds of significance. A value must be seen MinCount times in the selection before it is
+// ranked at all: two sightings prove nothing however lopsided.
+const (
+	MinCount     = 5
+	MinShare     = 0.05 // of the spans: 5 percentage points
+	MinShiftD    = 0.1
+	minShiftSize = 10
+	// alpha is the family-wise false-positive rate: each test's p-value must be under
+	// alpha/tests (Bonferroni), so that one comparison over hundreds of values on data without
+	// a cause reports nothing.
+	alpha = 0.01
+	// maxDistinct values are counted per key and side before the key is taken for an ID.
+	maxDistinct = 1000
+	// reservoir is how many values of a numeric key one side keeps for its distribution.
+	reservoir = 4096
+	examples  = 3
+)
+
+// Compare runs a comparison over e's spans.
+func Compare(ctx context.Context, e *search.Engine, req Request) (*Result, error) {
+	if req.Selection == nil {
+		return nil, errors.New("compare: no selection")
+	}
+	sel := newSide()
+	baseByName := map[string]*side{}
+	selNames := map[string]bool{}
+	seed := uint64(1)
+	m, err := e.ScanSpans(ctx, search.SpanScanRequest{Selection: req.Selection, Baseline: req.Baseline, Start: req.Start, End: req.End},
+		func(s *search.ScannedSpan) {
+			var sd *side
+			switch {
+			case s.Selected:
+				sd = sel
+				selNames[s.Name] = true
+			case s.InBaseline:
+				sd = baseByName[s.Name]
+				if sd == nil {
+					sd = newSide()
+					baseByName[s.Name] = sd
+				}
+			default:
+				return
+			}
+			sd.spans++
+			sd.seen = sd.seen[:0]
+			add := func(key string, v search.Value) {
+				sd.add(key, v, s, &seed)
+			}
+			add("name", search.Value{Type: "string", String: s.Name})
+			add("status", search.Value{Type: "status", String: s.Status()})
+			add("kind", search.Value{Type: "kind", String: s.Kind()})
+			add("duration", search.Value{Type: "duration", Int: s.DurationNanos})
+			s.Attributes(add)
+		})
+	if err != nil {
+		return nil, fmt.Errorf("compare: %w", err)
+	}
+	base := newSide()
+	for name, sd := range baseByName {
+		if req.Baseline != nil || selNames[name] {
+			base.merge(sd)
+		}
+	}
+	res := rank(sel, base, testedKeys(req.Selection), cmp.Or(req.Limit, 20))
+	res.Metrics = m
+	return res, nil
+}
+
+// testedKeys are the keys, as compare names them, that q's conditions read.
+func testedKeys(q *traceql.Query) map[string]bool {
+	out := map[string]bool{}
+	cols := q.Columns()
+	for _, a := range cols.Attributes {
+		switch a.Scope {
+		case traceql.ScopeSpan:
+			out["span."+a.Name] = true
+		case traceql.ScopeResource:
+			out["resource."+a.Name] = true
+		case traceql.ScopeEvent:
+			out["event."+a.Name] = true
+		case traceql.ScopeNone:
+			out["span."+a.Name], out["resource."+a.Name] = true, true
+		}
+	}
+	for _, i := range cols.Intrinsics {
+		switch i {
+		case traceql.IntrinsicName:
+			out["name"] = true
+		case traceql.IntrinsicStatus:
+			out["status"] = true
+		case traceql.IntrinsicKind:
+			out["kind"] = true
+		case traceql.IntrinsicDuration:
+			out["duration"] = true
+		case traceql.IntrinsicEventName:
+			out["event:name"] = true
+		}
+	}
+	return out
+}
+
+type valueKey struct {
+	typ, text string
+}
+
+type valueAcc struct {
+	val      search.Value
+	spans    int64
+	examples [][16]byte
+}
+
+type sample struct {
+	v, w float64
+}
+
+type keyAcc struct {
+	// values is nil once the key has had more than maxDistinct values.
+	values   map[valueKey]*valueAcc
+	highCard bool
+	// numeric: the values seen of an int, float or duration key, a uniform sample of them and
+	// a few example traces.
+	numSeen  int64
+	samples  []sample
+	examples [][16]byte
+}
+
+// side counts one side of the comparison (or one span name's share of the baseline).
+type side struct {
+	spans int64
+	keys  map[string]*keyAcc
+	// seen are the key/value pairs of the current span, so that a value on several of its
+	// events counts once.
+	seen []valueKey
+}
+
+func newSide() *side { return &side{keys: map[string]*keyAcc{}} }
+
+func (sd *side) add(key string, v search.Value, s *search.ScannedSpan, seed *uint64) {
+	k := sd.keys[key]
+	if k == nil {
+		k = &keyAcc{values: map[valueKey]*valueAcc{}}
+		sd.keys[key] = k
+	}
+	var num float64
+	numeric := true
+	switch v.Type {
+	case "int", "duration":
+		num = float64(v.Int)
+	case "float":
+		num = v.Float
+	default:
+		numeric = false
+	}
+	if numeric {
+		k.numSeen++
+		if len(k.samples) < reservoir {
+			k.samples = append(k.samples, sample{v: num, w: 1})
+		} else if j := randN(seed, uint64(k.numSeen)); j < reservoir {
+			k.samples[j] = sample{v: num, w: 1}
+		}
+		addExample(&k.examples, s.TraceID)
+	}
+	// Floats and durations are measurements, compared only by distribution; ints may be codes
+	// (http.response.status_code), so they are counted as values too.
+	if v.Type == "float" || v.Type == "duration" || k.values == nil {
+		return
+	}
+	vk := valueKey{typ: v.Type, text: valueText(v)}
+	if slices.Contains(sd.seen, valueKey{typ: key, text: vk.typ + "\x00" + vk.text}) {
+		return
+	}
+	sd.seen = append(sd.seen, valueKey{typ: key, text: vk.typ + "\x00" + vk.text})
+	va := k.values[vk]
+	if va == nil {
+		if len(k.values) >= maxDistinct {
+			k.values, k.highCard = nil, true
+			return
+		}
+		va = &valueAcc{val: v}
+		k.values[vk] = va
+	}
+	va.spans++
+	addExample(&va.examples, s.TraceID)
+}
+
+func addExample(ex *[][16]byte, id [16]byte) {
+	if len(*ex) < examples && !slices.Contains(*ex, id) {
+		*ex = append(*ex, id)
+	}
+}
+
+// randN is a splitmix64 step, for reservoir sampling that gives the same answer every run.
+func randN(seed *uint64, n uint64) uint64 {
+	*seed += 0x9e3779b97f4a7c15
+	z := *seed
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	z ^= z >> 31
+	return z % n
+}
+
+func valueText(v search.Value) string {
+	switch v.Type {
+	case "int":
+		return strconv.FormatInt(v.Int, 10)
+	case "bool":
+		return strconv.FormatBool(v.Bool)
+	case "float":
+		return strconv.FormatFloat(v.Float, 'g', -1, 64)
+	}
+	return v.String
+}
+
+// merge adds o's counts to sd. Samples keep their weight (values each stands for), so that a
+// busy span name counts for more than a rare one in the merged distribution.
+func (sd *side) merge(o *side) {
+	sd.spans += o.spans
+	for key, ok := range o.keys {
+		k := sd.keys[key]
+		if k == nil {
+			k = &keyAcc{values: map[valueKey]*valueAcc{}}
+			sd.keys[key] = k
+		}
+		if len(ok.samples) > 0 {
+			w := float64(ok.numSeen) / float64(len(ok.samples))
+			for _, s := range ok.samples {
+				k.samples = append(k.samples, sample{v: s.v, w: s.w * w})
+			}
+		}
+		k.numSeen += ok.numSeen
+		for _, id := range ok.examples {
+			addExample(&k.examples, id)
+		}
+		if ok.values == nil || k.values == nil {
+			k.values, k.highCard = nil, true
+			continue
+		}
+		for vk, va := range ok.values {
+			mine := k.values[vk]
+			if mine == nil {
+				mine = &valueAcc{val: va.val}
+				k.values[vk] = mine
+			}
+			mine.spans += va.spans
+			for _, id := range va.examples {
+				addExample(&mine.examples, id)
+			}
+		}
+		if len(k.values) > maxDistinct {
+			k.values, k.highCard = nil, true
+		}
+	}
+}
+
+// isHighCardinality: a key whose values are mostly distinct (an ID) says nothing about a group.
+func isHighCardinality(k *keyAcc, spansWithKey int64) bool {
+	if k.highCard {
+		return true
+	}
+	n := int64(len(k.values))
+	return n > 20 && float64(n) > 0.5*float64(spansWithKey)
+}
+
+func rank(sel, base *side, tested map[string]bool, limit int) *Result {
+	res := &Result{SelectionSpans: sel.spans, BaselineSpans: base.spans, Values: []ValueDiff{}, Shifts: []Shift{},
+		HighCardinality: []string{}, Tested: []string{}}
+	keys := map[string]bool{}
+	for k := range sel.keys {
+		keys[k] = true
+	}
+	for k := range tested {
+		if keys[k] {
+			res.Tested = append(res.Tested, k)
+		}
+	}
+	slices.Sort(res.Tested)
+	if sel.spans == 0 {
+		return res
+	}
+	empty := &keyAcc{values: map[valueKey]*valueAcc{}}
+	var tests int
+	for key := range keys {
+		if tested[key] {
+			continue
+		}
+		sk, bk := sel.keys[key], base.keys[key]
+		if bk == nil {
+			bk = empty
+		}
+		if len(sk.samples) >= minShiftSize && len(bk.samples) >= minShiftSize {
+			tests++
+			res.Shifts = append(res.Shifts, shiftOf(key, sk, bk))
+		}
+		var selWith, baseWith int64
+		for _, va := range sk.values {
+			selWith += va.spans
+		}
+		for _, va := range bk.values {
+			baseWith += va.spans
+		}
+		if isHighCardinality(sk, selWith) || isHighCardinality(bk, baseWith) {
+			res.HighCardinality = append(res.HighCardinality, key)
+			continue
+		}
+		for vk, va := range sk.values {
+			tests++
+			var b int64
+			if bv := bk.values[vk]; bv != nil {
+				b = bv.spans
+			}
+			if va.spans < MinCount {
+				continue
+			}
+			d := ValueDiff{Key: key, Value: va.val, Selection: va.spans, Baseline: b,
+				SelectionPct: 100 * float64(va.spans) / float64(sel.spans), ExampleTraceIDs: hexIDs(va.examples)}
+			if base.spans > 0 {
+				d.BaselinePct = 100 * float64(b) / float64(base.spans)
+			}
+			if d.SelectionPct <= d.BaselinePct {
+				continue
+			}
+			d.Score = proportionScore(va.spans, sel.spans, b, base.spans)
+			res.Values = append(res.Values, d)
+		}
+	}
+	// Bonferroni: each of the tests must pass alpha/tests.
+	need := -math.Log10(alpha / float64(max(tests, 1)))
+	for i := range res.Values {
+		d := &res.Values[i]
+		d.Significant = base.spans > 0 && d.Score >= need && d.SelectionPct-d.BaselinePct >= 100*MinShare
+	}
+	for i := range res.Shifts {
+		s := &res.Shifts[i]
+		s.Significant = s.Score >= need && s.D >= MinShiftD
+	}
+	slices.SortFunc(res.Values, func(a, b ValueDiff) int {
+		return cmp.Or(cmpBool(b.Significant, a.Significant), cmp.Compare(b.Score, a.Score), cmp.Compare(b.Selection, a.Selection),
+			cmp.Compare(a.Key, b.Key), cmp.Compare(valueText(a.Value), valueText(b.Value)))
+	})
+	slices.SortFunc(res.Shifts, func(a, b Shift) int {
+		return cmp.Or(cmpBool(b.Significant, a.Significant), cmp.Compare(b.Score, a.Score), cmp.Compare(a.Key, b.Key))
+	})
+	slices.Sort(res.HighCardinality)
+	res.Values = res.Values[:min(limit, len(res.Values))]
+	res.Shifts = res.Shifts[:min(limit, len(res.Shifts))]
+	return res
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+func hexIDs(ids [][16]byte) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, hex.EncodeToString(id[:]))
+	}
+	return out
+}
+
+// proportionScore is −log10 of the one-sided p-value that the selection's share (x1 of n1) is
+// no larger than the baseline's (x2 of n2), by the pooled two-proportion z-test.
+func proportionScore(x1, n1, x2, n2 int64) float64 {
+	if n2 == 0 {
+		return 0
+	}
+	p1, p2 := float64(x1)/float64(n1), float64(x2)/float64(n2)
+	p := float64(x1+x2) / float64(n1+n2)
+	se := math.Sqrt(p * (1 - p) * (1/float64(n1) + 1/float64(n2)))
+	if se == 0 {
+		return 0
+	}
+	return normalTailScore((p1 - p2) / se)
+}
+
+// normalTailScore is −log10 P(Z > z) for a standard normal Z, by its asymptote where erfc
+// underflows.
+func normalTailScore(z float64) float64 {
+	if z <= 0 {
+		return 0
+	}
+	if z < 30 {
+		return -math.Log10(0.5 * math.Erfc(z/math.Sqrt2))
+	}
+	lnP := -z*z/2 - math.Log(z*math.Sqrt(2*math.Pi))
+	return -lnP / math.Ln10
+}
+
+func shiftOf(key string, sk, bk *keyAcc) Shift {
+	a, b := slices.Clone(sk.samples), slices.Clone(bk.samples)
+	byV := func(x, y sample) int { return cmp.Compare(x.v, y.v) }
+	slices.SortFunc(a, byV)
+	slices.SortFunc(b, byV)
+	s := Shift{Key: key, Selection: quantiles(a, sk.numSeen), Baseline: quantiles(b, bk.numSeen), ExampleTraceIDs: hexIDs(sk.examples)}
+	s.D = ksD(a, b)
+	na, nb := float64(len(a)), float64(len(b))
+	ne := na * nb / (na + nb)
+	s.Score = ksScore(s.D, ne)
+	return s
+}
+
+func total(ss []sample) float64 {
+	var w float64
+	for _, s := range ss {
+		w += s.w
+	}
+	return w
+}
+
+func quantiles(ss []sample, seen int64) Quantiles {
+	q := Quantiles{Count: seen}
+	w := total(ss)
+	at := func(p float64) float64 {
+		var acc float64
+		for _, s := range ss {
+			acc += s.w
+			if acc >= p*w {
+				return s.v
+			}
+		}
+		return ss[len(ss)-1].v
+	}
+	q.P50, q.P90, q.P99 = at(0.5), at(0.9), at(0.99)
+	return q
+}
+
+// ksD is the two-sample Kolmogorov–Smirnov statistic of weighted, sorted samples.
+func ksD(a, b []sample) float64 {
+	wa, wb := total(a), total(b)
+	var i, j int
+	var fa, fb, d float64
+	for i < len(a) || j < len(b) {
+		var v float64
+		switch {
+		case j >= len(b) || (i < len(a) && a[i].v <= b[j].v):
+			v = a[i].v
+		default:
+			v = b[j].v
+		}
+		for i < len(a) && a[i].v == v {
+			fa += a[i].w / wa
+			i++
+		}
+		for j < len(b) && b[j].v == v {
+			fb += b[j].w / wb
+			j++
+		}
+		d = max(d, math.Abs(fa-fb))
+	}
+	return d
+}
+
+// ksScore is −log10 of the asymptotic Kolmogorov p-value of statistic d for effective size ne.
+func ksScore(d, ne float64) float64 {
+	if d <= 0 {
+		return 0
+	}
+	sq := math.Sqrt(ne)
+	l := (sq + 0.12 + 0.11/sq) * d
+	var p float64
+	for k := 1; k <= 100; k++ {
+		term := 2 * math.Exp(-2*float64(k*k)*l*l)
+		if k%2 == 0 {
+			term = -term
+		}
+		p += term
+		if math.Abs(term) < 1e-12*p {
+			break
+		}
+	}
+	if p >= 1 {
+		return 0
+	}
+	if p <= 1e-300 {
+		// The series' first term dominates where the sum underflows.
+		return -(math.Log(2) - 2*l*l) / math.Ln10
+	}
+	return -math.Log10(p)
+}

@@ -1,0 +1,126 @@
+package search
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ariadne-tracing/ariadne/internal/traceql"
+)
+
+// SpanScanRequest asks for every span that started in (Start, End], each marked by whether
+// the Selection pipeline keeps it and whether the Baseline pipeline does: what a comparison of
+// a selection against a baseline (internal/compare) reads. Every attribute column is read, so
+// blocks are ruled in by time range alone.
+type SpanScanRequest struct {
+	Selection *traceql.Query
+	// Baseline nil marks every span InBaseline.
+	Baseline   *traceql.Query
+	Start, End time.Time
+}
+
+// ScannedSpan is one span handed to ScanSpans' callback. It is valid only during the call:
+// the engine reuses what it points to.
+type ScannedSpan struct {
+	TraceID       [16]byte
+	SpanID        []byte
+	Name          string
+	StartUnixNano int64
+	DurationNanos int64
+	// Selected: the selection keeps the span; InBaseline: the baseline does.
+	Selected, InBaseline bool
+
+	t *trace
+	s *span
+}
+
+// Status and Kind are the span's, as TraceQL writes them ("error", "server").
+func (s *ScannedSpan) Status() string { return statusNames[statusOf(s.s.status)] }
+func (s *ScannedSpan) Kind() string   { return kindNames[kindOf(s.s.kind)] }
+
+// Attributes calls fn with each of the span's attribute values, keyed as TraceQL names them:
+// "resource.k", "span.k", "event.k" (an attribute of any of its events) and "event:name".
+// Arrays and empty values are left out: they are not one value to count.
+func (s *ScannedSpan) Attributes(fn func(key string, v Value)) {
+	if r := s.s.res; r != nil {
+		for _, a := range r.attrs {
+			if a.val.k != kArray && a.val.k != kNil {
+				fn("resource."+a.key, exportValue(a.val))
+			}
+		}
+	}
+	for _, a := range s.s.attrs {
+		if a.val.k != kArray && a.val.k != kNil {
+			fn("span."+a.key, exportValue(a.val))
+		}
+	}
+	for _, e := range s.s.events {
+		fn("event:name", Value{Type: "string", String: e.name})
+		for _, a := range e.attrs {
+			if a.val.k != kArray && a.val.k != kNil {
+				fn("event."+a.key, exportValue(a.val))
+			}
+		}
+	}
+}
+
+// ScanSpans calls fn with every span in the request's range, reading head and blocks as
+// searches do (a trace split between them judged whole), and returns what it read.
+func (e *Engine) ScanSpans(ctx context.Context, req SpanScanRequest, fn func(*ScannedSpan)) (Metrics, error) {
+	var m Metrics
+	if req.Selection == nil {
+		return m, errors.New("search: no selection")
+	}
+	for _, q := range []*traceql.Query{req.Selection, req.Baseline} {
+		if q != nil && q.IsMetrics() {
+			return m, errors.New("search: a comparison takes spanset filters, not a metrics query")
+		}
+	}
+	all, err := traceql.Parse("{ }")
+	if err != nil {
+		return m, err
+	}
+	// The plan of a query every span matches, so nothing is pruned but by time (traces start
+	// at most an hour before their spans do, as the metrics engine assumes), reading every
+	// column the analysis counts.
+	p := newPlan(all, req.Start.Add(-time.Hour), req.End)
+	p.cols.AllSpanAttrs, p.cols.Kind, p.cols.Status = true, true, true
+	p.cols.Events, p.cols.AllEventAttrs = true, true
+	lo, hi := req.Start.UnixNano(), req.End.UnixNano()
+	if req.Start.IsZero() {
+		lo = 0
+	}
+	if req.End.IsZero() {
+		hi = 1<<63 - 1
+	}
+	in := func(q *traceql.Query, t *trace) map[int32]bool {
+		out := map[int32]bool{}
+		for _, ss := range evalPipeline(q, t) {
+			for _, i := range ss.spans {
+				out[i] = true
+			}
+		}
+		return out
+	}
+	ss := &ScannedSpan{}
+	err = e.scanAll(ctx, p, &m, func(t *trace) {
+		m.InspectedTraces++
+		m.InspectedSpans += int64(len(t.spans))
+		m.InspectedBytes += t.bytes
+		sel := in(req.Selection, t)
+		var base map[int32]bool
+		if req.Baseline != nil {
+			base = in(req.Baseline, t)
+		}
+		for i := range t.spans {
+			s := &t.spans[i]
+			if s.start <= lo || s.start > hi {
+				continue
+			}
+			*ss = ScannedSpan{TraceID: t.id, SpanID: s.id, Name: s.name, StartUnixNano: s.start, DurationNanos: s.dur,
+				Selected: sel[int32(i)], InBaseline: base == nil || base[int32(i)], t: t, s: s}
+			fn(ss)
+		}
+	}, func() (int64, bool) { return 0, false })
+	return m, err
+}
