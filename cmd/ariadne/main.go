@@ -97,7 +97,7 @@ func newRootCmd(args []string, stdout, stderr io.Writer) *cobra.Command {
 		c.GroupID = "server"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{newTraceCmd(), newSearchCmd(), newWhyCmd(), newLintCmd(), newDiffCmd(), newStatusCmd()} {
+	for _, c := range []*cobra.Command{newTraceCmd(), newSearchCmd(), newWhyCmd(), newCompareCmd(), newLintCmd(), newDiffCmd(), newStatusCmd()} {
 		c.GroupID = "read"
 		root.AddCommand(c)
 	}
