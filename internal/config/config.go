@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ariadne-tracing/ariadne/internal/auth"
+	"github.com/ariadne-tracing/ariadne/internal/headsampling"
 	"github.com/ariadne-tracing/ariadne/internal/sampling"
 	"github.com/ariadne-tracing/ariadne/internal/tlsconfig"
 )
@@ -36,6 +37,8 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 
 	TailSampling sampling.Config `yaml:"tail_sampling"`
+	// Sampling.Remote is what the SDKs' head samplers are told (GET /api/sampling?service=).
+	Sampling HeadSampling `yaml:"sampling"`
 
 	MetricsGenerator MetricsGenerator `yaml:"metrics_generator"`
 
@@ -337,3 +340,8 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return d.Set(n.Value) }
 
 // MarshalYAML implements yaml.Marshaler.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// HeadSampling holds the strategies served to the SDKs' jaeger_remote samplers.
+type HeadSampling struct {
+	Remote headsampling.Config `yaml:"remote"`
+}

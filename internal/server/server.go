@@ -28,6 +28,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/config"
 	"github.com/ariadne-tracing/ariadne/internal/connlimit"
 	"github.com/ariadne-tracing/ariadne/internal/head"
+	"github.com/ariadne-tracing/ariadne/internal/headsampling"
 	"github.com/ariadne-tracing/ariadne/internal/ingest"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 	"github.com/ariadne-tracing/ariadne/internal/peerapi"
@@ -57,6 +58,9 @@ type Server struct {
 	Queries *queryscheduler.Scheduler
 	// Registry holds Ariadne's own metrics, served on /metrics.
 	Registry *prometheus.Registry
+	// HeadSampling adapts the served head-sampling probabilities (nil unless adaptive); tests
+	// step it with their own clock.
+	HeadSampling *headsampling.Adapter
 
 	grpc      *grpc.Server
 	otlpHTTP  *http.Server
@@ -122,6 +126,8 @@ type core struct {
 	in     *ingest.Ingester
 	graph  *servicegraph.Graph
 	linter *linter
+	// headSampling adapts the probabilities /api/sampling serves; nil unless adaptive.
+	headSampling *headsampling.Adapter
 }
 
 // openCore opens a tenant's store in dir and builds its pipeline, registering its metrics on reg.
@@ -220,11 +226,39 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 		s.API.SetTypical(spanMetrics)
 		s.API.SetGenerated(s.graph, spanMetrics, time.Now())
 	}
+	if err := s.serveHeadSampling(cfg.Sampling.Remote, dir, spanMetrics, log); err != nil {
+		s.close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// serveHeadSampling serves the SDKs' sampling strategies on the core's API; adaptive ones read
+// the core's span metrics, so each tenant's probabilities follow its own traffic.
+func (c *core) serveHeadSampling(hc headsampling.Config, dir string, spanMetrics *spanmetrics.Metrics, log *slog.Logger) error {
+	if err := hc.Validate(); err != nil {
+		return err
+	}
+	if hc.Adaptive.Enabled {
+		if spanMetrics == nil {
+			return fmt.Errorf("sampling.remote.adaptive needs span metrics: metrics_generator.disabled is set")
+		}
+		a, err := headsampling.NewAdapter(hc, spanMetrics.CallsBySpanName, dir, log)
+		if err != nil {
+			return err
+		}
+		c.headSampling = a
+		a.Start()
+	}
+	c.API.Handle("GET /api/sampling", headsampling.NewStrategies(hc, c.headSampling))
+	return nil
 }
 
 // close stops the core's background work and closes its store.
 func (c *core) close() error {
+	if c.headSampling != nil {
+		c.headSampling.Stop()
+	}
 	if c.graph != nil {
 		c.graph.Stop()
 	}
@@ -303,7 +337,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		c, consume, refused = consumer{co.in}, co.in.Consume, co.in.RefusedRequest
 	}
 	st := closer{s}
-	s.Store, s.API = s.core.Store, s.core.API
+	s.Store, s.API, s.HeadSampling = s.core.Store, s.core.API, s.core.headSampling
 	if cl := o.cluster; cl != nil {
 		s.cluster = cl
 		if err := cl.startIngest(s.Store, cfg.Target == config.TargetAll); err != nil {
@@ -458,6 +492,9 @@ func queryRule(r *http.Request) auth.Rule {
 		return auth.Rule{Need: auth.RoleMetrics}
 	case strings.HasPrefix(p, "/debug/"):
 		return auth.Rule{Need: auth.RoleAdmin}
+	case p == "/api/sampling":
+		// Asked by the SDKs, which hold a sender's (write) token.
+		return auth.Rule{Need: auth.RoleWrite, Tenant: true}
 	case p == "/api/status/buildinfo":
 		return auth.Rule{Need: auth.RoleRead}
 	case strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/jaeger/"):

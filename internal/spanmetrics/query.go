@@ -117,3 +117,22 @@ func Quantile(q float64, bounds []float64, counts []uint64) float64 {
 	}
 	return bounds[len(bounds)-1]
 }
+
+// CallsBySpanName is the cumulative count of spans by service and span name, over every kind,
+// status and dimension value: what the head-sampling adapter turns into rates. The overflow
+// series is left out, since its spans have no service or name to be counted under.
+func (m *Metrics) CallsBySpanName() map[string]map[string]uint64 {
+	out := map[string]map[string]uint64{}
+	m.each(func(se *series) {
+		if se == m.overflow {
+			return
+		}
+		ops := out[se.labels[0]]
+		if ops == nil {
+			ops = map[string]uint64{}
+			out[se.labels[0]] = ops
+		}
+		ops[se.labels[1]] += se.calls.Load()
+	})
+	return out
+}
