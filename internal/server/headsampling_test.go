@@ -85,7 +85,7 @@ func TestHeadSamplingAdaptsThroughJaegerRemoteSampler(t *testing.T) {
 		DefaultProbability: &one,
 		// No rate-limited floor, so the SDK's sampled counts are its probability's alone.
 		LowerBoundTracesPerSecond: &zero,
-		Services: map[string]headsampling.Service{"shop": {Operations: map[string]float64{"GET /health": 0}}},
+		Services:                  map[string]headsampling.Service{"shop": {Operations: map[string]float64{"GET /health": 0}}},
 		// The interval is out of reach: the test steps the adapter with its own clock.
 		Adaptive: headsampling.Adaptive{Enabled: true, TargetTracesPerSecond: 1, MaxStep: 4, MinProbability: 0.001, Interval: time.Hour},
 	}
