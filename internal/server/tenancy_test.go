@@ -108,6 +108,9 @@ func tenancyMatrix(start, end string) []isolationCase {
 	add("GET /api/analysis/compare", 200, func(tenantData) string { return `"selectionSpans":1,` }, func(tenantData, tenantData) string {
 		return "/api/analysis/compare?q=" + q("{ kind = server }") + "&" + rng
 	})
+	// Head-sampling strategies: adaptive ones come from the tenant's own span metrics.
+	add("GET /api/sampling", 200, none, func(own, _ tenantData) string { return "/api/sampling?service=" + own.service })
+	add("GET /api/sampling", 200, none, func(_, other tenantData) string { return "/api/sampling?service=" + other.service })
 	add("GET /api/servicegraph", 200, none, func(tenantData, tenantData) string { return "/api/servicegraph" })
 	// From span metrics, which live in memory: after a restart they start again empty.
 	add("GET /api/services/{service}/operations", 200, none, func(own, _ tenantData) string { return "/api/services/" + own.service + "/operations" })
