@@ -83,7 +83,11 @@ func (q *Querier) FindTraceWire(ctx context.Context, id [16]byte, tr TimeRange, 
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("query: block %s: %w", meta.ID, err)
+			err = fmt.Errorf("query: block %s: %w", meta.ID, err)
+			if notePartial(ctx, err) {
+				continue
+			}
+			return nil, err
 		}
 		if bt == nil {
 			continue
@@ -103,6 +107,26 @@ func (q *Querier) FindTraceWire(ctx context.Context, id [16]byte, tr TimeRange, 
 			w.add(ws, s.SpanID, s.Start, sp.Raw)
 		}
 	}
+	if q.remote != nil {
+		// Other nodes' parts come decoded; they are a head's worth at most.
+		rss, err := q.remote.FindTrace(ctx, id)
+		if err != nil && !notePartial(ctx, fmt.Errorf("query: %w", err)) {
+			return nil, fmt.Errorf("query: %w", err)
+		}
+		for _, rs := range rss {
+			for _, ss := range rs.ScopeSpans {
+				ws := w.scope(rs.Resource, rs.SchemaUrl, ss.Scope, ss.SchemaUrl)
+				for _, sp := range ss.Spans {
+					raw, err := detMarshal.Marshal(sp)
+					if err != nil {
+						return nil, fmt.Errorf("query: encode span: %w", err)
+					}
+					w.add(ws, sp.SpanId, sp.StartTimeUnixNano, raw)
+				}
+			}
+		}
+	}
+	q.NoteStale(ctx)
 	if w.out.Spans == 0 {
 		return nil, ctx.Err()
 	}
