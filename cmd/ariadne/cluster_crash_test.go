@@ -4,9 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,33 +18,6 @@ import (
 
 	"github.com/ariadne-tracing/ariadne/internal/miniotest"
 )
-
-// startNodeAt is startProc with a fixed query-API address, so that a restarted ingest node is
-// found again by the query node that lists it as a peer.
-func startNodeAt(t *testing.T, dataDir, httpAddr string, extra ...string) *proc {
-	t.Helper()
-	for attempt := 0; ; attempt++ {
-		p := &proc{grpcAddr: freeAddr(t), http: httpAddr, logs: &syncBuffer{}}
-		args := append([]string{"serve", "--data-dir", dataDir, "--otlp-grpc-addr", p.grpcAddr,
-			"--otlp-http-addr", freeAddr(t), "--http-addr", httpAddr, "--zipkin-addr", ""}, extra...)
-		p.cmd = exec.Command(ariadneBinary(t), args...)
-		p.cmd.Stderr = p.logs
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if p.waitReady() {
-			t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-			return p
-		}
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
-		// Only the OTLP ports are chosen afresh; the fixed one was released by the dead process.
-		if !strings.Contains(p.logs.String(), "address already in use") || attempt == 4 {
-			t.Fatalf("server not ready; logs:\n%s", p.logs.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
 
 // An ingest node killed with SIGKILL mid-ingest and restarted with its data folder loses
 // nothing acknowledged (its WAL, its queued and uploaded blocks); stopped cleanly and started

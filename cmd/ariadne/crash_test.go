@@ -101,10 +101,22 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 func startProc(t *testing.T, dataDir string, extra ...string) *proc {
 	t.Helper()
-	// freeAddr's ports are free when chosen but may be taken by another test process before
-	// the server binds them; such a start is retried on fresh ports.
+	return startNodeAt(t, dataDir, "", extra...)
+}
+
+// startNodeAt starts the server binary on dataDir with its query API at httpAddr, or on a free
+// address when httpAddr is empty; a fixed address lets a restarted ingest node be found again
+// by the query node that lists it as a peer. freeAddr's ports are free when chosen but may be
+// taken by another test process before the server binds them; such a start is retried on fresh
+// ports (a fixed address was released by the dead process, so it is kept).
+func startNodeAt(t *testing.T, dataDir, httpAddr string, extra ...string) *proc {
+	t.Helper()
 	for attempt := 0; ; attempt++ {
-		p := &proc{grpcAddr: freeAddr(t), http: freeAddr(t), logs: &syncBuffer{}}
+		addr := httpAddr
+		if addr == "" {
+			addr = freeAddr(t)
+		}
+		p := &proc{grpcAddr: freeAddr(t), http: addr, logs: &syncBuffer{}}
 		args := append([]string{"serve", "--data-dir", dataDir, "--otlp-grpc-addr", p.grpcAddr,
 			"--otlp-http-addr", freeAddr(t), "--http-addr", p.http, "--zipkin-addr", ""}, extra...)
 		p.cmd = exec.Command(ariadneBinary(t), args...)
@@ -120,6 +132,9 @@ func startProc(t *testing.T, dataDir string, extra ...string) *proc {
 		p.cmd.Wait()
 		if !strings.Contains(p.logs.String(), "address already in use") || attempt == 4 {
 			t.Fatalf("server not ready; logs:\n%s", p.logs.String())
+		}
+		if httpAddr != "" {
+			time.Sleep(200 * time.Millisecond)
 		}
 	}
 }
