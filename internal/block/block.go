@@ -19,6 +19,8 @@
 //	groups.parquet       distinct resource+scope pairs as message bytes, with the service and
 //	                     scope names beside them for search.
 //	bloom                bloom filter of the trace IDs, loaded whole at Open.
+//	index                (format 3 on) span aggregates and attribute value lists, read on
+//	                     first use; see index.go.
 //	meta.json            written last: a folder without it is an unfinished write.
 //
 // Why this shape:
@@ -80,7 +82,14 @@ import (
 )
 
 // FormatVersion is written to meta.json; readers refuse versions they do not know.
-const FormatVersion = 2
+//   - 2: the Parquet files, bloom filter and meta.json described above.
+//   - 3: adds the index file (see index.go): span aggregates for TraceQL metrics and the
+//     distinct values of span attributes, so neither is computed from the columns.
+const FormatVersion = 3
+
+// minFormatVersion is the oldest format this code reads: version 2 blocks are read as they
+// always were, without an index.
+const minFormatVersion = 2
 
 // Prefix is the folder holding all blocks in a store.
 const Prefix = "blocks/"
@@ -303,8 +312,8 @@ func readMeta(ctx context.Context, store objstore.Store, id string) (Meta, error
 	if err := json.NewDecoder(rc).Decode(&m); err != nil {
 		return Meta{}, fmt.Errorf("block %s: decode meta: %w", id, damaged(err))
 	}
-	if m.Version != FormatVersion {
-		return Meta{}, fmt.Errorf("block %s: %w: format version %d, want %d", id, ErrDamaged, m.Version, FormatVersion)
+	if m.Version < minFormatVersion || m.Version > FormatVersion {
+		return Meta{}, fmt.Errorf("block %s: %w: format version %d, want %d to %d", id, ErrDamaged, m.Version, minFormatVersion, FormatVersion)
 	}
 	if m.ID != id {
 		return Meta{}, fmt.Errorf("block %s: %w: meta.json names block %q", id, ErrDamaged, m.ID)

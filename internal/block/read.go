@@ -56,6 +56,9 @@ type Reader struct {
 	refs     atomic.Int64
 	onDamage func(error)
 	degraded error
+
+	store objstore.Store
+	index indexState // see Index
 }
 
 type groupRow struct {
@@ -229,7 +232,7 @@ func Open(ctx context.Context, store objstore.Store, id string) (_ *Reader, err 
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{meta: meta}
+	r := &Reader{meta: meta, store: store}
 	r.refs.Store(1)
 	defer func() {
 		if err != nil {

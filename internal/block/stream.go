@@ -189,6 +189,11 @@ func (sw *StreamWriter) Finish(ctx context.Context, store objstore.Store) (Meta,
 	meta.Checksums[fileBloom] = crc32.Checksum(bloomBytes, castagnoli)
 	meta.Bytes += int64(len(bloomBytes))
 	objs = append(objs, objstore.Object{Name: fileBloom, Data: bloomBytes})
+	indexBytes := sw.w.indexBuf.Bytes()
+	meta.Files[fileIndex] = int64(len(indexBytes))
+	meta.Checksums[fileIndex] = crc32.Checksum(indexBytes, castagnoli)
+	meta.Bytes += int64(len(indexBytes))
+	objs = append(objs, objstore.Object{Name: fileIndex, Data: indexBytes})
 	js, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
 		return Meta{}, fmt.Errorf("block %s: encode meta: %w", sw.opts.ID, err)

@@ -254,6 +254,8 @@ type writer struct {
 
 	traces, spans, attrs, events, eventAttrs, links, linkAttrs, groups *fileWriter
 	bloomBuf                                                           bytes.Buffer
+	idx                                                                indexBuilder
+	indexBuf                                                           bytes.Buffer
 
 	keys     []sortKey
 	order    []int32 // trace entries sorted by ID
@@ -331,7 +333,7 @@ func (w *writer) files() []namedBuf {
 	for _, f := range w.fileWriters() {
 		out = append(out, namedBuf{f.name, &f.buf})
 	}
-	return append(out, namedBuf{fileBloom, &w.bloomBuf})
+	return append(out, namedBuf{fileBloom, &w.bloomBuf}, namedBuf{fileIndex, &w.indexBuf})
 }
 
 func (w *writer) write(ctx context.Context, traces []Trace, opts WriteOptions) (Meta, error) {
@@ -389,6 +391,7 @@ func (w *writer) begin(opts WriteOptions, traces int) {
 	w.meta = Meta{ID: opts.ID, Version: FormatVersion, Created: opts.Now.UTC(), Level: opts.Level}
 	w.bf = bloom.NewWithEstimates(uint(max(traces, 1)), opts.BloomFPRate)
 	w.first = true
+	w.idx.reset()
 }
 
 // add writes the entries of one trace ID (indexes into traces), in ID order across calls.
@@ -437,6 +440,7 @@ func (w *writer) end() (Meta, error) {
 	if _, err := w.bf.WriteTo(&w.bloomBuf); err != nil {
 		return Meta{}, fmt.Errorf("bloom: %w", err)
 	}
+	w.idx.encode(&w.indexBuf)
 	meta.Traces = w.traces.rows
 	meta.Spans = w.spans.rows
 	meta.Attrs = w.attrs.rows
@@ -669,7 +673,13 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 			if err := appendAttrRow(w.attrs, spanRow, &a); err != nil {
 				return 0, 0, 0, err
 			}
+			w.idx.addAttr(&a)
 		}
+		code := int32(0)
+		if s.hasStatus {
+			code = s.statusCode
+		}
+		w.idx.addSpan(s.group, s.name, code, s.kind, s.start, s.end)
 		for _, e := range d.events[s.event0:s.event1] {
 			ev := w.events
 			for _, a := range d.eventAttrs[e.attr0:e.attr1] {

@@ -301,12 +301,17 @@ func (s *Set) openAll(ctx context.Context, metas []block.Meta) ([]*block.Reader,
 func (s *Set) open(ctx context.Context, m block.Meta) (*block.Reader, error) {
 	dir := block.Prefix + m.ID + "/"
 	ranged := map[string]int64{}
+	whole := []string{dir + "meta.json", dir + "bloom"}
 	for name, size := range m.Files {
-		if name != "bloom" {
+		switch name {
+		case "bloom":
+		case "index": // format 3: small, and read whole by the first metrics query or tag lookup
+			whole = append(whole, dir+name)
+		default:
 			ranged[dir+name] = size
 		}
 	}
-	if err := s.opts.Cache.Prefetch(ctx, ranged, []string{dir + "meta.json", dir + "bloom"}); err != nil {
+	if err := s.opts.Cache.Prefetch(ctx, ranged, whole); err != nil {
 		return nil, fmt.Errorf("bucketblocks: prefetch block %s: %w", m.ID, err)
 	}
 	r, err := block.Open(ctx, s.opts.Cache, m.ID)

@@ -10,6 +10,8 @@
 package quantilesketch
 
 import (
+	"encoding/binary"
+	"errors"
 	"math"
 	"slices"
 )
@@ -118,3 +120,104 @@ func keys(m map[int32]uint64) []int32 {
 }
 
 func clamp(v, lo, hi float64) float64 { return min(max(v, lo), hi) }
+
+// Merge adds every value of o to s, as if each had been added to s. Both must have been made
+// with the same accuracy; bucket counts add exactly, so merging is lossless and the order of
+// merges does not change any answer.
+func (s *Sketch) Merge(o *Sketch) {
+	if o == nil || o.count == 0 {
+		return
+	}
+	if s.count == 0 || o.min < s.min {
+		s.min = o.min
+	}
+	if s.count == 0 || o.max > s.max {
+		s.max = o.max
+	}
+	s.count += o.count
+	s.zeros += o.zeros
+	for i, n := range o.pos {
+		s.pos[i] += n
+	}
+	for i, n := range o.neg {
+		s.neg[i] += n
+	}
+}
+
+// AppendBinary appends the sketch's state (not its accuracy, which the reader supplies) to b:
+// what a stored pre-aggregate keeps so that quantiles merged from it equal quantiles of the
+// values themselves.
+func (s *Sketch) AppendBinary(b []byte) []byte {
+	b = binary.AppendUvarint(b, s.count)
+	if s.count == 0 {
+		return b
+	}
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.min))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.max))
+	b = binary.AppendUvarint(b, s.zeros)
+	for _, m := range []map[int32]uint64{s.pos, s.neg} {
+		b = binary.AppendUvarint(b, uint64(len(m)))
+		prev := int64(0)
+		for _, i := range keys(m) {
+			b = binary.AppendVarint(b, int64(i)-prev)
+			b = binary.AppendUvarint(b, m[i])
+			prev = int64(i)
+		}
+	}
+	return b
+}
+
+var errCorrupt = errors.New("quantilesketch: corrupt encoding")
+
+// Decode reads a sketch written by AppendBinary from b, made with relativeAccuracy, and
+// returns the rest of b.
+func Decode(b []byte, relativeAccuracy float64) (*Sketch, []byte, error) {
+	s := New(relativeAccuracy)
+	uv := func() uint64 {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			b = nil
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	var err error
+	s.count = uv()
+	if s.count == 0 {
+		return s, b, nil
+	}
+	if len(b) < 16 {
+		return nil, nil, errCorrupt
+	}
+	s.min = math.Float64frombits(binary.LittleEndian.Uint64(b))
+	s.max = math.Float64frombits(binary.LittleEndian.Uint64(b[8:]))
+	b = b[16:]
+	s.zeros = uv()
+	total := s.zeros
+	for _, m := range []map[int32]uint64{s.pos, s.neg} {
+		n := uv()
+		if n > uint64(len(b)) {
+			return nil, nil, errCorrupt
+		}
+		prev := int64(0)
+		for range n {
+			d, k := binary.Varint(b)
+			if k <= 0 {
+				return nil, nil, errCorrupt
+			}
+			b = b[k:]
+			prev += d
+			c := uv()
+			m[int32(prev)] = c
+			total += c
+		}
+	}
+	if b == nil || total != s.count {
+		err = errCorrupt
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, b, nil
+}

@@ -56,3 +56,41 @@ func TestNegativeZeroAndEmpty(t *testing.T) {
 		}
 	}
 }
+
+// A sketch merged from parts, some of them stored and read back, answers exactly as one sketch
+// of all the values: what pre-aggregated metrics rely on to equal a scan.
+func TestMergeAndEncodingAreExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	whole := New(0.01)
+	merged := New(0.01)
+	for part := range 7 {
+		p := New(0.01)
+		for range 1000 * part {
+			v := math.Exp(rng.NormFloat64()*2) * 1e-3
+			if rng.IntN(50) == 0 {
+				v = -v
+			}
+			if rng.IntN(50) == 0 {
+				v = 0
+			}
+			p.Add(v)
+			whole.Add(v)
+		}
+		back, rest, err := Decode(p.AppendBinary(nil), 0.01)
+		if err != nil || len(rest) != 0 {
+			t.Fatalf("part %d: decode: %v, %d bytes left", part, err, len(rest))
+		}
+		merged.Merge(back)
+	}
+	for _, q := range []float64{0, 0.01, 0.5, 0.9, 0.99, 1} {
+		if got, want := merged.Quantile(q), whole.Quantile(q); got != want {
+			t.Errorf("q%g: merged %g, whole %g", q, got, want)
+		}
+	}
+	if merged.Count() != whole.Count() {
+		t.Errorf("count %d, want %d", merged.Count(), whole.Count())
+	}
+	if _, _, err := Decode([]byte{5, 1}, 0.01); err == nil {
+		t.Error("a truncated encoding decoded")
+	}
+}

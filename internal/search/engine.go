@@ -153,6 +153,12 @@ type plan struct {
 	minSpans int
 	// skipHead leaves the head out: the caller has its answer from the head's index.
 	skipHead bool
+	// blocks, when not nil, are the blocks to read instead of the source's: the caller holds
+	// them and has the answer for the others.
+	blocks []*block.Reader
+	// perPlace reads each part of a split trace on its own, where it is stored, rather than
+	// the trace whole: the caller answers other parts from aggregates, which count by place.
+	perPlace bool
 }
 
 func newPlan(q *traceql.Query, start, end time.Time) *plan {
@@ -311,9 +317,15 @@ func sortNewest(ts []Trace) {
 // started before the returned time.
 func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trace), enough func() (int64, bool)) error {
 	resources := map[*otlpwire.Group]*resource{}
-	blocks, release := e.src.AcquireBlocks()
-	defer release()
-	blocks = slices.Clone(blocks)
+	var blocks []*block.Reader
+	if p.blocks != nil {
+		blocks = slices.Clone(p.blocks)
+	} else {
+		var release func()
+		blocks, release = e.src.AcquireBlocks()
+		defer release()
+		blocks = slices.Clone(blocks)
+	}
 	// The head's index rules traces out from their summaries; the rest are decoded newest first,
 	// so that a search with a limit stops after the few it needs.
 	h := e.src.Head()
@@ -330,6 +342,9 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 	split, whole, err := splitTraces(p, headSplit, blocks)
 	if err != nil {
 		return err
+	}
+	if p.perPlace {
+		split, whole = nil, nil
 	}
 	for cands.Len() > 0 {
 		if oldest, ok := enough(); ok && (*cands)[0].start < oldest {
@@ -352,9 +367,12 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 	if err := e.judgeSplit(ctx, p, split, blocks, fn, enough); err != nil {
 		return err
 	}
-	e.groups.forget(blocks)
-	e.prune.forget(blocks)
-	m.TotalBlocks = len(blocks)
+	if p.blocks == nil {
+		// Only the whole list says which readers are gone.
+		e.groups.forget(blocks)
+		e.prune.forget(blocks)
+	}
+	m.TotalBlocks += len(blocks)
 	// Newest data first: a block's traces all start before its MaxEnd.
 	slices.SortFunc(blocks, func(a, b *block.Reader) int { return cmp.Compare(b.Meta().MaxEnd, a.Meta().MaxEnd) })
 	for _, b := range blocks {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ariadne-tracing/ariadne/internal/block"
 	"github.com/ariadne-tracing/ariadne/internal/quantilesketch"
 	"github.com/ariadne-tracing/ariadne/internal/traceql"
 )
@@ -180,6 +181,28 @@ func (e *Engine) QueryRange(ctx context.Context, req MetricsRequest) (*MetricsRe
 		p.cols.AllSpanAttrs, p.cols.Kind, p.cols.Status = true, true, true
 	}
 	res := &MetricsResult{}
+	if agg := aggregatable(req); agg != nil && !e.fullScan {
+		// The blocks are taken once for both ways of reading them, so that a block merged
+		// meanwhile is neither counted twice nor missed.
+		blocks, release := e.src.AcquireBlocks()
+		defer release()
+		p.blocks = []*block.Reader{}
+		for _, b := range blocks {
+			ok, err := e.blockAggregates(ctx, b, agg, run)
+			if block.SkipDamaged(ctx, err) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				res.Metrics.TotalBlocks++
+				p.perPlace = true
+				continue
+			}
+			p.blocks = append(p.blocks, b)
+		}
+	}
 	err := e.scanAll(ctx, p, &res.Metrics, func(t *trace) {
 		res.Metrics.InspectedTraces++
 		res.Metrics.InspectedSpans += int64(len(t.spans))

@@ -17,6 +17,8 @@ type pruneCache struct {
 	mu   sync.Mutex
 	m    map[*block.Reader]map[block.DictColumn]distinct
 	vals map[*block.Reader]blockValues
+	// indexed are value sets taken from blocks' index files, converted on first use per key.
+	indexed map[*block.Reader]blockValues
 }
 
 type distinct struct {
@@ -58,6 +60,52 @@ func (c *pruneCache) forget(live []*block.Reader) {
 			delete(c.vals, r)
 		}
 	}
+	for r := range c.indexed {
+		if !slices.Contains(live, r) {
+			delete(c.indexed, r)
+		}
+	}
+}
+
+// keyValues returns a block's distinct values of one span attribute key (nil when no span of
+// it has the key): from the block's index file when it lists them, which costs nothing after
+// a restart, else from one pass over the attribute columns (blocks of format 2, and keys with
+// array values, whose elements the index does not list).
+func (c *pruneCache) keyValues(ctx context.Context, r *block.Reader, key string) (*keyValueSet, error) {
+	idx, err := r.Index(ctx)
+	if err == nil && idx != nil {
+		av := idx.Values[key]
+		if av == nil {
+			return nil, nil
+		}
+		if !av.Raw {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if kv, ok := c.indexed[r][key]; ok {
+				return kv, nil
+			}
+			kv := &keyValueSet{vals: make(map[string]bool, len(av.Values)), complete: av.Complete}
+			for _, v := range av.Values {
+				kv.vals[v] = true
+			}
+			if c.indexed == nil {
+				c.indexed = map[*block.Reader]blockValues{}
+			}
+			if c.indexed[r] == nil {
+				c.indexed[r] = blockValues{}
+			}
+			c.indexed[r][key] = kv
+			return kv, nil
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	bv, err := c.values(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return bv[key], nil
 }
 
 // has reports whether a block may hold s in col: false only when the column's dictionaries are
@@ -119,11 +167,11 @@ func (c *pruneCache) mayHold(ctx context.Context, r *block.Reader, res []*resour
 			}
 			if cond.Op == traceql.OpEq {
 				if keys := eqValueKeys(cond.Value); keys != nil {
-					bv, err := c.values(ctx, r)
+					kv, err := c.keyValues(ctx, r, f.Name)
 					if err != nil {
 						return true, err
 					}
-					if kv := bv[f.Name]; kv != nil && kv.complete {
+					if kv != nil && kv.complete {
 						return slices.ContainsFunc(keys, func(k string) bool { return kv.vals[k] }), nil
 					}
 				}

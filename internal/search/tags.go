@@ -426,11 +426,10 @@ func (e *Engine) blockValues(ctx context.Context, key string, start, end time.Ti
 		if (minStart != 0 && meta.MaxEnd < minStart) || (maxStart != 0 && meta.MinStart > maxStart) || meta.Traces == 0 {
 			continue
 		}
-		bv, err := e.prune.values(ctx, b)
+		kv, err := e.prune.keyValues(ctx, b, key)
 		if err != nil {
 			return false, fmt.Errorf("search: %w", err)
 		}
-		kv := bv[key]
 		if kv == nil {
 			continue
 		}
