@@ -28,6 +28,7 @@ const shardCount = 64
 type Head struct {
 	shards [shardCount]shard
 	groups interner
+	aggs   aggregates // span counts for TraceQL metrics (see aggregates.go)
 
 	cands []cutCand // scratch for cutOldest
 
@@ -87,6 +88,7 @@ func New() *Head {
 		h.shards[i].index.init()
 	}
 	h.groups.init()
+	h.aggs.init()
 	return h
 }
 
@@ -170,6 +172,7 @@ func (a *Appender) Commit() {
 			sh.index.indexSpan(t, &a.pending[i].s, a.now)
 		}
 	}
+	a.aggregate()
 	// Measured under the lock: once it is released, another request may append to the same
 	// trace, and reading len(t.buf) then would count its bytes twice (once here, once there).
 	added := int64(len(t.buf) - before)
@@ -439,9 +442,11 @@ func (h *Head) Release(ts []*Trace) {
 		sh := h.shard(&t.ID)
 		sh.mu.Lock()
 		list := sh.flushing[t.ID]
+		held := false
 		for i, x := range list {
 			if x == t {
 				list = append(list[:i], list[i+1:]...)
+				held = true
 				break
 			}
 		}
@@ -451,6 +456,9 @@ func (h *Head) Release(ts []*Trace) {
 			sh.flushing[t.ID] = list
 		}
 		sh.mu.Unlock()
+		if held {
+			h.unaggregate(t)
+		}
 		h.bytes.Add(-int64(len(t.buf)))
 		h.spans.Add(-int64(t.SpanCount))
 		h.traces.Add(-1)
@@ -466,6 +474,7 @@ func (h *Head) Release(ts []*Trace) {
 			sh.index.sweep(sh)
 			sh.mu.Unlock()
 		}
+		h.sweepAggregates()
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
+	"github.com/ariadne-tracing/ariadne/internal/head"
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 	"github.com/ariadne-tracing/ariadne/internal/quantilesketch"
 	"github.com/ariadne-tracing/ariadne/internal/traceql"
 )
@@ -216,6 +218,62 @@ func (e *Engine) blockAggregates(ctx context.Context, b *block.Reader, a *aggQue
 			count: bk.Count, sum: bk.Sum, min: bk.Min, max: bk.Max, sketch: bk.Sketch})
 		if err != nil {
 			return false, fmt.Errorf("search: block %s: %w", meta.ID, err)
+		}
+	}
+	return true, nil
+}
+
+// headAggregates adds the head's aggregates to run; false when they cannot answer (minimum,
+// maximum and quantiles, which the head cannot keep as it lets traces go; buckets that do not
+// fit; or aggregates the head reports incomplete), and the head must be scanned.
+func headAggregates(h *head.Head, a *aggQuery, run *metricsRun) (bool, error) {
+	switch a.m.Func {
+	case traceql.MetricsRate, traceql.MetricsCountOverTime, traceql.MetricsAvgOverTime, traceql.MetricsSumOverTime:
+	default:
+		return false, nil
+	}
+	if !a.fits(head.AggBucketWidth) {
+		return false, nil
+	}
+	type combo struct {
+		g            *otlpwire.Group
+		name         string
+		status, kind int32
+	}
+	var cells []head.AggCell
+	complete := h.Aggregates(func(c *head.AggCell) {
+		if from := c.Bucket * head.AggBucketWidth; from >= a.start && from+head.AggBucketWidth <= a.end {
+			cells = append(cells, *c)
+		}
+	})
+	if !complete {
+		return false, nil
+	}
+	resources := map[*otlpwire.Group]*resource{}
+	series := map[combo]aggSeries{}
+	for i := range cells {
+		c := &cells[i]
+		k := combo{c.Group, c.Name, c.Status, c.Kind}
+		s, ok := series[k]
+		if !ok {
+			res, ok := resources[c.Group]
+			if !ok {
+				var err error
+				if res, err = decodeResource(c.Group.Resource, c.Group.Scope); err != nil {
+					return false, fmt.Errorf("search: head: %w", err)
+				}
+				resources[c.Group] = res
+			}
+			s = a.seriesOf(res, c.Name, c.Status, c.Kind)
+			series[k] = s
+		}
+		if !s.ok {
+			continue
+		}
+		from := c.Bucket * head.AggBucketWidth
+		if err := run.addBucket(s.key, s.labels, aggBucket{from: from, to: from + head.AggBucketWidth,
+			count: uint64(c.Count), sum: float64(c.DurationSum) / 1e9}); err != nil {
+			return false, err
 		}
 	}
 	return true, nil

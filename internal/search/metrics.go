@@ -202,6 +202,13 @@ func (e *Engine) QueryRange(ctx context.Context, req MetricsRequest) (*MetricsRe
 			}
 			p.blocks = append(p.blocks, b)
 		}
+		ok, err := headAggregates(e.src.Head(), agg, run)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			p.skipHead, p.perPlace = true, true
+		}
 	}
 	err := e.scanAll(ctx, p, &res.Metrics, func(t *trace) {
 		res.Metrics.InspectedTraces++
