@@ -336,7 +336,13 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 	case !e.fullScan:
 		hf = newHeadFilter(h, p)
 	}
-	cands, headSplit := headCandidates(h, hf, p.minStart, p.maxStart)
+	wcols := wireColsOf(p.cols)
+	cands, headSplit := &newestFirst{}, []*headPart(nil)
+	if !p.skipHead || !p.perPlace {
+		// Even without its traces, the head says which block traces are split, unless split
+		// traces are not judged whole at all.
+		cands, headSplit = headCandidates(h, hf, p.minStart, p.maxStart)
+	}
 	// Traces with parts in several places are judged whole, after the head and before the
 	// blocks; their parts are skipped wherever they are met.
 	split, whole, err := splitTraces(p, headSplit, blocks)
@@ -358,7 +364,7 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 		if len(parts) == 0 {
 			continue // released to a block since the summary was taken: the block has it
 		}
-		t, err := decodeHead(parts, resources)
+		t, err := decodeHead(parts, resources, wcols)
 		if err != nil {
 			return fmt.Errorf("search: head: %w", err)
 		}

@@ -7,7 +7,6 @@ import (
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
 	"github.com/ariadne-tracing/ariadne/internal/head"
@@ -187,13 +186,19 @@ func headPartsOf(ts []*head.Trace) []*headPart {
 	return out
 }
 
-// decodeHead builds the engine's form of a head trace. Spans appearing twice (a retry) are
-// kept once, and spans are ordered by start time as blocks store them.
-func decodeHead(parts []*headPart, resources map[*otlpwire.Group]*resource) (*trace, error) {
+// decodeHead builds the engine's form of a head trace, keeping what cols asks for. Spans
+// appearing twice (a retry) are kept once, and spans are ordered by start time as blocks store
+// them.
+func decodeHead(parts []*headPart, resources map[*otlpwire.Group]*resource, cols *wireCols) (*trace, error) {
 	t := &trace{id: parts[0].id}
 	var start, end uint64
-	seen := map[string]bool{}
-	var parentIDs []string
+	n := 0
+	for _, p := range parts {
+		n += len(p.raws)
+	}
+	seen := make(map[string]struct{}, n)
+	spans := make([]wireSpan, 0, n)
+	var arena []attr
 	for pi, p := range parts {
 		if pi == 0 || p.start < start {
 			start = p.start
@@ -212,59 +217,34 @@ func decodeHead(parts []*headPart, resources map[*otlpwire.Group]*resource) (*tr
 				}
 				resources[g] = res
 			}
-			var sp tracepb.Span
-			if err := otlpwire.Unmarshal(raw, &sp); err != nil {
-				return nil, fmt.Errorf("trace %x: decode span: %w", t.id, err)
+			ws, err := decodeWireSpan(raw, cols, &arena)
+			if err != nil {
+				return nil, wireError(t.id, err)
 			}
-			if seen[string(sp.SpanId)] {
+			if _, dup := seen[string(ws.s.id)]; dup {
 				continue
 			}
-			seen[string(sp.SpanId)] = true
+			seen[string(ws.s.id)] = struct{}{}
 			t.bytes += int64(len(raw))
-			s := span{
-				id:        sp.SpanId,
-				parent:    -1,
-				hasParent: len(sp.ParentSpanId) > 0,
-				start:     int64(sp.StartTimeUnixNano),
-				dur:       int64(sp.EndTimeUnixNano - sp.StartTimeUnixNano),
-				name:      sp.Name,
-				kind:      int32(sp.Kind),
-				status:    int32(sp.GetStatus().GetCode()),
-				statusMsg: sp.GetStatus().GetMessage(),
-				res:       res,
-				attrs:     keyValues(sp.Attributes),
-			}
-			for _, e := range sp.Events {
-				s.events = append(s.events, event{name: e.Name, since: int64(e.TimeUnixNano) - s.start, attrs: keyValues(e.Attributes)})
-			}
-			for _, l := range sp.Links {
-				s.links = append(s.links, link{traceID: l.TraceId, spanID: l.SpanId, attrs: keyValues(l.Attributes)})
-			}
-			parentIDs = append(parentIDs, string(sp.ParentSpanId))
-			t.spans = append(t.spans, s)
+			ws.s.res = res
+			spans = append(spans, ws)
 		}
 	}
 	t.start, t.dur = int64(start), int64(end-start)
-	order := make([]int, len(t.spans))
-	for i := range order {
-		order[i] = i
+	slices.SortStableFunc(spans, func(a, b wireSpan) int { return cmpInt(a.s.start, b.s.start) })
+	t.spans = make([]span, len(spans))
+	byID := make(map[string]int32, len(spans))
+	for i := range spans {
+		t.spans[i] = spans[i].s
+		t.spans[i].self = int32(i)
+		byID[string(spans[i].s.id)] = int32(i)
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmpInt(t.spans[a].start, t.spans[b].start) })
-	sorted := make([]span, len(t.spans))
-	pids := make([]string, len(t.spans))
-	byID := make(map[string]int32, len(t.spans))
-	for to, from := range order {
-		sorted[to] = t.spans[from]
-		sorted[to].self = int32(to)
-		pids[to] = parentIDs[from]
-		byID[string(sorted[to].id)] = int32(to)
-	}
-	for i := range sorted {
-		if p, ok := byID[pids[i]]; ok && pids[i] != "" && int(p) != i {
-			sorted[i].parent = p
+	for i := range spans {
+		pid := spans[i].parentID
+		if p, ok := byID[string(pid)]; ok && len(pid) > 0 && int(p) != i {
+			t.spans[i].parent = p
 		}
 	}
-	t.spans = sorted
 	return t, nil
 }
 
