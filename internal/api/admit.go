@@ -44,8 +44,17 @@ type Limits struct {
 // SetScheduler makes every query wait for a slot in sch. Without one, queries run at once.
 func (s *Server) SetScheduler(sch *queryscheduler.Scheduler) { s.sched = sch }
 
-// SetLimits sets the per-query limits.
-func (s *Server) SetLimits(l Limits) { s.limits = l }
+// SetLimits sets the per-query limits; safe while serving (a query already running keeps what
+// it read).
+func (s *Server) SetLimits(l Limits) { s.limitsP.Store(&l) }
+
+// limits are the per-query limits in force.
+func (s *Server) limits() Limits {
+	if l := s.limitsP.Load(); l != nil {
+		return *l
+	}
+	return Limits{}
+}
 
 // tenantOf is the request's tenant key for the scheduler's fair queues.
 func tenantOf(r *http.Request) string {
@@ -78,9 +87,10 @@ func queryCost(path string) (int64, bool) {
 // leaves the queue, and one that runs is cancelled through its context.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, cost int64, h http.Handler) {
 	ctx := r.Context()
-	if s.limits.Timeout > 0 {
+	timeout := s.limits().Timeout
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.limits.Timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	release, err := s.sched.Acquire(ctx, tenantOf(r), cost)
@@ -92,7 +102,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, cost int64, h htt
 		case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
 			// Waited the whole timeout in the queue: the server is busy, not broken.
 			w.Header().Set("Retry-After", strconv.Itoa(int(s.sched.RetryAfter()/time.Second)))
-			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("query waited %v for a slot; retry later", s.limits.Timeout))
+			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("query waited %v for a slot; retry later", timeout))
 		}
 		// Otherwise the client went away: there is no one to answer.
 		return

@@ -228,7 +228,7 @@ func (s *Server) handleLintReport(w http.ResponseWriter, r *http.Request) {
 	}
 	// Every trace examined is held decoded until the cross-trace rules have run: the count is
 	// capped whatever since and limit ask for.
-	if m := s.limits.MaxTracesPerLintReport; m > 0 {
+	if m := s.limits().MaxTracesPerLintReport; m > 0 {
 		limit = min(limit, m)
 	} else {
 		limit = min(limit, 5000)

@@ -48,7 +48,8 @@ type Server struct {
 	mux            *routeMux
 	handler        http.Handler              // mux inside the per-request wrappers
 	sched          *queryscheduler.Scheduler // admits queries; nil runs them at once
-	limits         Limits
+	// limits are swapped whole by SetLimits (per-tenant overrides re-read while serving).
+	limitsP atomic.Pointer[Limits]
 }
 
 // routeMux is a ServeMux that remembers its patterns, so that a test can hold every endpoint to
@@ -219,7 +220,7 @@ func (s *Server) handleTrace(v2 bool) http.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 		defer cancel()
-		wt, err := s.q.FindTraceWire(ctx, id, tr, s.limits.MaxBytesPerTrace)
+		wt, err := s.q.FindTraceWire(ctx, id, tr, s.limits().MaxBytesPerTrace)
 		if err != nil {
 			s.queryFailed(w, r, "trace by ID "+hex.EncodeToString(id[:]), err)
 			return
@@ -229,15 +230,15 @@ func (s *Server) handleTrace(v2 bool) http.HandlerFunc {
 			return
 		}
 		if wt.Partial {
-			partial.Note(ctx, fmt.Sprintf("trace larger than max_bytes_per_trace (%d bytes): later spans left out", s.limits.MaxBytesPerTrace))
+			partial.Note(ctx, fmt.Sprintf("trace larger than max_bytes_per_trace (%d bytes): later spans left out", s.limits().MaxBytesPerTrace))
 		}
 		// The answer streams out span by span; an error past this point can only cut it short.
 		if wantsProtobuf(r) {
 			w.Header().Set("Content-Type", "application/protobuf")
-			err = writeTraceProto(w, wt, v2, s.limits.MaxBytesPerTrace)
+			err = writeTraceProto(w, wt, v2, s.limits().MaxBytesPerTrace)
 		} else {
 			w.Header().Set("Content-Type", "application/json")
-			err = writeTraceJSON(w, wt, v2, s.limits.MaxBytesPerTrace)
+			err = writeTraceJSON(w, wt, v2, s.limits().MaxBytesPerTrace)
 		}
 		if err != nil {
 			s.log.Debug("trace by ID: answer cut short", "id", hex.EncodeToString(id[:]), "err", err)

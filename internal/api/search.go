@@ -337,7 +337,7 @@ func (h *searchHandlers) search(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	lim := h.s.limits
+	lim := h.s.limits()
 	if lim.MaxResultLimit > 0 && req.Limit > lim.MaxResultLimit {
 		req.Limit = lim.MaxResultLimit // as Tempo's max_result_limit: capped, not refused
 	}
@@ -408,7 +408,7 @@ func (h *searchHandlers) tagsRequest(r *http.Request, v2 bool) (search.TagsReque
 	if err := errors.Join(errs[:]...); err != nil {
 		return req, err
 	}
-	if err := checkRange(req.Start, req.End, h.s.limits.MaxDuration); err != nil {
+	if err := checkRange(req.Start, req.End, h.s.limits().MaxDuration); err != nil {
 		return req, err
 	}
 	if src := r.URL.Query().Get("q"); v2 && strings.TrimSpace(src) != "" && strings.TrimSpace(src) != "{}" {
@@ -505,7 +505,7 @@ func (h *searchHandlers) tagValues(v2 bool) http.HandlerFunc {
 			return
 		}
 		req := search.TagValuesRequest{Tag: tag, Start: treq.Start, End: treq.End, Limit: treq.Limit, Query: treq.Query,
-			MaxBytes: h.s.limits.MaxBytesPerTagValuesQuery}
+			MaxBytes: h.s.limits().MaxBytesPerTagValuesQuery}
 		if !v2 && !strings.HasPrefix(tag, ".") && !strings.Contains(tag, ":") {
 			// v1 names are unscoped attributes, even where they spell an intrinsic ("name").
 			req.Tag = "." + tag
@@ -593,7 +593,7 @@ func (h *searchHandlers) metrics(instant bool) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, "end must be after start")
 			return
 		}
-		if err := checkRange(start, end, h.s.limits.MetricsMaxDuration); err != nil {
+		if err := checkRange(start, end, h.s.limits().MetricsMaxDuration); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
@@ -628,7 +628,7 @@ func (h *searchHandlers) metrics(instant bool) http.HandlerFunc {
 		ctx, cancel := context.WithTimeout(r.Context(), searchTimeout)
 		defer cancel()
 		res, err := h.e.QueryRange(ctx, search.MetricsRequest{Query: q, Start: start, End: end, Step: step, Exemplars: exemplars,
-			MaxSeries: h.s.limits.MaxResponseSeries})
+			MaxSeries: h.s.limits().MaxResponseSeries})
 		if err != nil {
 			h.s.queryFailed(w, r, "metrics query "+src, err)
 			return
@@ -661,7 +661,7 @@ func (h *searchHandlers) metrics(instant bool) http.HandlerFunc {
 		if res.Truncated {
 			// Tempo's partial answer: the series past max_response_series are left out.
 			out["status"] = "PARTIAL"
-			out["message"] = fmt.Sprintf("the answer has more than %d series; the rest are left out (narrow the query or its by())", h.s.limits.MaxResponseSeries)
+			out["message"] = fmt.Sprintf("the answer has more than %d series; the rest are left out (narrow the query or its by())", h.s.limits().MaxResponseSeries)
 		}
 		writeJSON(w, http.StatusOK, out)
 	}

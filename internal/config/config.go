@@ -75,33 +75,150 @@ type Config struct {
 	Cluster Cluster `yaml:"cluster"`
 }
 
-// Overrides are Grafana Tempo-style per-tenant limits. A tenant not listed, and a setting a
-// tenant's entry leaves out, takes the ingest section's value.
+// Overrides are Grafana Tempo-style per-tenant settings. Defaults applies to every tenant, and a
+// tenant's per_tenant entry over it; a setting both leave out takes its section's value (ingest,
+// query, retention, tail_sampling). The whole section is re-read while the server runs.
 type Overrides struct {
+	Defaults  TenantOverrides            `yaml:"defaults"`
 	PerTenant map[string]TenantOverrides `yaml:"per_tenant"`
 }
 
-// TenantOverrides is one tenant's entry. Nil means the default.
+// TenantOverrides is one tenant's entry. Nil means "not overridden here".
 type TenantOverrides struct {
 	RateLimitSpans *float64 `yaml:"rate_limit_spans_per_second"`
 	RateBurstSpans *float64 `yaml:"rate_burst_spans"`
+
+	// The ingest section's span limits (-1: none).
+	MaxSpansPerTrace       *int `yaml:"max_spans_per_trace"`
+	MaxAttributeValueBytes *int `yaml:"max_attribute_value_bytes"`
+	MaxAttributesPerSpan   *int `yaml:"max_attributes_per_span"`
+	MaxEventsPerSpan       *int `yaml:"max_events_per_span"`
+	MaxLinksPerSpan        *int `yaml:"max_links_per_span"`
+
+	// Retention of the tenant's blocks.
+	Retention *Duration `yaml:"retention"`
+	// TailSampling replaces the tail_sampling section's policies for the tenant (an empty
+	// section keeps everything). Its decision_wait and decision_cache stay the server's: they
+	// shape the head, which is not re-made while running.
+	TailSampling *sampling.Config `yaml:"tail_sampling"`
+	// Query holds the query section's per-query limits.
+	Query QueryOverrides `yaml:"query"`
 }
 
-// RateFor is tenant's ingest rate and burst under these overrides, over the defaults in ic.
-func (o Overrides) RateFor(tenant string, ic Ingest) (rate, burst float64) {
-	rate, burst = ic.RateLimitSpans, ic.RateBurstSpans
-	if t, ok := o.PerTenant[tenant]; ok {
-		if t.RateLimitSpans != nil {
-			rate = *t.RateLimitSpans
-			if t.RateBurstSpans == nil {
-				burst = 0 // one second's worth of the tenant's own rate, not of the default
-			}
-		}
-		if t.RateBurstSpans != nil {
-			burst = *t.RateBurstSpans
+// QueryOverrides are the query section's per-query limits a tenant may have of its own.
+type QueryOverrides struct {
+	Timeout                   *Duration `yaml:"timeout"`
+	MaxResultLimit            *int      `yaml:"max_result_limit"`
+	MaxSpansPerSpanSet        *int      `yaml:"max_spans_per_span_set"`
+	MaxDuration               *Duration `yaml:"max_duration"`
+	MetricsMaxDuration        *Duration `yaml:"metrics_max_duration"`
+	MaxResponseSeries         *int      `yaml:"max_response_series"`
+	MaxBytesPerTrace          *int64    `yaml:"max_bytes_per_trace"`
+	MaxBytesPerTagValuesQuery *int64    `yaml:"max_bytes_per_tag_values_query"`
+	MaxTracesPerLintReport    *int      `yaml:"max_traces_per_lint_report"`
+}
+
+// Tenant are the settings one tenant runs with: the sections' values with the overrides applied.
+type Tenant struct {
+	RateLimitSpans, RateBurstSpans float64
+	Ingest                         Ingest // only the span limits and the rate differ per tenant
+	Query                          Query  // only the per-query limits differ per tenant
+	Retention                      Duration
+	TailSampling                   sampling.Config
+}
+
+// For is what tenant runs with, given the sections of cfg (only Ingest, Query, Retention and
+// TailSampling are read; the overrides are o, not cfg's, since they change while cfg does not).
+func (o Overrides) For(tenant string, cfg Config) Tenant {
+	t := Tenant{Ingest: cfg.Ingest, Query: cfg.Query, Retention: cfg.Retention, TailSampling: cfg.TailSampling}
+	t.RateLimitSpans, t.RateBurstSpans = cfg.Ingest.RateLimitSpans, cfg.Ingest.RateBurstSpans
+	t.apply(o.Defaults)
+	if e, ok := o.PerTenant[tenant]; ok {
+		t.apply(e)
+	}
+	t.Ingest.RateLimitSpans, t.Ingest.RateBurstSpans = t.RateLimitSpans, t.RateBurstSpans
+	return t
+}
+
+func (t *Tenant) apply(e TenantOverrides) {
+	t.applyRate(e)
+	set(&t.Ingest.MaxSpansPerTrace, e.MaxSpansPerTrace)
+	set(&t.Ingest.MaxAttributeValueBytes, e.MaxAttributeValueBytes)
+	set(&t.Ingest.MaxAttributesPerSpan, e.MaxAttributesPerSpan)
+	set(&t.Ingest.MaxEventsPerSpan, e.MaxEventsPerSpan)
+	set(&t.Ingest.MaxLinksPerSpan, e.MaxLinksPerSpan)
+	set(&t.Retention, e.Retention)
+	if e.TailSampling != nil {
+		ts := *e.TailSampling
+		ts.DecisionWait, ts.DecisionCache = t.TailSampling.DecisionWait, t.TailSampling.DecisionCache
+		t.TailSampling = ts
+	}
+	q := e.Query
+	set(&t.Query.Timeout, q.Timeout)
+	set(&t.Query.MaxResultLimit, q.MaxResultLimit)
+	set(&t.Query.MaxSpansPerSpanSet, q.MaxSpansPerSpanSet)
+	set(&t.Query.MaxDuration, q.MaxDuration)
+	set(&t.Query.MetricsMaxDuration, q.MetricsMaxDuration)
+	set(&t.Query.MaxResponseSeries, q.MaxResponseSeries)
+	set(&t.Query.MaxBytesPerTrace, q.MaxBytesPerTrace)
+	set(&t.Query.MaxBytesPerTagValuesQuery, q.MaxBytesPerTagValuesQuery)
+	set(&t.Query.MaxTracesPerLintReport, q.MaxTracesPerLintReport)
+}
+
+func (t *Tenant) applyRate(e TenantOverrides) {
+	if e.RateLimitSpans != nil {
+		t.RateLimitSpans = *e.RateLimitSpans
+		if e.RateBurstSpans == nil {
+			t.RateBurstSpans = 0 // one second's worth of the tenant's own rate, not of the default
 		}
 	}
-	return rate, burst
+	if e.RateBurstSpans != nil {
+		t.RateBurstSpans = *e.RateBurstSpans
+	}
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// RateFor is tenant's ingest rate and burst under these overrides, over the defaults in ic. It
+// is asked on every export, so it reads only the two settings.
+func (o Overrides) RateFor(tenant string, ic Ingest) (rate, burst float64) {
+	t := Tenant{RateLimitSpans: ic.RateLimitSpans, RateBurstSpans: ic.RateBurstSpans}
+	t.applyRate(o.Defaults)
+	if e, ok := o.PerTenant[tenant]; ok {
+		t.applyRate(e)
+	}
+	return t.RateLimitSpans, t.RateBurstSpans
+}
+
+// Check reports the first override that cannot be applied (a tail-sampling policy that does not
+// build, a tenant name that cannot be one), so that a bad edit is refused as a whole.
+func (o Overrides) Check() error {
+	check := func(who string, e TenantOverrides) error {
+		if e.TailSampling != nil && e.TailSampling.Enabled() {
+			ts := *e.TailSampling
+			ts.DecisionCache = 1 // only the policies are being checked
+			if _, err := sampling.New(ts, nil); err != nil {
+				return fmt.Errorf("overrides %s: tail_sampling: %w", who, err)
+			}
+		}
+		return nil
+	}
+	if err := check("defaults", o.Defaults); err != nil {
+		return err
+	}
+	for name, e := range o.PerTenant {
+		if !auth.ValidTenant(name) {
+			return fmt.Errorf("overrides: per_tenant: %q is not a tenant name", name)
+		}
+		if err := check(name, e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // TLS is the certificate (and optional client CA, for mutual TLS) of each listener.
@@ -279,6 +396,9 @@ func Load(path string) (Config, error) {
 	dec := yaml.NewDecoder(f)
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && err.Error() != "EOF" {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Overrides.Check(); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
 	cfg.Path = path

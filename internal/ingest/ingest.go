@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,10 +105,40 @@ func (c *Config) defaults() {
 	}
 }
 
+// Limits are the limits that refuse or cut a tenant's spans. They start as the Config's and
+// change with SetLimits while the ingester runs (per-tenant overrides); each request reads them
+// once, so it is judged by one set throughout. Zero values take the defaults, -1 is none.
+type Limits struct {
+	MaxSpansPerTrace       int
+	MaxAttributeValueBytes int
+	MaxAttributesPerSpan   int
+	MaxEventsPerSpan       int
+	MaxLinksPerSpan        int
+}
+
+func (l *Limits) defaults() {
+	c := Config{MaxSpansPerTrace: l.MaxSpansPerTrace, MaxAttributeValueBytes: l.MaxAttributeValueBytes,
+		MaxAttributesPerSpan: l.MaxAttributesPerSpan, MaxEventsPerSpan: l.MaxEventsPerSpan, MaxLinksPerSpan: l.MaxLinksPerSpan}
+	c.defaults()
+	*l = c.limits()
+}
+
+func (c *Config) limits() Limits {
+	return Limits{MaxSpansPerTrace: c.MaxSpansPerTrace, MaxAttributeValueBytes: c.MaxAttributeValueBytes,
+		MaxAttributesPerSpan: c.MaxAttributesPerSpan, MaxEventsPerSpan: c.MaxEventsPerSpan, MaxLinksPerSpan: c.MaxLinksPerSpan}
+}
+
+// SetLimits replaces the span limits; requests already being checked keep the ones they read.
+func (in *Ingester) SetLimits(l Limits) {
+	l.defaults()
+	in.lim.Store(&l)
+}
+
 // Ingester implements the receivers' consumer.
 type Ingester struct {
 	store Store
 	cfg   Config
+	lim   atomic.Pointer[Limits]
 	bufs  sync.Pool
 	m     metrics
 
@@ -128,6 +159,8 @@ type metrics struct {
 func New(store Store, cfg Config) (*Ingester, error) {
 	cfg.defaults()
 	in := &Ingester{store: store, cfg: cfg}
+	lim := cfg.limits()
+	in.lim.Store(&lim)
 	limits := cfg.TenantLimits
 	if limits == nil {
 		limits = func(string) (float64, float64) { return cfg.RateLimitSpans, cfg.RateBurstSpans }
@@ -198,7 +231,8 @@ func (e *OverloadError) RateLimited() bool         { return e.Limited }
 // scan is what one pass over a request found.
 type scan struct {
 	spans, invalid, overTrace int
-	reshape                   bool // some span needs a limit applied
+	lim                       *Limits // the limits this request is judged by
+	reshape                   bool    // some span needs a limit applied
 	firstInvalid              string
 	// traceCounts counts the valid spans per trace in this request, only when the
 	// spans-per-trace limit is on.
@@ -268,7 +302,7 @@ func (in *Ingester) Consume(ctx context.Context, tenant string, body []byte) (Re
 	}
 	if sc.overTrace > 0 {
 		in.m.refused.WithLabelValues("max_spans_per_trace").Add(float64(sc.overTrace))
-		msgs = append(msgs, fmt.Sprintf("%d spans past the limit of %d spans per trace", sc.overTrace, in.cfg.MaxSpansPerTrace))
+		msgs = append(msgs, fmt.Sprintf("%d spans past the limit of %d spans per trace", sc.overTrace, sc.lim.MaxSpansPerTrace))
 	}
 	if len(msgs) > 0 {
 		res.Message = fmt.Sprintf("%d of %d spans rejected: %s", res.RejectedSpans, sc.spans, joinMsgs(msgs))
@@ -318,8 +352,8 @@ func joinMsgs(m []string) string {
 }
 
 func (in *Ingester) scan(body []byte) (scan, error) {
-	var sc scan
-	perTrace := in.cfg.MaxSpansPerTrace > 0
+	sc := scan{lim: in.lim.Load()}
+	perTrace := sc.lim.MaxSpansPerTrace > 0
 	err := otlpwire.ScanRequest(body, func(_ *otlpwire.Group, s *otlpwire.Span) error {
 		sc.spans++
 		if ok, why := s.Valid(); !ok {
@@ -335,8 +369,8 @@ func (in *Ingester) scan(body []byte) (scan, error) {
 			}
 			sc.traceCounts[[16]byte(s.TraceID)]++
 		}
-		if !sc.reshape && in.mayNeedReshape(s.Raw) {
-			sc.reshape = needsReshape(s.Raw, in.cfg)
+		if !sc.reshape && mayNeedReshape(s.Raw, sc.lim) {
+			sc.reshape = needsReshape(s.Raw, sc.lim)
 		}
 		return nil
 	})
@@ -345,8 +379,7 @@ func (in *Ingester) scan(body []byte) (scan, error) {
 
 // mayNeedReshape is a length test that rules out almost every span without parsing it: a span
 // smaller than every limit cannot exceed any.
-func (in *Ingester) mayNeedReshape(raw []byte) bool {
-	c := in.cfg
+func mayNeedReshape(raw []byte, c *Limits) bool {
 	l := len(raw)
 	return (c.MaxAttributeValueBytes > 0 && l > c.MaxAttributeValueBytes) ||
 		(c.MaxAttributesPerSpan > 0 && l > 2*c.MaxAttributesPerSpan) ||

@@ -27,7 +27,7 @@ const (
 )
 
 // needsReshape reports whether a span breaks a limit that ingest enforces by cutting data.
-func needsReshape(raw []byte, c Config) bool {
+func needsReshape(raw []byte, c *Limits) bool {
 	var nAttrs, nEvents, nLinks int
 	over := false
 	walk(raw, func(num protowire.Number, v []byte) {
@@ -112,14 +112,14 @@ func (in *Ingester) rewrite(dst, body []byte, sc scan) ([]byte, error) {
 				if ok, _ := ws.Valid(); !ok {
 					continue
 				}
-				if in.cfg.MaxSpansPerTrace > 0 {
+				if sc.lim.MaxSpansPerTrace > 0 {
 					id := [16]byte(sp.TraceId)
 					counts[id]++
 					if counts[id] > sc.granted[id] {
 						continue
 					}
 				}
-				in.applyLimits(sp)
+				in.applyLimits(sp, sc.lim)
 				kept = append(kept, sp)
 			}
 			ss.Spans = kept
@@ -132,8 +132,7 @@ func (in *Ingester) rewrite(dst, body []byte, sc scan) ([]byte, error) {
 	return out, nil
 }
 
-func (in *Ingester) applyLimits(sp *tracepb.Span) {
-	c := in.cfg
+func (in *Ingester) applyLimits(sp *tracepb.Span, c *Limits) {
 	var truncated []string
 	cut := func(kvs []*commonpb.KeyValue) {
 		if c.MaxAttributeValueBytes <= 0 {

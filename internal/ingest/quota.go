@@ -69,7 +69,7 @@ func (q *traceQuota) reservations() int {
 func (in *Ingester) reserve(sc *scan) {
 	sc.granted = make(map[[16]byte]int, len(sc.traceCounts))
 	for id, n := range sc.traceCounts {
-		g := in.quota.reserve(id, n, in.cfg.MaxSpansPerTrace, in.store.TraceSpans)
+		g := in.quota.reserve(id, n, sc.lim.MaxSpansPerTrace, in.store.TraceSpans)
 		sc.granted[id] = g
 		if g < n {
 			sc.overTrace += n - g

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,7 +98,9 @@ type policy struct {
 
 // Sampler makes and remembers decisions. Safe for concurrent use.
 type Sampler struct {
-	policies []policy
+	// policies are swapped whole by Update, so a decision runs one set of policies throughout.
+	// Nil keeps every trace (the configuration enables no policy).
+	policies atomic.Pointer[[]policy]
 
 	mu     sync.Mutex
 	cache  map[[16]byte]Decision
@@ -111,33 +114,17 @@ type Sampler struct {
 
 // New builds a sampler; reg may be nil.
 func New(cfg Config, reg prometheus.Registerer) (*Sampler, error) {
-	var pcs []PolicyConfig
-	if cfg.KeepErrors {
-		pcs = append(pcs, PolicyConfig{Name: "keep-errors", Type: "status_code"})
+	ps, err := buildPolicies(cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.KeepSlowerThan > 0 {
-		pcs = append(pcs, PolicyConfig{Name: "keep-slow", Type: "latency", Threshold: cfg.KeepSlowerThan})
-	}
-	if cfg.KeepRatio != nil {
-		pcs = append(pcs, PolicyConfig{Name: "keep-ratio", Type: "probabilistic", Ratio: *cfg.KeepRatio})
-	}
-	pcs = append(pcs, cfg.Policies...)
 	s := &Sampler{cache: map[[16]byte]Decision{}}
+	s.policies.Store(&ps)
 	size := cfg.DecisionCache
 	if size <= 0 {
 		size = 100_000
 	}
 	s.order = make([][16]byte, size)
-	for i, pc := range pcs {
-		p, err := build(pc, fmt.Sprintf("policy-%d", i+1))
-		if err != nil {
-			return nil, err
-		}
-		s.policies = append(s.policies, p)
-	}
-	// Deterministic policies first: a trace that is an error or slow is kept at ratio 1 even
-	// when the probabilistic policy would also have taken it.
-	sortDeterministicFirst(s.policies, pcs)
 	s.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ariadne_sampling_decisions_total",
 		Help: "Complete traces decided by tail sampling, by the policy that kept them (or none) and decision."}, []string{"policy", "decision"})
 	s.late = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ariadne_sampling_late_traces_total",
@@ -150,6 +137,48 @@ func New(cfg Config, reg prometheus.Registerer) (*Sampler, error) {
 		}
 	}
 	return s, nil
+}
+
+// Update replaces the policies with cfg's (a tenant's overrides changed); traces decided before
+// keep their decision, so their late spans still follow it. A cfg enabling no policy keeps
+// every trace from now on. The decision cache keeps its size.
+func (s *Sampler) Update(cfg Config) error {
+	if !cfg.Enabled() {
+		s.policies.Store(nil)
+		return nil
+	}
+	ps, err := buildPolicies(cfg)
+	if err != nil {
+		return err
+	}
+	s.policies.Store(&ps)
+	return nil
+}
+
+func buildPolicies(cfg Config) ([]policy, error) {
+	var pcs []PolicyConfig
+	if cfg.KeepErrors {
+		pcs = append(pcs, PolicyConfig{Name: "keep-errors", Type: "status_code"})
+	}
+	if cfg.KeepSlowerThan > 0 {
+		pcs = append(pcs, PolicyConfig{Name: "keep-slow", Type: "latency", Threshold: cfg.KeepSlowerThan})
+	}
+	if cfg.KeepRatio != nil {
+		pcs = append(pcs, PolicyConfig{Name: "keep-ratio", Type: "probabilistic", Ratio: *cfg.KeepRatio})
+	}
+	pcs = append(pcs, cfg.Policies...)
+	ps := make([]policy, 0, len(pcs))
+	for i, pc := range pcs {
+		p, err := build(pc, fmt.Sprintf("policy-%d", i+1))
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	// Deterministic policies first: a trace that is an error or slow is kept at ratio 1 even
+	// when the probabilistic policy would also have taken it.
+	sortDeterministicFirst(ps, pcs)
+	return ps, nil
 }
 
 func sortDeterministicFirst(ps []policy, pcs []PolicyConfig) {
@@ -390,10 +419,14 @@ func (s *Sampler) Decide(t *Trace) Decision {
 }
 
 func (s *Sampler) decide(t *Trace) Decision {
+	ps := s.policies.Load()
+	if ps == nil {
+		return Decision{Keep: true, Ratio: 1, Policy: "no-policy"}
+	}
 	if headSampledOut(t) {
 		return Decision{Policy: "head-sampled-out"}
 	}
-	for _, p := range s.policies {
+	for _, p := range *ps {
 		ok, r := p.match(t)
 		if ok && p.limit.take(t.SpanCount) {
 			return Decision{Keep: true, Ratio: r, Policy: p.name}

@@ -40,11 +40,16 @@ func newQueryScheduler(qc config.Query, reg prometheus.Registerer) *queryschedul
 // tenant's API must share the one scheduler.
 func admitQueries(a *api.Server, sch *queryscheduler.Scheduler, qc config.Query) {
 	a.SetScheduler(sch)
-	a.SetLimits(api.Limits{
+	a.SetLimits(queryLimits(qc))
+}
+
+// queryLimits are the per-query limits of the query section (or of a tenant's overrides of it).
+func queryLimits(qc config.Query) api.Limits {
+	return api.Limits{
 		Timeout:        time.Duration(qc.Timeout),
 		MaxResultLimit: qc.MaxResultLimit, MaxSpansPerSpanSet: qc.MaxSpansPerSpanSet,
 		MaxDuration: time.Duration(qc.MaxDuration), MetricsMaxDuration: time.Duration(qc.MetricsMaxDuration),
 		MaxResponseSeries: qc.MaxResponseSeries, MaxBytesPerTrace: qc.MaxBytesPerTrace,
 		MaxBytesPerTagValuesQuery: qc.MaxBytesPerTagValuesQuery, MaxTracesPerLintReport: qc.MaxTracesPerLintReport,
-	})
+	}
 }

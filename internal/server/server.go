@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -109,6 +110,8 @@ type options struct {
 	limits  func(tenant string) (rate, burst float64) // per-tenant ingest rate (overrides)
 	// queries is the process's one query scheduler, which every core's API shares.
 	queries *queryscheduler.Scheduler
+	// overrides hold the per-tenant settings; each tenant core is tracked by them.
+	overrides *overrides
 }
 
 // WithFS makes the write-ahead log and the block store write through fsys instead of the real
@@ -128,6 +131,38 @@ type core struct {
 	linter *linter
 	// headSampling adapts the probabilities /api/sampling serves; nil unless adaptive.
 	headSampling *headsampling.Adapter
+
+	reg prometheus.Registerer
+	// sampler decides complete traces under the tenant's tail-sampling policies; nil keeps
+	// everything. built is the sampler made for the first policies, reused (Update) when the
+	// overrides change, so its metrics are registered once.
+	sampler atomic.Pointer[sampling.Sampler]
+	built   *sampling.Sampler
+}
+
+// apply puts a tenant's settings (its overrides over the configuration's sections) into its
+// core's parts. Called when the core opens and after every reload of the overrides.
+func (c *core) apply(t config.Tenant) error {
+	ic := t.Ingest
+	c.in.SetLimits(ingest.Limits{MaxSpansPerTrace: ic.MaxSpansPerTrace, MaxAttributeValueBytes: ic.MaxAttributeValueBytes,
+		MaxAttributesPerSpan: ic.MaxAttributesPerSpan, MaxEventsPerSpan: ic.MaxEventsPerSpan, MaxLinksPerSpan: ic.MaxLinksPerSpan})
+	c.Store.SetRetention(time.Duration(t.Retention))
+	c.API.SetLimits(queryLimits(t.Query))
+	if !t.TailSampling.Enabled() {
+		c.sampler.Store(nil)
+		return nil
+	}
+	if c.built == nil {
+		smp, err := sampling.New(t.TailSampling, c.reg)
+		if err != nil {
+			return err
+		}
+		c.built = smp
+	} else if err := c.built.Update(t.TailSampling); err != nil {
+		return err
+	}
+	c.sampler.Store(c.built)
+	return nil
 }
 
 // openCore opens a tenant's store in dir and builds its pipeline, registering its metrics on reg.
@@ -136,21 +171,23 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 		Help: "Time each write-ahead log group commit spent in fsync.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
 	reg.MustRegister(fsync)
 	idle := time.Duration(cfg.Storage.TraceIdle)
-	var keep func(*head.Trace) (bool, float64)
+	s := &core{reg: reg}
 	if cfg.TailSampling.Enabled() {
-		sampler, err := sampling.New(cfg.TailSampling, reg)
-		if err != nil {
-			return nil, err
-		}
 		// A trace is decided when it has been idle for the decision wait.
 		idle = cfg.TailSampling.DecisionWait
 		if idle <= 0 {
 			idle = 10 * time.Second
 		}
-		keep = func(t *head.Trace) (bool, float64) {
-			d := sampler.Decide(sampledTrace(t))
-			return d.Keep, d.Ratio
+	}
+	// The hook is always there: a tenant's overrides may turn tail sampling on while it runs.
+	// Without a sampler it keeps every trace at the cost of one atomic load.
+	keep := func(t *head.Trace) (bool, float64) {
+		sampler := s.sampler.Load()
+		if sampler == nil {
+			return true, 1
 		}
+		d := sampler.Decide(sampledTrace(t))
+		return d.Keep, d.Ratio
 	}
 	st, err := store.Open(store.Options{
 		Dir:                dir,
@@ -172,7 +209,7 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	s := &core{Store: st}
+	s.Store = st
 	reg.MustRegister(newStoreCollector(st))
 	var observers []ingest.Observer
 	var spanMetrics *spanmetrics.Metrics
@@ -310,7 +347,8 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	}
 
 	s := &Server{cfg: cfg, log: log, errs: make(chan error, 4), listeners: map[string]*connlimit.Listener{}}
-	s.overrides = newOverrides(cfg, log)
+	s.overrides = newOverrides(cfg, log, reg)
+	o.overrides = s.overrides
 	o.limits = s.overrides.rateFor
 	// One scheduler for the process, whatever the number of tenants: CPU and memory are shared.
 	s.Queries = newQueryScheduler(cfg.Query, reg)
@@ -334,6 +372,12 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 			return nil, err
 		}
 		s.core = co
+		// With multi-tenancy off the one tenant is Tempo's single-tenant, overrides included.
+		if err := s.overrides.track(auth.DefaultTenant, co); err != nil {
+			co.close()
+			s.overrides.close()
+			return nil, err
+		}
 		c, consume, refused = consumer{co.in}, co.in.Consume, co.in.RefusedRequest
 	}
 	st := closer{s}

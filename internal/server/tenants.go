@@ -24,6 +24,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/config"
 	"github.com/ariadne-tracing/ariadne/internal/ingest"
 	"github.com/ariadne-tracing/ariadne/internal/receive"
+	"github.com/ariadne-tracing/ariadne/internal/store"
 )
 
 // tenants holds one core per tenant, each in its own directory under data_dir/tenants/, opened
@@ -109,6 +110,10 @@ func (t *tenants) get(name string, create bool) (*core, error) {
 	c, err := openCore(t.cfg, filepath.Join(t.dir, name), t.build, t.log, t.o,
 		prometheus.WrapRegistererWith(prometheus.Labels{"tenant": name}, t.reg))
 	if err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", name, err)
+	}
+	if err := t.o.overrides.track(name, c); err != nil {
+		c.close()
 		return nil, fmt.Errorf("tenant %s: %w", name, err)
 	}
 	c.API.SetReady(true)
@@ -253,4 +258,16 @@ func mergeSearch(answers []*httptest.ResponseRecorder, r *http.Request) ([]byte,
 		traces = []json.RawMessage{}
 	}
 	return json.Marshal(map[string]any{"traces": traces})
+}
+
+// TenantStore is the store holding tenant's data: with multi-tenancy off the one store whatever
+// the name, on the tenant's (nil for a tenant that has sent nothing). Tests flush through it.
+func (s *Server) TenantStore(tenant string) *store.Store {
+	if s.tenants == nil {
+		return s.Store
+	}
+	if c, _ := s.tenants.get(tenant, false); c != nil {
+		return c.Store
+	}
+	return nil
 }

@@ -143,6 +143,9 @@ type Store struct {
 	pendingSince  time.Time
 
 	now func() time.Time // the clock retention reads; tests move it
+	// retention is Options.Retention, changed by SetRetention while the store runs (per-tenant
+	// overrides re-read from the configuration file).
+	retention atomic.Int64
 
 	flushMu sync.Mutex // one flush at a time: the loop, Flush, Close
 	stop    chan struct{}
@@ -223,6 +226,7 @@ func OpenWith(opts Options, objs objstore.Store) (*Store, error) {
 	opts.defaults()
 	s := &Store{opts: opts, log: opts.Logger, head: head.New(), objs: objs, now: time.Now,
 		stop: make(chan struct{}), stopped: make(chan struct{}), damaged: map[*block.Reader]error{}}
+	s.retention.Store(int64(opts.Retention))
 	if err := s.openBlocks(context.Background()); err != nil {
 		return nil, err
 	}
@@ -400,6 +404,15 @@ func (s *Store) loop() {
 	}
 }
 
+// SetRetention changes how long blocks are kept (<= 0: the default); it applies from the next
+// flush loop tick.
+func (s *Store) SetRetention(d time.Duration) {
+	if d <= 0 {
+		d = 14 * 24 * time.Hour
+	}
+	s.retention.Store(int64(d))
+}
+
 // Flush cuts every trace in the head, complete or not, into a block now.
 func (s *Store) Flush() error { return s.flush(true) }
 
@@ -530,7 +543,7 @@ func (s *Store) trimWAL() error {
 }
 
 func (s *Store) applyRetention() error {
-	cutoff := s.now().Add(-s.opts.Retention)
+	cutoff := s.now().Add(-time.Duration(s.retention.Load()))
 	expired := s.modifyBlocks(func(cur []*block.Reader) []*block.Reader {
 		// A block goes when its newest span is past retention, but never sooner than retention
 		// after it was written: a sender replaying old data must still be able to read it back.
