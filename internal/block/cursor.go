@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 
 	"github.com/parquet-go/parquet-go"
@@ -36,6 +37,18 @@ type cursor struct {
 	dictIn []uint8
 	// pageBytes adds up the compressed size of the pages decoded, for search's inspected bytes.
 	pageBytes int64
+
+	// Integer columns go through the shared page cache (pagecache.go): pageFirst are the first
+	// rows (global) of the current row group's pages; shared says i64/i32 belong to the cache
+	// and must not be written; stale says pages is not positioned after the current page.
+	pageFirst []int64
+	shared    bool
+	stale     bool
+}
+
+func (c *cursor) cacheable() bool {
+	k := c.p.fs.cols[c.col].kind
+	return k == kDelta || k == kInt64 || k == kInt32
 }
 
 func newCursor(p *pfile, col int) *cursor { return &cursor{p: p, col: col, rg: -1} }
@@ -56,20 +69,43 @@ func (c *cursor) at(row int64) (int, error) {
 		return 0, fmt.Errorf("%s: row %d out of range [0,%d)", c.p.name, row, c.p.rows)
 	}
 	rg := sort.Search(len(c.p.rgFirst), func(i int) bool { return c.p.rgFirst[i] > row }) - 1
-	next := c.n > 0 && rg == c.rg && row == c.first+c.n
+	next := c.n > 0 && rg == c.rg && row == c.first+c.n && !c.stale
+	cache := c.cacheable()
 	if rg != c.rg {
 		c.close()
 		chunk := c.p.f.RowGroups()[rg].ColumnChunks()[c.p.fs.leaf[c.col]]
 		c.pages = chunk.Pages()
 		c.rg = rg
 		c.dict = nil
+		c.pageFirst = c.pageFirst[:0]
+		if cache {
+			if oi, err := chunk.OffsetIndex(); err == nil {
+				for p := range oi.NumPages() {
+					c.pageFirst = append(c.pageFirst, c.p.rgFirst[rg]+oi.FirstRowIndex(p))
+				}
+			}
+		}
 	}
+	key := pageKey{c.p, c.col, rg, -1}
 	first := row
+	if cache && len(c.pageFirst) > 0 {
+		key.page = sort.Search(len(c.pageFirst), func(i int) bool { return c.pageFirst[i] > row }) - 1
+		if e := pages.get(key); e != nil {
+			c.first, c.shared, c.stale = e.first, true, true
+			c.i64, c.i32 = e.i64, e.i32
+			c.n = int64(len(e.i64) + len(e.i32))
+			return int(row - c.first), nil
+		}
+		// Whole pages only, so that a cached page serves every row of it.
+		first = c.pageFirst[key.page]
+		next = next && first == c.first+c.n
+	}
 	if next {
 		first = c.first + c.n
-	} else if err := c.pages.SeekToRow(row - c.p.rgFirst[rg]); err != nil {
-		return 0, c.fail(fmt.Errorf("seek to row %d: %w", row, err))
+	} else if err := c.pages.SeekToRow(first - c.p.rgFirst[rg]); err != nil {
+		return 0, c.fail(fmt.Errorf("seek to row %d: %w", first, err))
 	}
+	c.stale = false
 	page, err := c.pages.ReadPage()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -84,6 +120,9 @@ func (c *cursor) at(row int64) (int, error) {
 	if c.n == 0 {
 		return 0, c.fail(errors.New("empty page"))
 	}
+	if key.page >= 0 && int64(len(c.i64)+len(c.i32)) == c.n {
+		pages.put(&pageEntry{key: key, first: c.first, i64: slices.Clone(c.i64), i32: slices.Clone(c.i32)})
+	}
 	return int(row - c.first), nil
 }
 
@@ -94,6 +133,9 @@ func (c *cursor) fail(err error) error {
 
 func (c *cursor) load(page parquet.Page) error {
 	c.pageBytes += page.Size()
+	if c.shared {
+		c.i64, c.i32, c.shared = nil, nil, false
+	}
 	kind := c.p.fs.cols[c.col].kind
 	data := page.Data()
 	switch {

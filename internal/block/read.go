@@ -57,8 +57,9 @@ type Reader struct {
 	onDamage func(error)
 	degraded error
 
-	store objstore.Store
-	index indexState // see Index
+	store  objstore.Store
+	index  indexState // see Index
+	starts startOrder // see StartOrder
 }
 
 type groupRow struct {
@@ -221,6 +222,7 @@ func (p *pfile) close() error {
 	if p == nil {
 		return nil
 	}
+	pages.forget(p)
 	return p.rc.Close()
 }
 

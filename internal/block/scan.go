@@ -1,10 +1,12 @@
 package block
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
@@ -42,6 +44,9 @@ type ScanOptions struct {
 	MinDuration int64
 	// MinSpans skips traces with fewer spans in the block, from the row ranges alone.
 	MinSpans int64
+	// Rows, when not nil, are the traces.parquet rows to read (ascending), instead of all: a
+	// part of StartOrder, for reading the newest traces first.
+	Rows []int32
 	// Require, when set, skips traces without a span attribute it accepts. It is tested on the
 	// key and value columns before any span column is read, so a selective attribute condition
 	// reads spans only for the traces that can match.
@@ -462,10 +467,20 @@ func (r *Reader) scan(ctx context.Context, opts ScanOptions, fn func(*ScanBatch)
 	}
 
 	b.reset()
-	for row := int64(0); row < tp.rows; row++ {
-		if row%4096 == 0 {
+	n := tp.rows
+	if opts.Rows != nil {
+		n = int64(len(opts.Rows))
+	}
+	for i := int64(0); i < n; i++ {
+		if i%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+		}
+		row := i
+		if opts.Rows != nil {
+			if row = int64(opts.Rows[i]); row < 0 || row >= tp.rows || (i > 0 && row <= int64(opts.Rows[i-1])) {
+				return fmt.Errorf("scan: rows must ascend within [0,%d): %d", tp.rows, row)
 			}
 		}
 		start, err := tStartC.int64At(row)
@@ -679,4 +694,60 @@ func (r *Reader) MaxSpanCount() (n int64, ok bool) {
 		n = max(n, hi.Int64())
 	}
 	return n, true
+}
+
+// TraceStarts is a block's traces newest first: Rows[i] is a traces.parquet row and StartMs[i]
+// its start in unix milliseconds, rounded down (StartMs never increases).
+type TraceStarts struct {
+	Rows    []int32
+	StartMs []int64
+}
+
+// startOrder is a reader's lazily built TraceStarts.
+type startOrder struct {
+	mu   sync.Mutex
+	done bool
+	ts   *TraceStarts
+}
+
+// StartOrder returns the block's traces newest first, read from the start column on first use
+// and kept while the reader lives (12 bytes a trace): blocks are sorted by trace ID, so this is
+// what lets a search with a limit read the newest traces of a block and stop.
+func (r *Reader) StartOrder(ctx context.Context) (*TraceStarts, error) {
+	o := &r.starts
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.done {
+		return o.ts, nil
+	}
+	n := r.traces.rows
+	type rs struct {
+		row int32
+		ms  int64
+	}
+	all := make([]rs, 0, n)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	err := r.traces.readColumn(tStart, 0, n, func(i int64, v parquet.Value) {
+		all = append(all, rs{int32(i), floorDiv(v.Int64(), 1e6)})
+	})
+	if err != nil {
+		return nil, r.wrap(err)
+	}
+	slices.SortStableFunc(all, func(a, b rs) int { return cmp.Compare(b.ms, a.ms) })
+	ts := &TraceStarts{Rows: make([]int32, n), StartMs: make([]int64, n)}
+	for i, x := range all {
+		ts.Rows[i], ts.StartMs[i] = x.row, x.ms
+	}
+	o.ts, o.done = ts, true
+	return ts, nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -156,6 +157,11 @@ type plan struct {
 	// blocks, when not nil, are the blocks to read instead of the source's: the caller holds
 	// them and has the answer for the others.
 	blocks []*block.Reader
+	// limit, when set, is how many traces the caller wants: blocks are then read newest
+	// trace first, and each stops once no older trace of it can be among them.
+	limit int
+	// have is how many traces the caller has found so far (with limit).
+	have func() int
 	// perPlace reads each part of a split trace on its own, where it is stored, rather than
 	// the trace whole: the caller answers other parts from aggregates, which count by place.
 	perPlace bool
@@ -258,7 +264,9 @@ func (e *Engine) Search(ctx context.Context, req Request) (*Result, error) {
 	spss := cmp.Or(req.SpansPerSpanSet, 3)
 	p := newPlan(req.Query, req.Start, req.End)
 	p.minDur, p.maxDur = int64(req.MinDuration), int64(req.MaxDuration)
+	p.limit = limit
 	res := &Result{}
+	p.have = func() int { return len(res.Traces) }
 	found := map[[16]byte]bool{}
 	keep := func(t *trace) {
 		res.Metrics.InspectedTraces++
@@ -418,18 +426,25 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 				continue
 			}
 		}
-		var last int64
-		err = b.Scan(ctx, opts, func(sb *block.ScanBatch) bool {
-			m.InspectedBytes += sb.Bytes - last
-			last = sb.Bytes
-			_, err := batchTraces(sb, res, func(t *trace) bool {
-				if !whole[t.id] {
-					fn(t)
-				}
-				return true
+		scan := func(opts block.ScanOptions) error {
+			var last int64
+			return b.Scan(ctx, opts, func(sb *block.ScanBatch) bool {
+				m.InspectedBytes += sb.Bytes - last
+				last = sb.Bytes
+				_, err := batchTraces(sb, res, func(t *trace) bool {
+					if !whole[t.id] {
+						fn(t)
+					}
+					return true
+				})
+				return err == nil
 			})
-			return err == nil
-		})
+		}
+		if p.limit > 0 && !e.fullScan {
+			err = scanNewestFirst(ctx, b, opts, p.limit, p.have, scan, enough)
+		} else {
+			err = scan(opts)
+		}
 		// A damaged block is left out, and the answer says it is partial; traces the scan
 		// already passed to fn stay, which is the most a partial answer can hold.
 		if block.SkipDamaged(ctx, err) {
@@ -481,4 +496,72 @@ func (p *plan) result(t *trace, sets []spanset, spss int) Trace {
 		out.SpanSets = append(out.SpanSets, set)
 	}
 	return out
+}
+
+// scanNewestFirst scans a block's traces in chunks, newest first (block.Reader.StartOrder),
+// until enough says that no older trace is needed. Each chunk is read in row order, so a page
+// is decoded at most once per chunk; but a block is sorted by trace ID, so the traces of a chunk
+// sit on different pages, and a chunk of a few thousand traces decodes every page. So chunks
+// are sized from the matches so far, to what the limit still needs, and once that is a good
+// part of the block, the rest is read in one pass.
+func scanNewestFirst(ctx context.Context, b *block.Reader, opts block.ScanOptions, limit int, have func() int,
+	scan func(block.ScanOptions) error, enough func() (int64, bool)) error {
+	n := int(b.Meta().Traces)
+	chunk := max(4*limit, 64)
+	if chunk*8 > n {
+		return scan(opts) // the first chunk alone would decode most pages
+	}
+	so, err := b.StartOrder(ctx)
+	if err != nil {
+		return err
+	}
+	ms := func(ns int64) int64 {
+		q := ns / 1e6
+		if ns%1e6 != 0 && ns < 0 {
+			q--
+		}
+		return q
+	}
+	i := 0
+	n = len(so.Rows)
+	if opts.MaxStart != 0 {
+		// A start whose millisecond is past the bound's is past the bound.
+		top := ms(opts.MaxStart)
+		i = sort.Search(n, func(k int) bool { return so.StartMs[k] <= top })
+	}
+	first, had := i, have()
+	var rows []int32
+	for i < n {
+		// Starts are rounded down, so "older by its millisecond" is older.
+		if oldest, ok := enough(); ok && so.StartMs[i] < ms(oldest) {
+			return nil
+		}
+		if opts.MinStart != 0 && so.StartMs[i] < ms(opts.MinStart) {
+			return nil
+		}
+		if i > first {
+			// Rows needed at the rate found so far, with a margin; eight times the last chunk
+			// when nothing matched yet.
+			found := have() - had
+			chunk *= 8
+			if found > 0 {
+				chunk = min(chunk, 2*(limit-have()+1)*(i-first)/found+64)
+			}
+		}
+		j := min(i+chunk, n)
+		if (n-j)*8 < n {
+			j = n // little would be left: take it now
+		}
+		if j-i > n/8 {
+			j = n // a chunk this big decodes most pages anyway: one pass over the rest
+		}
+		rows = append(rows[:0], so.Rows[i:j]...)
+		slices.Sort(rows)
+		opts.Rows = rows
+		if err := scan(opts); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
 }

@@ -265,3 +265,48 @@ func TestStatisticsSkipBlocks(t *testing.T) {
 		}
 	}
 }
+
+// TestNewestFirstGivesFullScanAnswers reads a block big enough to be read in chunks, newest
+// trace first, with small limits, against reading every trace; and with a time window.
+func TestNewestFirstGivesFullScanAnswers(t *testing.T) {
+	r := rand.New(rand.NewPCG(18, 5))
+	store, err := objstore.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := writeBlock(t, store, indexTraces(r, 3000))
+	src := &benchSource{h: head.New(), blocks: []*block.Reader{b}}
+	fast, full := New(src), New(src)
+	full.fullScan = true
+	mid := time.Unix(0, int64(indexBase)).Add(5 * time.Minute)
+	for _, q := range indexQueries {
+		pq, err := traceql.Parse(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, limit := range []int{1, 5, 20, 300} {
+			for _, end := range []time.Time{{}, mid} {
+				req := Request{Query: pq, Limit: limit, End: end}
+				got, err1 := fast.Search(context.Background(), req)
+				want, err2 := full.Search(context.Background(), req)
+				if err1 != nil || err2 != nil {
+					t.Fatal(err1, err2)
+				}
+				if g, w := fmt.Sprint(ids(got)), fmt.Sprint(ids(want)); g != w {
+					t.Errorf("%s limit %d end %v:\nnewest first %s\nfull scan    %s", q, limit, end, g, w)
+				}
+				if limit <= 20 && len(want.Traces) == limit && got.Metrics.InspectedTraces >= want.Metrics.InspectedTraces {
+					t.Errorf("%s limit %d: inspected %d traces, as many as a full scan", q, limit, got.Metrics.InspectedTraces)
+				}
+			}
+		}
+	}
+}
+
+func ids(r *Result) []string {
+	var out []string
+	for _, tr := range r.Traces {
+		out = append(out, fmt.Sprintf("%x/%d", tr.ID[:4], len(tr.SpanSets)))
+	}
+	return out
+}
