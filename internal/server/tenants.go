@@ -1,9 +1,7 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,9 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +17,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/api"
 	"github.com/ariadne-tracing/ariadne/internal/auth"
 	"github.com/ariadne-tracing/ariadne/internal/config"
+	"github.com/ariadne-tracing/ariadne/internal/federate"
 	"github.com/ariadne-tracing/ariadne/internal/ingest"
 	"github.com/ariadne-tracing/ariadne/internal/receive"
 	"github.com/ariadne-tracing/ariadne/internal/store"
@@ -177,87 +173,29 @@ func (t *tenants) handler(root http.Handler) http.Handler {
 	})
 }
 
-// federated answers a read of several tenants (a|b) from each tenant's core: trace by ID takes
-// the tenants' parts of the trace, search merges their results. Other endpoints refuse it.
+// federated answers a read of several tenants (a|b) from each tenant's core, asked the same
+// request as if alone, and joins the answers (package federate). An endpoint whose answers
+// cannot be joined is refused before any tenant is asked.
 func (t *tenants) federated(w http.ResponseWriter, r *http.Request, names []string) {
-	p := r.URL.Path
-	var answers []*httptest.ResponseRecorder
-	ask := func() {
-		for _, n := range names {
-			rec := httptest.NewRecorder()
-			t.reader(n).API.ServeHTTP(rec, r.Clone(r.Context()))
-			answers = append(answers, rec)
-		}
+	if ok, why := federate.Federated(r.URL.Path); !ok {
+		http.Error(w, "federated reads (X-Scope-OrgID a|b) are not answered here: "+why, http.StatusBadRequest)
+		return
 	}
-	switch {
-	case strings.HasPrefix(p, "/api/traces/") || strings.HasPrefix(p, "/api/v2/traces/"):
-		ask()
-		// A trace ID is the sender's: two tenants holding the same ID is a collision, not one
-		// trace. The first tenant (in the order asked) that has it answers.
-		for _, a := range answers {
-			if a.Code != http.StatusNotFound {
-				copyAnswer(w, a)
-				return
-			}
-		}
-		copyAnswer(w, answers[0])
-	case p == "/api/search":
-		ask()
-		merged, err := mergeSearch(answers, r)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(merged)
-	default:
-		http.Error(w, "federated reads (X-Scope-OrgID a|b) are answered for trace by ID and /api/search; ask each tenant for "+p, http.StatusBadRequest)
+	answers := make([]federate.Answer, 0, len(names))
+	for _, n := range names {
+		rec := httptest.NewRecorder()
+		rr := r.Clone(r.Context())
+		// Each tenant's core sees a read of its own tenant: its query queue, its limits.
+		rr.Header.Set(auth.TenantHeader, n)
+		t.reader(n).API.ServeHTTP(rec, rr)
+		answers = append(answers, federate.Answer{Code: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()})
 	}
-}
-
-func copyAnswer(w http.ResponseWriter, a *httptest.ResponseRecorder) {
-	for k, v := range a.Header() {
+	a := federate.Merge(r, answers)
+	for k, v := range a.Header {
 		w.Header()[k] = v
 	}
 	w.WriteHeader(a.Code)
-	w.Write(a.Body.Bytes())
-}
-
-// mergeSearch joins Tempo search answers: traces newest first, up to the request's limit.
-func mergeSearch(answers []*httptest.ResponseRecorder, r *http.Request) ([]byte, error) {
-	var traces []json.RawMessage
-	for _, a := range answers {
-		if a.Code != http.StatusOK {
-			return a.Body.Bytes(), nil
-		}
-		var res struct {
-			Traces []json.RawMessage `json:"traces"`
-		}
-		if err := json.Unmarshal(a.Body.Bytes(), &res); err != nil {
-			return nil, fmt.Errorf("federated search: %w", err)
-		}
-		traces = append(traces, res.Traces...)
-	}
-	start := func(m json.RawMessage) int64 {
-		var v struct {
-			Start json.Number `json:"startTimeUnixNano"`
-		}
-		json.NewDecoder(bytes.NewReader(m)).Decode(&v)
-		n, _ := strconv.ParseInt(v.Start.String(), 10, 64)
-		return n
-	}
-	sort.SliceStable(traces, func(i, j int) bool { return start(traces[i]) > start(traces[j]) })
-	limit := 20
-	if l, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && l > 0 {
-		limit = l
-	}
-	if len(traces) > limit {
-		traces = traces[:limit]
-	}
-	if traces == nil {
-		traces = []json.RawMessage{}
-	}
-	return json.Marshal(map[string]any{"traces": traces})
+	w.Write(a.Body)
 }
 
 // TenantStore is the store holding tenant's data: with multi-tenancy off the one store whatever
