@@ -47,6 +47,9 @@ type shard struct {
 	// unchecked are the live traces begun since the last CheckSplits.
 	unchecked [][16]byte
 	index     shardIndex
+	// byStart and splitIDs list traces for newest-first search (see startorder.go).
+	byStart  map[int64][][16]byte
+	splitIDs map[[16]byte]struct{}
 }
 
 // Trace is one trace's spans as held by the head. Its fields are read-only for everyone but the
@@ -86,6 +89,8 @@ func New() *Head {
 		h.shards[i].live = map[[16]byte]*Trace{}
 		h.shards[i].flushing = map[[16]byte][]*Trace{}
 		h.shards[i].index.init()
+		h.shards[i].byStart = map[int64][][16]byte{}
+		h.shards[i].splitIDs = map[[16]byte]struct{}{}
 	}
 	h.groups.init()
 	h.aggs.init()
@@ -151,6 +156,7 @@ func (a *Appender) Commit() {
 	sh := a.h.shard(&id)
 	sh.mu.Lock()
 	t := sh.live[id]
+	created := t == nil
 	if t == nil {
 		t = &Trace{ID: id, firstSeq: a.seq, firstAppend: a.now, buf: make([]byte, 0, a.runLen)}
 		if len(sh.flushing[id]) > 0 {
@@ -173,6 +179,9 @@ func (a *Appender) Commit() {
 		}
 	}
 	a.aggregate()
+	if created {
+		sh.listStart(t)
+	}
 	// Measured under the lock: once it is released, another request may append to the same
 	// trace, and reading len(t.buf) then would count its bytes twice (once here, once there).
 	added := int64(len(t.buf) - before)
@@ -271,9 +280,9 @@ func (h *Head) CheckSplits(inBlocks func(id [16]byte) bool) {
 	var found [][16]byte
 	for i := range h.shards {
 		sh := &h.shards[i]
+		// The IDs stay listed until they are marked, so that SplitSummaries sees them meanwhile.
 		sh.mu.Lock()
-		ids := sh.unchecked
-		sh.unchecked = nil
+		ids := slices.Clone(sh.unchecked)
 		sh.mu.Unlock()
 		if len(ids) == 0 {
 			continue
@@ -293,8 +302,11 @@ func (h *Head) CheckSplits(inBlocks func(id [16]byte) bool) {
 		for _, id := range found {
 			if t := sh.live[id]; t != nil {
 				t.Split = true
+				sh.splitIDs[id] = struct{}{}
 			}
 		}
+		// Only this loop takes IDs off, and appends go to the end.
+		sh.unchecked = slices.Clone(sh.unchecked[len(ids):])
 		sh.mu.Unlock()
 	}
 }
@@ -472,6 +484,7 @@ func (h *Head) Release(ts []*Trace) {
 			sh := &h.shards[i]
 			sh.mu.Lock()
 			sh.index.sweep(sh)
+			sh.sweepStarts()
 			sh.mu.Unlock()
 		}
 		h.sweepAggregates()

@@ -345,11 +345,29 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 		hf = newHeadFilter(h, p)
 	}
 	wcols := wireColsOf(p.cols)
-	cands, headSplit := &newestFirst{}, []*headPart(nil)
-	if !p.skipHead || !p.perPlace {
-		// Even without its traces, the head says which block traces are split, unless split
-		// traces are not judged whole at all.
-		cands, headSplit = headCandidates(h, hf, p.minStart, p.maxStart)
+	// Candidates come newest first: from the head's start lists, read only as far back as the
+	// search goes, or (reading everything, for tests) from every summary.
+	var peek func() (headCandidate, bool)
+	var pop func() headCandidate
+	var headSplit []*headPart
+	if e.fullScan {
+		cands, split := headCandidates(h, hf, p.minStart, p.maxStart)
+		headSplit = split
+		peek = func() (headCandidate, bool) {
+			if cands.Len() == 0 {
+				return headCandidate{}, false
+			}
+			return (*cands)[0], true
+		}
+		pop = func() headCandidate { return heap.Pop(cands).(headCandidate) }
+	} else {
+		l := newHeadLoader(h, hf, p.minStart, p.maxStart)
+		peek, pop = l.peek, l.pop
+		if !p.skipHead || !p.perPlace {
+			// Even without its traces, the head says which block traces are split, unless
+			// split traces are not judged whole at all.
+			headSplit = headSplitParts(h)
+		}
 	}
 	// Traces with parts in several places are judged whole, after the head and before the
 	// blocks; their parts are skipped wherever they are met.
@@ -360,11 +378,15 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 	if p.perPlace {
 		split, whole = nil, nil
 	}
-	for cands.Len() > 0 {
-		if oldest, ok := enough(); ok && (*cands)[0].start < oldest {
+	for {
+		top, ok := peek()
+		if !ok {
 			break
 		}
-		c := heap.Pop(cands).(headCandidate)
+		if oldest, ok := enough(); ok && top.start < oldest {
+			break
+		}
+		c := pop()
 		if whole[c.id] {
 			continue
 		}

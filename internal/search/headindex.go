@@ -143,3 +143,71 @@ func headCandidates(h *head.Head, f headFilter, minStart, maxStart int64) (*newe
 	heap.Init(&out)
 	return &out, split
 }
+
+// headLoader yields the head traces that pass a filter, newest first, reading the head's
+// start lists (head.StartSeconds) a second at a time, only as far back as the caller goes: a
+// trace listed under second s started before s+1, so once the newest candidate held started
+// at or after the next second's end, nothing unread can come before it.
+type headLoader struct {
+	h                  *head.Head
+	f                  headFilter
+	minStart, maxStart int64
+	seconds            []int64
+	next               int // index into seconds of the next to read
+	cands              newestFirst
+	seen               map[[16]byte]bool
+}
+
+func newHeadLoader(h *head.Head, f headFilter, minStart, maxStart int64) *headLoader {
+	l := &headLoader{h: h, f: f, minStart: minStart, maxStart: maxStart, seen: map[[16]byte]bool{}}
+	if !f.none {
+		l.seconds = h.StartSeconds()
+	}
+	return l
+}
+
+// bound is an upper bound (exclusive) of the start of every trace not read yet.
+func (l *headLoader) bound() int64 {
+	if l.next == len(l.seconds) {
+		return math.MinInt64
+	}
+	return (l.seconds[l.next] + 1) * 1e9
+}
+
+// peek returns the newest candidate left, reading seconds until it is known to be newest.
+func (l *headLoader) peek() (headCandidate, bool) {
+	for l.next < len(l.seconds) && (l.cands.Len() == 0 || l.cands[0].start < l.bound()) {
+		if l.minStart != 0 && l.bound() <= l.minStart {
+			l.next = len(l.seconds) // every trace left started before the window
+			break
+		}
+		s := l.seconds[l.next]
+		l.next++
+		l.h.SummariesAt(s, func(sm *head.Summary) {
+			start := int64(sm.Start)
+			if l.seen[sm.ID] {
+				return
+			}
+			l.seen[sm.ID] = true
+			if (l.minStart != 0 && start < l.minStart) || (l.maxStart != 0 && start > l.maxStart) || !l.f.mayMatch(sm) {
+				return
+			}
+			heap.Push(&l.cands, headCandidate{sm.ID, start})
+		})
+	}
+	if l.cands.Len() == 0 {
+		return headCandidate{}, false
+	}
+	return l.cands[0], true
+}
+
+func (l *headLoader) pop() headCandidate { return heap.Pop(&l.cands).(headCandidate) }
+
+// headSplitParts lists the head's traces that have or may have parts elsewhere, for judgeSplit.
+func headSplitParts(h *head.Head) []*headPart {
+	var out []*headPart
+	h.SplitSummaries(func(s *head.Summary) {
+		out = append(out, &headPart{id: s.ID, start: s.Start, end: s.End, split: s.Split, unchecked: s.Unchecked})
+	})
+	return out
+}
