@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -131,6 +133,10 @@ func (g *Gate) HTTP(rule func(*http.Request) Rule, next http.Handler) http.Handl
 		ru := rule(r)
 		tenant, err := g.Resolve(r.Header.Get("Authorization"), r.Header.Get(TenantHeader), ru)
 		if err != nil {
+			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+				writeGRPCError(w, err)
+				return
+			}
 			writeHTTPError(w, err)
 			return
 		}
@@ -163,6 +169,17 @@ func writeHTTPError(w http.ResponseWriter, err error) {
 		}
 	}
 	http.Error(w, err.Error(), code)
+}
+
+// writeGRPCError refuses a gRPC call that reached an HTTP listener (Tempo's streaming API on the
+// query port) the way a gRPC server would: a trailers-only answer with the status code, so the
+// client sees Unauthenticated or PermissionDenied rather than a bare HTTP status.
+func writeGRPCError(w http.ResponseWriter, err error) {
+	st, _ := status.FromError(grpcError(err))
+	w.Header().Set("Content-Type", "application/grpc")
+	w.Header().Set("Grpc-Status", strconv.Itoa(int(st.Code())))
+	w.Header().Set("Grpc-Message", url.PathEscape(st.Message()))
+	w.WriteHeader(http.StatusOK)
 }
 
 // UnaryServerInterceptor guards every unary gRPC call with rule, reading the token from the

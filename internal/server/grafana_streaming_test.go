@@ -50,8 +50,11 @@ func streamAll[Resp any, PResp interface {
 	*Resp
 	proto.Message
 }](ctx context.Context, conn *grpc.ClientConn, method string, req proto.Message) ([]PResp, error) {
-	// Grafana passes the tenant (and auth, when configured) as metadata.
-	ctx = metadata.AppendToOutgoingContext(ctx, "X-Scope-OrgID", "single-tenant")
+	// Grafana passes the tenant (and auth, when configured) as metadata; a caller that set its
+	// own keeps it.
+	if md, _ := metadata.FromOutgoingContext(ctx); len(md.Get("x-scope-orgid")) == 0 && len(md.Get("authorization")) == 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, "X-Scope-OrgID", "single-tenant")
+	}
 	st, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, method)
 	if err != nil {
 		return nil, err

@@ -132,6 +132,11 @@ type core struct {
 	// headSampling adapts the probabilities /api/sampling serves; nil unless adaptive.
 	headSampling *headsampling.Adapter
 
+	// stream is the tenant's Tempo streaming gRPC API and serve its query port (that API beside
+	// the HTTP one), with multi-tenancy on; off, the server's own are used.
+	stream *grpc.Server
+	serve  http.Handler
+
 	reg prometheus.Registerer
 	// sampler decides complete traces under the tenant's tail-sampling policies; nil keeps
 	// everything. built is the sampler made for the first policies, reused (Update) when the
@@ -458,8 +463,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes, Refused: refused}))}
 	var query http.Handler = s.withStreamingQuerier(s.API)
 	if s.tenants != nil {
-		// Reads of trace data go to their tenant's core. Tempo's streaming gRPC API is served
-		// from the root core, which under multi-tenancy holds no data: it answers empty.
+		// Reads of trace data, Tempo's streaming gRPC API included, go to their tenant's core.
 		query = s.tenants.handler(query)
 	}
 	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(gate("http").HTTP(queryRule, query))}
@@ -541,6 +545,9 @@ func queryRule(r *http.Request) auth.Rule {
 		return auth.Rule{Need: auth.RoleWrite, Tenant: true}
 	case p == "/api/status/buildinfo":
 		return auth.Rule{Need: auth.RoleRead}
+	case strings.HasPrefix(p, "/"+tempogrpc.ServiceName+"/"):
+		// Tempo's streaming gRPC API reads one tenant's data (x-scope-orgid metadata).
+		return auth.Rule{Need: auth.RoleRead, Tenant: true}
 	case strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/jaeger/"):
 		return auth.Rule{Need: auth.RoleRead, Tenant: true, Federated: true}
 	default:
@@ -584,6 +591,9 @@ func (s *Server) Stop(ctx context.Context) error {
 			s.pusher.Stop()
 		}
 		s.queryGRPC.Stop() // ends open streams, which would hold the query listener's Shutdown
+		if s.tenants != nil {
+			s.tenants.stopStreaming()
+		}
 		qerr := s.queryHTTP.Shutdown(ctx)
 		serr := s.closeData()
 		if s.cluster != nil {

@@ -37,8 +37,17 @@ func (d tenantData) markers() []string { return []string{d.service, d.op, d.key,
 // HTTP for the other), naming the tenant with the X-Scope-OrgID header.
 func sendAs(t *testing.T, s *server.Server, d *tenantData, overHTTP bool) {
 	t.Helper()
+	sendAsWith(t, s, d, overHTTP, nil)
+}
+
+// sendAsWith is sendAs with more headers (a token).
+func sendAsWith(t *testing.T, s *server.Server, d *tenantData, overHTTP bool, more map[string]string) {
+	t.Helper()
 	ctx := context.Background()
 	hdr := map[string]string{"X-Scope-OrgID": d.name}
+	for k, v := range more {
+		hdr[k] = v
+	}
 	var exp sdktrace.SpanExporter
 	var err error
 	if overHTTP {

@@ -21,6 +21,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/ingest"
 	"github.com/ariadne-tracing/ariadne/internal/receive"
 	"github.com/ariadne-tracing/ariadne/internal/store"
+	"github.com/ariadne-tracing/ariadne/internal/tempogrpc"
 )
 
 // tenants holds one core per tenant, each in its own directory under data_dir/tenants/, opened
@@ -62,6 +63,7 @@ func openTenants(cfg config.Config, build api.BuildInfo, log *slog.Logger, o opt
 		return nil, err
 	}
 	t.empty = empty
+	t.serveStreaming(empty)
 	entries, err := os.ReadDir(t.dir)
 	if err != nil {
 		t.closeAll()
@@ -112,9 +114,28 @@ func (t *tenants) get(name string, create bool) (*core, error) {
 		c.close()
 		return nil, fmt.Errorf("tenant %s: %w", name, err)
 	}
+	t.serveStreaming(c)
 	c.API.SetReady(true)
 	t.cores[name] = c
 	return c, nil
+}
+
+// serveStreaming gives a tenant's core its own Tempo streaming gRPC API, over its own engine,
+// so a gRPC search or metrics query reaches only the tenant the gate resolved.
+func (t *tenants) serveStreaming(c *core) {
+	c.stream = tempogrpc.NewServer(c.API.Engine(), t.log)
+	c.serve = tempogrpc.Handler(c.stream, c.API)
+}
+
+// stopStreaming ends every core's open streams, which would otherwise hold the query listener's
+// graceful shutdown until they finish.
+func (t *tenants) stopStreaming() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.cores {
+		c.stream.Stop()
+	}
+	t.empty.stream.Stop()
 }
 
 // reader is the core that answers a read of tenant name.
@@ -166,7 +187,7 @@ func (t *tenants) handler(root http.Handler) http.Handler {
 		}
 		names := auth.Tenants(r.Header.Get(auth.TenantHeader))
 		if len(names) == 1 {
-			t.reader(names[0]).API.ServeHTTP(w, r)
+			t.reader(names[0]).serve.ServeHTTP(w, r)
 			return
 		}
 		t.federated(w, r, names)
