@@ -68,6 +68,11 @@ type Config struct {
 
 	// ZipkinAddr is where Zipkin v2 JSON is accepted (POST /api/v2/spans); empty disables it.
 	ZipkinAddr string `yaml:"zipkin_addr"`
+	// JaegerSamplingAddr is where the Jaeger agent's sampling endpoint is served (GET
+	// /sampling?service=, the OpenTelemetry Go SDK's default jaeger_remote endpoint is
+	// localhost:5778); empty disables it. Off by default: Ariadne is a central server, not the
+	// per-host agent SDKs find on localhost, and the same strategies are on the query port.
+	JaegerSamplingAddr string `yaml:"jaeger_sampling_addr"`
 
 	// Target is the roles this process plays (cluster.go); Cluster how nodes sharing a bucket
 	// work together.
@@ -413,6 +418,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.OTLPHTTPAddr, "otlp-http-addr", c.OTLPHTTPAddr, "OTLP/HTTP listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "query API and UI listen address")
 	fs.StringVar(&c.ZipkinAddr, "zipkin-addr", c.ZipkinAddr, "Zipkin v2 JSON listen address (POST /api/v2/spans); empty disables")
+	fs.StringVar(&c.JaegerSamplingAddr, "jaeger-sampling-addr", c.JaegerSamplingAddr, "Jaeger agent-style sampling listen address (GET /sampling?service=), e.g. :5778; empty (default) disables")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&c.MultitenancyEnabled, "multitenancy-enabled", c.MultitenancyEnabled, "require a tenant (X-Scope-OrgID) on every request and keep each tenant's data apart")
 	fs.BoolVar(&c.PprofEnabled, "pprof-enabled", c.PprofEnabled, "serve Go's profiler under /debug/pprof/ on the query port")

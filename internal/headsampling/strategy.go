@@ -186,9 +186,20 @@ func (s *Strategies) For(service string) Response {
 func (s *Strategies) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	service := r.URL.Query().Get("service")
 	if service == "" {
-		http.Error(w, "'service' parameter must be provided once, e.g. /api/sampling?service=checkout", http.StatusBadRequest)
+		http.Error(w, "'service' parameter must be provided once, e.g. "+r.URL.Path+"?service=checkout", http.StatusBadRequest)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(s.For(service))
+}
+
+// AgentHandler serves GET /sampling?service= as the Jaeger agent does on :5778, where the
+// OpenTelemetry Go SDK's jaegerremote sampler asks by default; each request is answered from
+// lookup's strategies (the caller's tenant's).
+func AgentHandler(lookup func(*http.Request) *Strategies) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /sampling", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lookup(r).ServeHTTP(w, r)
+	}))
+	return mux
 }

@@ -4,6 +4,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/ariadne-tracing/ariadne/internal/api"
 	"github.com/ariadne-tracing/ariadne/internal/auth"
@@ -69,15 +71,17 @@ type Server struct {
 	queryGRPC *grpc.Server // Tempo's streaming API, on queryHTTP's listener (querygrpc.go)
 
 	zipkinHTTP *http.Server
-	core       *core    // with multi-tenancy off, the one tenant's; on, the empty one
-	tenants    *tenants // with multi-tenancy on
-	cluster    *cluster // with storage.backend s3 (cluster.go)
-	overrides  *overrides
-	pusher     *remotewrite.Pusher
-	listeners  map[string]*connlimit.Listener // by name, for their metrics
+	// samplingHTTP is the Jaeger agent-style sampling endpoint (jaeger_sampling_addr), or nil.
+	samplingHTTP *http.Server
+	core         *core    // with multi-tenancy off, the one tenant's; on, the empty one
+	tenants      *tenants // with multi-tenancy on
+	cluster      *cluster // with storage.backend s3 (cluster.go)
+	overrides    *overrides
+	pusher       *remotewrite.Pusher
+	listeners    map[string]*connlimit.Listener // by name, for their metrics
 
 	// Bound addresses (useful when the config asked for port 0).
-	GRPCAddr, OTLPHTTPAddr, HTTPAddr, ZipkinAddr string
+	GRPCAddr, OTLPHTTPAddr, HTTPAddr, ZipkinAddr, JaegerSamplingAddr string
 
 	errs     chan error
 	stopOnce sync.Once
@@ -131,6 +135,8 @@ type core struct {
 	linter *linter
 	// headSampling adapts the probabilities /api/sampling serves; nil unless adaptive.
 	headSampling *headsampling.Adapter
+	// strategies answer the SDKs' head samplers, on every endpoint that serves them.
+	strategies *headsampling.Strategies
 
 	// stream is the tenant's Tempo streaming gRPC API and serve its query port (that API beside
 	// the HTTP one), with multi-tenancy on; off, the server's own are used.
@@ -292,7 +298,8 @@ func (c *core) serveHeadSampling(hc headsampling.Config, dir string, spanMetrics
 		c.headSampling = a
 		a.Start()
 	}
-	c.API.Handle("GET /api/sampling", headsampling.NewStrategies(hc, c.headSampling))
+	c.strategies = headsampling.NewStrategies(hc, c.headSampling)
+	c.API.Handle("GET /api/sampling", c.strategies)
 	return nil
 }
 
@@ -455,10 +462,43 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		go func() { s.errs <- wrapServe("Zipkin", serve()) }()
 	}
 
+	if cfg.JaegerSamplingAddr != "" {
+		ls, err := net.Listen("tcp", cfg.JaegerSamplingAddr)
+		if err != nil {
+			lg.Close()
+			lh.Close()
+			lq.Close()
+			if s.zipkinHTTP != nil {
+				s.zipkinHTTP.Close()
+			}
+			st.Close()
+			return nil, fmt.Errorf("listen Jaeger sampling %s: %w", cfg.JaegerSamplingAddr, err)
+		}
+		s.JaegerSamplingAddr = ls.Addr().String()
+		// The SDKs ask with the token they export with, as on /api/sampling.
+		s.samplingHTTP = &http.Server{Handler: gate("jaeger_sampling").HTTP(auth.Static(receiveRule),
+			headsampling.AgentHandler(func(r *http.Request) *headsampling.Strategies {
+				return s.strategiesFor(r.Header.Get(auth.TenantHeader))
+			}))}
+		lsc, serve := serveHTTP(s.samplingHTTP, ls, cfg.Server, nil)
+		s.listeners["jaeger_sampling"] = lsc
+		go func() { s.errs <- wrapServe("Jaeger sampling", serve()) }()
+	}
+
 	lgc := connlimit.NewListener(lg, cfg.Server.GRPCConnLimit)
 	s.grpc = receive.NewGRPCServer(c, receive.GRPCConfig{MaxRecvMsgBytes: int(cfg.Ingest.MaxRequestBytes)},
 		append(grpcProtections(cfg.Server, lgc), grpcCreds(tlsCfgs["otlp_grpc"]),
 			grpc.ChainUnaryInterceptor(gate("otlp_grpc").UnaryServerInterceptor(receiveRule)))...)
+	// Jaeger's collector serves SamplingManager beside its span intake; so does the OTLP port,
+	// behind the same gate (a sender's token, acting for one tenant).
+	(&headsampling.SamplingManager{Lookup: func(ctx context.Context) *headsampling.Strategies {
+		md, _ := metadata.FromIncomingContext(ctx)
+		var tenant string
+		if v := md.Get(strings.ToLower(auth.TenantHeader)); len(v) > 0 {
+			tenant = v[0]
+		}
+		return s.strategiesFor(tenant)
+	}}).Register(s.grpc)
 	s.otlpHTTP = &http.Server{Handler: gate("otlp_http").HTTP(auth.Static(receiveRule),
 		receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes, Refused: refused}))}
 	var query http.Handler = s.withStreamingQuerier(s.API)
@@ -481,9 +521,18 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	if zipkinAddr == "" {
 		zipkinAddr = "off"
 	}
-	log.Info("ariadne ready", "otlp_grpc", s.GRPCAddr, "otlp_http", s.OTLPHTTPAddr, "http", s.HTTPAddr, "zipkin", zipkinAddr,
+	log.Info("ariadne ready", "otlp_grpc", s.GRPCAddr, "otlp_http", s.OTLPHTTPAddr, "http", s.HTTPAddr, "zipkin", zipkinAddr, "jaeger_sampling", cmp.Or(s.JaegerSamplingAddr, "off"),
 		"data_dir", cfg.DataDir)
 	return s, nil
+}
+
+// strategiesFor are the head-sampling strategies of tenant ("" for the default tenant, or
+// with multi-tenancy off); a tenant with no data yet gets the defaults.
+func (s *Server) strategiesFor(tenant string) *headsampling.Strategies {
+	if s.tenants != nil {
+		return s.tenants.reader(tenant).strategies
+	}
+	return s.core.strategies
 }
 
 // listenerTLS loads each listener's certificate; a listener without one is absent (plain text).
@@ -586,6 +635,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		herr := s.otlpHTTP.Shutdown(ctx)
 		if s.zipkinHTTP != nil {
 			herr = errors.Join(herr, s.zipkinHTTP.Shutdown(ctx))
+		}
+		if s.samplingHTTP != nil {
+			herr = errors.Join(herr, s.samplingHTTP.Shutdown(ctx))
 		}
 		if s.pusher != nil {
 			s.pusher.Stop()
