@@ -1,11 +1,14 @@
 // Package peerapi is the small internal HTTP API between nodes: a query node asks the ingest
 // nodes for the parts of a trace they still hold (head, and blocks not yet in the bucket or
-// uploaded only moments ago), and merges them with what it reads from the bucket.
+// uploaded only moments ago), and for their heads (head.go), and merges them with what it reads
+// from the bucket.
 //
 //	GET /internal/v1/traces/{id}   200 with the trace as OTLP TracesData protobuf, 404 when the
 //	                               node holds no part of it
+//	GET /internal/v1/head          the node's head traces (head.go)
 //
-// The tenant travels in X-Scope-OrgID, as on the public API.
+// The tenant travels in X-Scope-OrgID, as on the public API, and with auth on the node's
+// credential (cluster.peer_token) in Authorization.
 package peerapi
 
 import (
@@ -67,6 +70,7 @@ type Client struct {
 	dns    string // host:port resolved on each call
 	http   *http.Client
 	self   string // this node's own address, skipped
+	token  string // bearer token sent on every request (cluster.peer_token), when auth is on
 }
 
 // NewClient returns a client of the peers given by address, and of those a DNS name
@@ -75,6 +79,10 @@ func NewClient(peers []string, dnsName, self string) *Client {
 	return &Client{static: peers, dns: dnsName, self: self,
 		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}}}
 }
+
+// SetToken makes every request carry token as its bearer credential: what the peers' auth gate
+// asks of a node when auth is on.
+func (c *Client) SetToken(token string) { c.token = token }
 
 // Peers returns the current peer addresses.
 func (c *Client) Peers(ctx context.Context) ([]string, error) {
@@ -126,36 +134,54 @@ func (c *Client) FindTrace(ctx context.Context, tenant string, id [16]byte) ([]*
 }
 
 func (c *Client) ask(ctx context.Context, peer, tenant string, id [16]byte) (*tracepb.TracesData, error) {
-	url := peer
-	if !strings.Contains(url, "://") {
-		url = "http://" + url
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+Path+hex.EncodeToString(id[:]), nil)
+	resp, err := c.get(ctx, peer, tenant, Path+hex.EncodeToString(id[:]))
 	if err != nil {
-		return nil, fmt.Errorf("peer %s: %w", peer, err)
-	}
-	if tenant != "" {
-		req.Header.Set("X-Scope-OrgID", tenant)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("peer %s: %w", peer, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return nil, fmt.Errorf("peer %s: %w", peer, err)
-	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotFound:
 		return nil, nil
 	default:
-		return nil, fmt.Errorf("peer %s: %s: %s", peer, resp.Status, strings.TrimSpace(string(body)))
+		return nil, statusError(peer, resp)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, fmt.Errorf("peer %s: %w", peer, err)
 	}
 	td := &tracepb.TracesData{}
 	if err := proto.Unmarshal(body, td); err != nil {
 		return nil, fmt.Errorf("peer %s: decode: %w", peer, err)
 	}
 	return td, nil
+}
+
+// get sends one request to peer, for tenant, with the cluster's credentials.
+func (c *Client) get(ctx context.Context, peer, tenant, pathQuery string) (*http.Response, error) {
+	url := peer
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+pathQuery, nil)
+	if err != nil {
+		return nil, fmt.Errorf("peer %s: %w", peer, err)
+	}
+	if tenant != "" {
+		req.Header.Set("X-Scope-OrgID", tenant)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("peer %s: %w", peer, err)
+	}
+	return resp, nil
+}
+
+// statusError describes a peer's refusal, with the start of its body.
+func statusError(peer string, resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	return fmt.Errorf("peer %s: %s: %s", peer, resp.Status, strings.TrimSpace(string(body)))
 }

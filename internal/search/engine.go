@@ -336,7 +336,7 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 	}
 	// The head's index rules traces out from their summaries; the rest are decoded newest first,
 	// so that a search with a limit stops after the few it needs.
-	h := e.src.Head()
+	h := e.head(ctx)
 	hf := headFilter{}
 	switch {
 	case p.skipHead:

@@ -1,6 +1,7 @@
 package search
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -19,6 +20,21 @@ type Source interface {
 	Head() *head.Head
 	// AcquireBlocks returns the blocks, held open until release is called.
 	AcquireBlocks() (blocks []*block.Reader, release func())
+}
+
+// HeadSource is a Source whose head depends on the request: on a cluster node, its own head
+// merged with what the ingest nodes it asks still hold (built once per request, with the
+// request's deadline and partial report). The engine asks it instead of Head when it can.
+type HeadSource interface {
+	HeadFor(ctx context.Context) *head.Head
+}
+
+// head is the head one request reads.
+func (e *Engine) head(ctx context.Context) *head.Head {
+	if hs, ok := e.src.(HeadSource); ok {
+		return hs.HeadFor(ctx)
+	}
+	return e.src.Head()
 }
 
 // columnsOf maps what a query reads to the block columns that hold it. Span IDs and names are

@@ -122,7 +122,7 @@ func mayBeInBlocks(id [16]byte, blocks []*block.Reader) bool {
 // one trace; nil when no part is found.
 func (e *Engine) wholeTrace(ctx context.Context, id [16]byte, blocks []*block.Reader) (*trace, error) {
 	var parts []*headPart
-	for _, ht := range e.src.Head().Get(id) {
+	for _, ht := range e.head(ctx).Get(id) {
 		parts = append(parts, newHeadPart(ht))
 	}
 	for _, b := range blocks {

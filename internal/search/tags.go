@@ -77,7 +77,7 @@ func (e *Engine) TagNames(ctx context.Context, req TagsRequest) (map[string][]st
 		p := &plan{}
 		p.minStart, p.maxStart = bounds(req.Start, req.End)
 		if e.fullScan {
-			heads, _ := headTraces(e.src.Head(), p.minStart, p.maxStart)
+			heads, _ := headTraces(e.head(ctx), p.minStart, p.maxStart)
 			for _, parts := range heads {
 				t, err := decodeHead(parts, map[*otlpwire.Group]*resource{}, allWire)
 				if err != nil {
@@ -88,7 +88,7 @@ func (e *Engine) TagNames(ctx context.Context, req TagsRequest) (map[string][]st
 				}
 			}
 		}
-		spanKeys, eventKeys, linkKeys := e.src.Head().AttributeKeys()
+		spanKeys, eventKeys, linkKeys := e.head(ctx).AttributeKeys()
 		if e.fullScan {
 			spanKeys, eventKeys, linkKeys = nil, nil, nil
 		}
@@ -98,7 +98,7 @@ func (e *Engine) TagNames(ctx context.Context, req TagsRequest) (map[string][]st
 			}
 		}
 		var headErr error
-		e.src.Head().Groups(func(g *otlpwire.Group) {
+		e.head(ctx).Groups(func(g *otlpwire.Group) {
 			if e.fullScan {
 				return
 			}
@@ -283,7 +283,7 @@ func (e *Engine) TagValues(ctx context.Context, req TagValuesRequest) ([]Value, 
 	case traceql.Attribute:
 		if f.Scope == traceql.ScopeSpan && req.Query == nil && !e.fullScan {
 			// The head's value lists, when complete, stand for decoding every head trace.
-			if kv := e.src.Head().SpanAttributeValues(f.Name); kv.Complete {
+			if kv := e.head(ctx).SpanAttributeValues(f.Name); kv.Complete {
 				for _, vk := range kv.Values {
 					add(headValue(vk))
 				}
@@ -373,7 +373,7 @@ func boolCmp(a, b bool) int {
 func (e *Engine) resourceValues(ctx context.Context, key string, start, end time.Time, fn func(value)) error {
 	minStart, maxStart := bounds(start, end)
 	resources := map[*otlpwire.Group]*resource{}
-	heads, _ := headTraces(e.src.Head(), minStart, maxStart)
+	heads, _ := headTraces(e.head(ctx), minStart, maxStart)
 	for _, parts := range heads {
 		for _, p := range parts {
 			for _, g := range p.groups {

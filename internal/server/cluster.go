@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/head"
 	"github.com/ariadne-tracing/ariadne/internal/objcache"
 	"github.com/ariadne-tracing/ariadne/internal/objstore"
+	"github.com/ariadne-tracing/ariadne/internal/partial"
 	"github.com/ariadne-tracing/ariadne/internal/peerapi"
 	"github.com/ariadne-tracing/ariadne/internal/query"
 	"github.com/ariadne-tracing/ariadne/internal/receive"
@@ -157,9 +159,56 @@ func (c *cluster) stop(ctx context.Context) error {
 // blocks, each block once. A block this node uploaded is both local and in the bucket for
 // its hold; the local copy is read.
 type source struct {
-	st   *store.Store
-	head *head.Head
-	set  *bucketblocks.Set
+	st    *store.Store
+	head  *head.Head
+	set   *bucketblocks.Set
+	peers *peerapi.Client // nil: no peers to ask
+}
+
+// peerHeadsKey holds a request's merged head (withPeerHeads).
+type peerHeadsKey struct{}
+
+// peerHeads is one request's merged head, built on first use.
+type peerHeads struct {
+	once sync.Once
+	h    *head.Head
+}
+
+// withPeerHeads gives each request of next a place for the head that search, tag discovery
+// and TraceQL metrics read (source.HeadFor), so that one request reads the peers once however
+// often the engine asks (it asks again for every trace it judges whole).
+func withPeerHeads(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerHeadsKey{}, &peerHeads{})))
+	})
+}
+
+// HeadFor is the head one search reads: this node's own head and every peer's, merged into a
+// head of the request's own. A trace with spans on several nodes is one trace there, and every
+// trace in it is unchecked for splits, so the engine looks for its other parts in the bucket's
+// blocks and judges it whole, as on one node. A peer that does not answer makes the answer
+// partial.
+func (s source) HeadFor(ctx context.Context) *head.Head {
+	if s.peers == nil {
+		return s.Head()
+	}
+	ph, _ := ctx.Value(peerHeadsKey{}).(*peerHeads)
+	if ph == nil {
+		ph = &peerHeads{} // a caller outside the HTTP API: read the peers on each call
+	}
+	ph.once.Do(func() {
+		h := head.New()
+		if s.st != nil {
+			if err := peerapi.CopyHead(h, s.st.Head(), 0); err != nil {
+				partial.Note(ctx, "this node's head: "+err.Error())
+			}
+		}
+		if err := s.peers.Heads(ctx, tenant, 0, h); err != nil {
+			partial.Note(ctx, "ingest nodes' heads: "+err.Error())
+		}
+		ph.h = h
+	})
+	return ph.h
 }
 
 func (s source) Head() *head.Head {
@@ -211,7 +260,7 @@ func (c *cluster) querier(st *store.Store) *query.Querier {
 	if c == nil {
 		return query.New(st)
 	}
-	q := query.New(source{st: st, head: head.New(), set: c.set})
+	q := query.New(source{st: st, head: head.New(), set: c.set, peers: c.peers})
 	if c.peers != nil {
 		q.SetRemote(peerRemote{c.peers})
 	}
@@ -302,7 +351,7 @@ func startStateless(cfg config.Config, build api.BuildInfo, log *slog.Logger, re
 		return nil, fmt.Errorf("listen HTTP %s: %w", cfg.HTTPAddr, err)
 	}
 	s.HTTPAddr = lq.Addr().String()
-	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(gate("http").HTTP(queryRule, s.API))}
+	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(gate("http").HTTP(queryRule, withPeerHeads(s.API)))}
 	lqc, serveQuery := serveHTTP(s.queryHTTP, lq, cfg.Server, tlsCfg)
 	s.listeners["http"] = lqc
 	registerConnMetrics(reg, s.listeners)

@@ -401,6 +401,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 			return nil, err
 		}
 		s.API.Handle("GET "+peerapi.Path+"{id}", peerapi.Handler(localFinder{query.New(s.Store)}))
+		s.API.Handle("GET "+peerapi.HeadPath, peerapi.HeadHandler(func(*http.Request) (*head.Head, error) { return s.Store.Head(), nil }))
 	}
 	if u := cfg.MetricsGenerator.RemoteWriteURL; u != "" && !cfg.MetricsGenerator.Disabled {
 		if s.pusher, err = remotewrite.New(remotewrite.Config{URL: u, Interval: time.Duration(cfg.MetricsGenerator.RemoteWriteInterval),
@@ -502,6 +503,9 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	s.otlpHTTP = &http.Server{Handler: gate("otlp_http").HTTP(auth.Static(receiveRule),
 		receive.NewHTTPHandler(c, receive.HTTPConfig{MaxRequestBytes: cfg.Ingest.MaxRequestBytes, Refused: refused}))}
 	var query http.Handler = s.withStreamingQuerier(s.API)
+	if s.cluster != nil {
+		query = withPeerHeads(query)
+	}
 	if s.tenants != nil {
 		// Reads of trace data, Tempo's streaming gRPC API included, go to their tenant's core.
 		query = s.tenants.handler(query)
