@@ -202,7 +202,7 @@ func (e *Engine) QueryRange(ctx context.Context, req MetricsRequest) (*MetricsRe
 			}
 			p.blocks = append(p.blocks, b)
 		}
-		ok, err := headAggregates(e.src.Head(), agg, run)
+		ok, err := headAggregates(e.head(ctx), agg, run)
 		if err != nil {
 			return nil, err
 		}
