@@ -50,6 +50,8 @@ type shard struct {
 	// byStart and splitIDs list traces for newest-first search (see startorder.go).
 	byStart  map[int64][][16]byte
 	splitIDs map[[16]byte]struct{}
+	// maxSpans bounds the spans of any trace of the shard, its parts added up (see MaxSpans).
+	maxSpans int
 }
 
 // Trace is one trace's spans as held by the head. Its fields are read-only for everyone but the
@@ -172,6 +174,7 @@ func (a *Appender) Commit() {
 		t.buf = slices.Grow(t.buf, max(a.runLen, cap(t.buf)/4))
 	}
 	before := len(t.buf)
+	sec := startSecond(t.Start)
 	for i := range a.pending {
 		t.add(a.pending[i].g, &a.pending[i].s, a.seq, a.now)
 		if !noIndex {
@@ -179,8 +182,14 @@ func (a *Appender) Commit() {
 		}
 	}
 	a.aggregate()
-	if created {
+	if created || startSecond(t.Start) != sec {
 		sh.listStart(t)
+	}
+	if n := t.SpanCount; n > sh.maxSpans || len(sh.flushing) > 0 {
+		for _, f := range sh.flushing[id] {
+			n += f.SpanCount
+		}
+		sh.maxSpans = max(sh.maxSpans, n)
 	}
 	// Measured under the lock: once it is released, another request may append to the same
 	// trace, and reading len(t.buf) then would count its bytes twice (once here, once there).

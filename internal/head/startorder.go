@@ -10,7 +10,10 @@ import (
 // wants. So each shard also lists its traces by the second their first run of spans started
 // (byStart), and the traces marked split (splitIDs), which a search must see whatever their
 // age. A trace's start only moves earlier as spans arrive, so its listed second is an upper
-// bound of its start: everything not yet read from seconds before s started before s+1.
+// bound of its start: everything not yet read from seconds before s started before s+1. And
+// a trace whose start moves to an earlier second is listed again there, so a trace is always
+// listed under the second of its start (and perhaps later ones): a search ending at t need not
+// read the seconds after t.
 // Lists are appended to as traces begin and pruned of traces the head let go by the periodic
 // sweep; readers skip IDs the head no longer holds.
 
@@ -44,6 +47,29 @@ func (sh *shard) sweepStarts() {
 			delete(sh.splitIDs, id)
 		}
 	}
+	sh.maxSpans = 0
+	var s Summary
+	for id := range sh.live {
+		sh.summary(id, &s)
+		sh.maxSpans = max(sh.maxSpans, s.SpanCount)
+	}
+	for id := range sh.flushing {
+		sh.summary(id, &s)
+		sh.maxSpans = max(sh.maxSpans, s.SpanCount)
+	}
+}
+
+// MaxSpans is at least the span count of every trace the head holds (its parts added up), so
+// that a search for traces with more spans can skip the head.
+func (h *Head) MaxSpans() int {
+	n := 0
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		n = max(n, sh.maxSpans)
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 // StartSeconds returns the seconds (unix) under which the head lists traces, newest first:

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"container/heap"
 	"math"
+	"sort"
 
 	"github.com/ariadne-tracing/ariadne/internal/head"
 	"github.com/ariadne-tracing/ariadne/internal/traceql"
@@ -23,6 +24,9 @@ type headFilter struct {
 
 func newHeadFilter(h *head.Head, p *plan) headFilter {
 	f := headFilter{minSpans: p.minSpans, minDur: p.minTraceDur}
+	if f.minSpans > 0 && h.MaxSpans() < f.minSpans {
+		f.none = true // no trace has spans enough for the count() filter
+	}
 	for _, c := range p.required {
 		if c.Op != traceql.OpEq {
 			continue
@@ -162,6 +166,12 @@ func newHeadLoader(h *head.Head, f headFilter, minStart, maxStart int64) *headLo
 	l := &headLoader{h: h, f: f, minStart: minStart, maxStart: maxStart, seen: map[[16]byte]bool{}}
 	if !f.none {
 		l.seconds = h.StartSeconds()
+		if maxStart != 0 {
+			// A trace is listed under the second of its start: later seconds hold none that
+			// start in the window.
+			last := maxStart / 1e9
+			l.next = sort.Search(len(l.seconds), func(i int) bool { return l.seconds[i] <= last })
+		}
 	}
 	return l
 }
