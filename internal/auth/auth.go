@@ -28,6 +28,9 @@ const (
 	RoleRead    Role = "read"    // the query API and the UI
 	RoleMetrics Role = "metrics" // /metrics, for a Prometheus scraper that should read nothing else
 	RoleAdmin   Role = "admin"   // everything, including /debug/pprof
+	// RoleInternal is a node of the cluster asking another (/internal/ on the query port):
+	// trace parts and heads of any tenant it names, and nothing of the public API.
+	RoleInternal Role = "internal"
 )
 
 // allows reports whether a token of role r may do what needs role need.
@@ -139,9 +142,9 @@ func New(cfg Config, reg prometheus.Registerer) (*Authenticator, error) {
 			return nil, fmt.Errorf("auth: token %s: sha256 must be 64 hex digits (the token's SHA-256, never the token)", name)
 		}
 		switch t.Role {
-		case RoleWrite, RoleRead, RoleMetrics, RoleAdmin:
+		case RoleWrite, RoleRead, RoleMetrics, RoleAdmin, RoleInternal:
 		default:
-			return nil, fmt.Errorf("auth: token %s: role %q must be write, read, metrics or admin", name, t.Role)
+			return nil, fmt.Errorf("auth: token %s: role %q must be write, read, metrics, admin or internal", name, t.Role)
 		}
 		key := [sha256.Size]byte(raw)
 		if _, dup := a.byHash[key]; dup {

@@ -53,6 +53,10 @@ type Cluster struct {
 	DeleteGrace Duration `yaml:"delete_grace"`
 	// CacheBytes bounds the on-disk cache of block ranges read from the bucket (default 512 MiB).
 	CacheBytes int64 `yaml:"cache_bytes"`
+	// PeerToken is the bearer token this node sends on every peer request (default
+	// $ARIADNE_PEER_TOKEN). With auth enabled the peers must list its SHA-256 among auth.tokens
+	// with role internal (or admin); a query node with peers and auth on needs one.
+	PeerToken string `yaml:"peer_token"`
 }
 
 func defaultCluster() Cluster {
@@ -123,6 +127,13 @@ func (c *Config) CheckCluster() error {
 		}
 	default:
 		return fmt.Errorf("config: storage.backend %q: want local or s3", c.Storage.Backend)
+	}
+	if c.Cluster.PeerToken == "" {
+		c.Cluster.PeerToken = os.Getenv("ARIADNE_PEER_TOKEN")
+	}
+	if c.Auth.Enabled && c.Cluster.PeerToken == "" && (len(c.Cluster.Peers) > 0 || c.Cluster.PeersDNS != "") {
+		// Every peer request would be refused and every answer flagged partial.
+		return errors.New("config: auth.enabled with cluster peers needs cluster.peer_token (or $ARIADNE_PEER_TOKEN): a token whose SHA-256 the peers list with role internal")
 	}
 	return nil
 }

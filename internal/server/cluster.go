@@ -76,6 +76,7 @@ func openCluster(cfg config.Config, log *slog.Logger, reg prometheus.Registerer)
 	c.set = bucketblocks.New(bucketblocks.Options{Bucket: c.bucket, Cache: c.cache, Poll: time.Duration(cfg.Cluster.PollInterval), Logger: log})
 	if len(cfg.Cluster.Peers) > 0 || cfg.Cluster.PeersDNS != "" {
 		c.peers = peerapi.NewClient(cfg.Cluster.Peers, cfg.Cluster.PeersDNS, "")
+		c.peers.SetToken(cfg.Cluster.PeerToken)
 	}
 	reg.MustRegister(c.collector())
 	return c, nil

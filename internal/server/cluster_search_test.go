@@ -1,20 +1,25 @@
 package server_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/ariadne-tracing/ariadne/internal/api"
+	"github.com/ariadne-tracing/ariadne/internal/auth"
 	"github.com/ariadne-tracing/ariadne/internal/config"
 	"github.com/ariadne-tracing/ariadne/internal/guidetrace"
 	"github.com/ariadne-tracing/ariadne/internal/miniotest"
+	"github.com/ariadne-tracing/ariadne/internal/peerapi"
 	"github.com/ariadne-tracing/ariadne/internal/server"
 )
 
@@ -181,5 +186,70 @@ func TestClusterSearchSeesIngestHeads(t *testing.T) {
 	}
 	if ids, spans := searchIDs(t, q, fmt.Sprintf(`{ trace:id = %q } | count() = %d`, hexID(create.TraceID), create.SpanCount+1)); len(ids) != 1 {
 		t.Errorf("count() over a trace split between bucket and head: %v (%d spans), want the whole trace", ids, spans)
+	}
+}
+
+const tokInternal = "internal-token-0123456789abcdef"
+
+// With auth on, a query node's peer requests carry its cluster token (role internal), so its
+// trace lookups and searches over the ingest node's head are whole and not flagged partial;
+// the peer API takes no other role, and the internal token reads nothing of the public API.
+func TestClusterPeerCallsAuthenticated(t *testing.T) {
+	srv := miniotest.Start(t)
+	withAuth := func(cfg config.Config) config.Config {
+		cfg.Auth = authConfig(t.TempDir()).Auth
+		cfg.Auth.Tokens = append(slices.Clone(cfg.Auth.Tokens), auth.Token{Name: "nodes", SHA256: auth.HashToken(tokInternal),
+			Role: auth.RoleInternal, Tenants: []string{"*"}})
+		return cfg
+	}
+	icfg := withAuth(clusterConfig(t, srv, config.TargetIngest))
+	icfg.Storage.TraceIdle = config.Duration(time.Hour)
+	icfg.Storage.BlockMaxWait = config.Duration(time.Hour)
+	ing := startServer(t, icfg)
+	qcfg := withAuth(clusterConfig(t, srv, config.TargetQuery))
+	qcfg.Cluster.Peers = []string{ing.HTTPAddr}
+	if s, err := server.Start(qcfg, api.BuildInfo{}, nil); err == nil {
+		s.Stop(t.Context())
+		t.Fatal("a query node with peers and auth on but no cluster.peer_token started")
+	}
+	qcfg.Cluster.PeerToken = tokInternal
+	q := startServer(t, qcfg)
+
+	tid := bytes.Repeat([]byte{0xa7}, 16)
+	var spans []*tracepb.Span
+	for i := byte(1); i <= 3; i++ {
+		sp := validSpan(0xa7, i)
+		sp.StartTimeUnixNano, sp.EndTimeUnixNano = uint64(time.Now().UnixNano()), uint64(time.Now().UnixNano())+1000
+		spans = append(spans, sp)
+	}
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+tokWrite)
+	if _, err := grpcClient(t, ing).Export(ctx, request(spans...)); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + q.HTTPAddr
+	code, hdr, body := getAuth(t, fmt.Sprintf("%s/api/v2/traces/%x", base, tid), "Bearer "+tokRead)
+	if code != http.StatusOK || hdr.Get(api.PartialHeader) != "" {
+		t.Fatalf("trace by ID through the query node: %d, partial %q: %s", code, hdr.Get(api.PartialHeader), body)
+	}
+	code, hdr, body = getAuth(t, base+"/api/search?q="+url.QueryEscape("{ }"), "Bearer "+tokRead)
+	if code != http.StatusOK || hdr.Get(api.PartialHeader) != "" || !strings.Contains(string(body), fmt.Sprintf("%x", tid)) {
+		t.Fatalf("search through the query node: %d, partial %q: %s", code, hdr.Get(api.PartialHeader), body)
+	}
+
+	peer := "http://" + ing.HTTPAddr
+	for _, c := range []struct {
+		url, authz string
+		want       int
+	}{
+		{peer + peerapi.HeadPath, "", http.StatusUnauthorized},
+		{peer + peerapi.HeadPath, "Bearer " + tokRead, http.StatusForbidden},
+		{fmt.Sprintf("%s%s%x", peer, peerapi.Path, tid), "Bearer " + tokWrite, http.StatusForbidden},
+		{peer + peerapi.HeadPath, "Bearer " + tokInternal, http.StatusOK},
+		{peer + "/api/search?q=%7B%7D", "Bearer " + tokInternal, http.StatusForbidden},
+		{base + "/api/search?q=%7B%7D", "Bearer " + tokInternal, http.StatusForbidden},
+	} {
+		if code, _, body := getAuth(t, c.url, c.authz); code != c.want {
+			t.Errorf("GET %s with %q: %d %s, want %d", c.url, c.authz, code, body, c.want)
+		}
 	}
 }

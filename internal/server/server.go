@@ -596,6 +596,9 @@ func queryRule(r *http.Request) auth.Rule {
 	case p == "/api/sampling":
 		// Asked by the SDKs, which hold a sender's (write) token.
 		return auth.Rule{Need: auth.RoleWrite, Tenant: true}
+	case strings.HasPrefix(p, "/internal/"):
+		// Other nodes of the cluster (peerapi), acting for the tenant they name.
+		return auth.Rule{Need: auth.RoleInternal, Tenant: true}
 	case p == "/api/status/buildinfo":
 		return auth.Rule{Need: auth.RoleRead}
 	case strings.HasPrefix(p, "/"+tempogrpc.ServiceName+"/"):
