@@ -93,6 +93,7 @@ func New(q *query.Querier, build BuildInfo, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /api/services/{service}/operations", s.handleOperations)
 	s.registerSearch()
 	s.mux.HandleFunc("GET /api/analysis/compare", s.handleCompare)
+	s.mux.HandleFunc("GET /api/analysis/heatmap", s.handleHeatmap)
 	s.registerJaeger()
 	s.handler = withPartial(s.mux)
 	return s

@@ -154,3 +154,60 @@ func traceqlLiteral(v search.Value) string {
 	}
 	return v.String
 }
+
+// GET /api/analysis/heatmap?q=<filter>&start=&end=&columns=: how many of the filter's spans
+// started in each time column at each duration (log-scale rows), what the UI's compare page
+// draws and brushes (internal/compare.ComputeHeatmap). start and end default to the last hour.
+
+type heatmapJSON struct {
+	Query         string      `json:"query"`
+	StartUnixNano int64       `json:"startUnixNano"`
+	EndUnixNano   int64       `json:"endUnixNano"`
+	StepNanos     int64       `json:"stepNanos"`
+	Bounds        []int64     `json:"boundsNanos"` // row edges, fastest first: rows+1 of them
+	Counts        [][]int64   `json:"counts"`      // [column][row]
+	Total         int64       `json:"total"`
+	Max           int64       `json:"max"`
+	Metrics       jsonMetrics `json:"metrics"`
+}
+
+func (s *Server) handleHeatmap(w http.ResponseWriter, r *http.Request) {
+	q, err := parseSpansetParam(r, "q", true)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	start, end, err := parseSearchRange(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if end.IsZero() {
+		end = time.Now()
+	}
+	if start.IsZero() {
+		start = end.Add(-time.Hour)
+	}
+	if !end.After(start) {
+		writeError(w, http.StatusBadRequest, "end must be after start")
+		return
+	}
+	columns, err := positiveInt(r, "columns", 60)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), searchTimeout)
+	defer cancel()
+	h, err := compare.ComputeHeatmap(ctx, s.engine, compare.HeatmapRequest{Filter: q, Start: start, End: end, Columns: columns})
+	if err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, context.DeadlineExceeded) {
+			code = http.StatusGatewayTimeout
+		}
+		writeError(w, code, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, heatmapJSON{Query: r.URL.Query().Get("q"), StartUnixNano: h.StartUnixNano, EndUnixNano: h.EndUnixNano,
+		StepNanos: h.StepNanos, Bounds: h.Bounds, Counts: h.Counts, Total: h.Total, Max: h.Max, Metrics: metricsJSON(h.Metrics)})
+}

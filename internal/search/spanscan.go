@@ -17,6 +17,10 @@ type SpanScanRequest struct {
 	// Baseline nil marks every span InBaseline.
 	Baseline   *traceql.Query
 	Start, End time.Time
+	// SelectedOnly hands only the selection's spans to the callback, and reads them as a search
+	// does: blocks pruned by the selection's conditions, only the columns it tests (so the
+	// callback must not ask for Attributes). What a heatmap of the selection needs.
+	SelectedOnly bool
 }
 
 // ScannedSpan is one span handed to ScanSpans' callback. It is valid only during the call:
@@ -76,16 +80,21 @@ func (e *Engine) ScanSpans(ctx context.Context, req SpanScanRequest, fn func(*Sc
 			return m, errors.New("search: a comparison takes spanset filters, not a metrics query")
 		}
 	}
-	all, err := traceql.Parse("{ }")
-	if err != nil {
-		return m, err
+	// Traces start at most an hour before their spans do, as the metrics engine assumes.
+	var p *plan
+	if req.SelectedOnly {
+		p = newPlan(req.Selection, req.Start.Add(-time.Hour), req.End)
+	} else {
+		all, err := traceql.Parse("{ }")
+		if err != nil {
+			return m, err
+		}
+		// The plan of a query every span matches, so nothing is pruned but by time, reading
+		// every column the analysis counts.
+		p = newPlan(all, req.Start.Add(-time.Hour), req.End)
+		p.cols.AllSpanAttrs, p.cols.Kind, p.cols.Status = true, true, true
+		p.cols.Events, p.cols.AllEventAttrs = true, true
 	}
-	// The plan of a query every span matches, so nothing is pruned but by time (traces start
-	// at most an hour before their spans do, as the metrics engine assumes), reading every
-	// column the analysis counts.
-	p := newPlan(all, req.Start.Add(-time.Hour), req.End)
-	p.cols.AllSpanAttrs, p.cols.Kind, p.cols.Status = true, true, true
-	p.cols.Events, p.cols.AllEventAttrs = true, true
 	lo, hi := req.Start.UnixNano(), req.End.UnixNano()
 	if req.Start.IsZero() {
 		lo = 0
@@ -103,7 +112,7 @@ func (e *Engine) ScanSpans(ctx context.Context, req SpanScanRequest, fn func(*Sc
 		return out
 	}
 	ss := &ScannedSpan{}
-	err = e.scanAll(ctx, p, &m, func(t *trace) {
+	err := e.scanAll(ctx, p, &m, func(t *trace) {
 		m.InspectedTraces++
 		m.InspectedSpans += int64(len(t.spans))
 		m.InspectedBytes += t.bytes
@@ -114,7 +123,7 @@ func (e *Engine) ScanSpans(ctx context.Context, req SpanScanRequest, fn func(*Sc
 		}
 		for i := range t.spans {
 			s := &t.spans[i]
-			if s.start <= lo || s.start > hi {
+			if s.start <= lo || s.start > hi || (req.SelectedOnly && !sel[int32(i)]) {
 				continue
 			}
 			*ss = ScannedSpan{TraceID: t.id, SpanID: s.id, Name: s.name, StartUnixNano: s.start, DurationNanos: s.dur,

@@ -117,6 +117,9 @@ func tenancyMatrix(start, end string) []isolationCase {
 	add("GET /api/analysis/compare", 200, func(tenantData) string { return `"selectionSpans":1,` }, func(tenantData, tenantData) string {
 		return "/api/analysis/compare?q=" + q("{ kind = server }") + "&" + rng
 	})
+	add("GET /api/analysis/heatmap", 200, func(tenantData) string { return `"total":1,` }, func(tenantData, tenantData) string {
+		return "/api/analysis/heatmap?q=" + q("{ kind = server }") + "&" + rng
+	})
 	// Head-sampling strategies: adaptive ones come from the tenant's own span metrics.
 	add("GET /api/sampling", 200, none, func(own, _ tenantData) string { return "/api/sampling?service=" + own.service })
 	add("GET /api/sampling", 200, none, func(_, other tenantData) string { return "/api/sampling?service=" + other.service })
@@ -178,7 +181,7 @@ var routesWithoutTenantData = map[string]bool{"GET /ready": true, "GET /live": t
 // refusesFederation are the routes whose answers cannot be joined across tenants exactly, so a
 // federated read of them is refused (package federate says why); /api/sampling is a sender's.
 var refusesFederation = map[string]bool{"GET /api/analysis/diff": true, "GET /api/analysis/compare": true,
-	"GET /api/sampling": true, "GET /api/metrics/{metric}": true, "GET /jaeger/api/metrics/{metric}": true}
+	"GET /api/analysis/heatmap": true, "GET /api/sampling": true, "GET /api/metrics/{metric}": true, "GET /jaeger/api/metrics/{metric}": true}
 
 func postTenant(t *testing.T, url, tenant string) (int, error) {
 	t.Helper()

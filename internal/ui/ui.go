@@ -1,7 +1,7 @@
 // Package ui serves Ariadne's web interface: plain ES modules, HTML and CSS embedded in the
 // binary, reading the query API on the same origin. Nothing here needs Node to build or run.
 //
-// Pages (/, /search, /services, /trace/{id}, /lints) all get index.html; the script routes on the path.
+// Pages (/, /search, /services, /compare, /trace/{id}, /lints) all get index.html; the script routes on the path.
 // Assets live under /assets/{version}/, where version is a hash of the embedded files, so they
 // can be cached forever: a new binary with different files has a different prefix, and
 // index.html itself is never cached. The modules import each other by relative path, which is
@@ -94,7 +94,7 @@ func Handler() http.Handler {
 // isPage reports whether p is one of the UI's routes, which all serve index.html.
 func isPage(p string) bool {
 	switch p {
-	case "/", "/search", "/services", "/lints":
+	case "/", "/search", "/services", "/lints", "/compare":
 		return true
 	}
 	id, ok := strings.CutPrefix(p, "/trace/")

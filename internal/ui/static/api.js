@@ -30,6 +30,17 @@ export function getAnalysis(id, signal) {
   return getJSON(`/api/analysis/traces/${encodeURIComponent(id)}`, signal);
 }
 
+// The compare page's latency heatmap and its ranked differences (internal/compare).
+export function getHeatmap({ q, start, end, columns }, signal) {
+  const p = new URLSearchParams({ q, start, end, columns: String(columns) });
+  return getJSON(`/api/analysis/heatmap?${p}`, signal);
+}
+
+export function getCompare({ q, baseline, start, end, limit }, signal) {
+  const p = new URLSearchParams({ q, baseline, start, end, limit: String(limit) });
+  return getJSON(`/api/analysis/compare?${p}`, signal);
+}
+
 export function getLintReport({ since, service }, signal) {
   const p = new URLSearchParams();
   if (since) p.set("since", since);

@@ -5,6 +5,7 @@ import { searchPage } from "./search.js";
 import { tracePage } from "./trace.js";
 import { lintsPage } from "./lints.js";
 import { servicesPage } from "./services.js";
+import { comparePage } from "./compare.js";
 import { el } from "./util.js";
 
 const main = document.getElementById("main");
@@ -34,7 +35,8 @@ async function render() {
   for (const a of document.querySelectorAll(".topbar nav a")) {
     const active = (a.dataset.page === "search" && (path === "/" || path === "/search")) ||
       (a.dataset.page === "lints" && path === "/lints") ||
-      (a.dataset.page === "services" && path === "/services");
+      (a.dataset.page === "services" && path === "/services") ||
+      (a.dataset.page === "compare" && path === "/compare");
     if (active) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
@@ -46,6 +48,8 @@ async function render() {
       result = await lintsPage(main, params, abort.signal, navigate);
     } else if (path === "/services") {
       result = await servicesPage(main, params, abort.signal);
+    } else if (path === "/compare") {
+      result = await comparePage(main, params, abort.signal, navigate);
     } else if (path.startsWith("/trace/")) {
       const id = decodeURIComponent(path.slice("/trace/".length)).trim().toLowerCase();
       result = await tracePage(main, id, params, abort.signal);
