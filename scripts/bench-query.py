@@ -71,7 +71,23 @@ def timed(url, answer):
     return statistics.median(runs), statistics.median(cpus), out
 
 
+def settle(limit_s=120):
+    """Waits until the server is nearly idle (under a tenth of a core over half a second), so
+    that the figures are the queries' and not what the load left behind (garbage collection of
+    the ingest's allocations, WAL and flush work)."""
+    if PID is None:
+        return
+    t0 = time.time()
+    while time.time() - t0 < limit_s:
+        c0 = cpu_ns()
+        time.sleep(0.5)
+        if (cpu_ns() - c0) / 1e6 < 50:
+            break
+    print('settled after %.1f s' % (time.time() - t0), file=sys.stderr)
+
+
 def run(base, label):
+    settle()
     now = int(time.time())
     start, end = now - 3600, now
     rows = []

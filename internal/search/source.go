@@ -1,6 +1,7 @@
 package search
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -192,7 +193,8 @@ func headTraces(h *head.Head, minStart, maxStart int64) (out [][]*headPart, spli
 func headPartsOf(ts []*head.Trace) []*headPart {
 	out := make([]*headPart, 0, len(ts))
 	for _, t := range ts {
-		p := &headPart{id: t.ID, start: t.Start, end: t.End, rootName: t.RootName, rootService: t.RootService}
+		p := &headPart{id: t.ID, start: t.Start, end: t.End, rootName: t.RootName, rootService: t.RootService,
+			groups: make([]*otlpwire.Group, 0, t.SpanCount), raws: make([][]byte, 0, t.SpanCount)}
 		t.Spans(func(g *otlpwire.Group, raw []byte) {
 			p.groups = append(p.groups, g)
 			p.raws = append(p.raws, raw)
@@ -212,7 +214,11 @@ func decodeHead(parts []*headPart, resources map[*otlpwire.Group]*resource, cols
 	for _, p := range parts {
 		n += len(p.raws)
 	}
-	seen := make(map[string]struct{}, n)
+	// Duplicates are found by a scan of the spans so far in small traces, by a map in big ones.
+	var seen map[string]struct{}
+	if n > 32 {
+		seen = make(map[string]struct{}, n)
+	}
 	spans := make([]wireSpan, 0, n)
 	var arena []attr
 	for pi, p := range parts {
@@ -237,10 +243,14 @@ func decodeHead(parts []*headPart, resources map[*otlpwire.Group]*resource, cols
 			if err != nil {
 				return nil, wireError(t.id, err)
 			}
-			if _, dup := seen[string(ws.s.id)]; dup {
+			if seen != nil {
+				if _, dup := seen[string(ws.s.id)]; dup {
+					continue
+				}
+				seen[string(ws.s.id)] = struct{}{}
+			} else if slices.ContainsFunc(spans, func(o wireSpan) bool { return bytes.Equal(o.s.id, ws.s.id) }) {
 				continue
 			}
-			seen[string(ws.s.id)] = struct{}{}
 			t.bytes += int64(len(raw))
 			ws.s.res = res
 			spans = append(spans, ws)

@@ -147,7 +147,7 @@ func (e *Engine) wholeTrace(ctx context.Context, id [16]byte, blocks []*block.Re
 	if len(parts) == 0 {
 		return nil, nil
 	}
-	return decodeHead(parts, map[*otlpwire.Group]*resource{}, allWire)
+	return decodeHead(parts, map[*otlpwire.Group]*resource{}, allWire())
 }
 
 // partOf puts a block's part of a trace into the head's form, so that one decoder merges parts

@@ -79,7 +79,7 @@ func (e *Engine) TagNames(ctx context.Context, req TagsRequest) (map[string][]st
 		if e.fullScan {
 			heads, _ := headTraces(e.head(ctx), p.minStart, p.maxStart)
 			for _, parts := range heads {
-				t, err := decodeHead(parts, map[*otlpwire.Group]*resource{}, allWire)
+				t, err := decodeHead(parts, map[*otlpwire.Group]*resource{}, allWire())
 				if err != nil {
 					return nil, fmt.Errorf("search: head: %w", err)
 				}

@@ -18,33 +18,51 @@ import (
 // keys, events and links. Decoding with proto.Unmarshal was four fifths of a head search's
 // time.
 
-// wireCols is what a head decode keeps.
+// wireCols is what a head decode keeps, and strings it has made: span names and attribute
+// keys repeat across spans and traces, so each is allocated once per search. Not safe for
+// concurrent use: one per search.
 type wireCols struct {
 	allAttrs       bool
-	attrs          map[string]bool
+	attrs          map[string]string // wanted keys, to themselves
 	events, links  bool
 	allEventAttrs  bool
-	eventAttrs     map[string]bool
+	eventAttrs     map[string]string
 	allLinkAttrs   bool
-	linkAttrs      map[string]bool
+	linkAttrs      map[string]string
 	statusMessages bool
+	strs           map[string]string
+}
+
+// intern returns string(b), allocated once per distinct value (up to a bound).
+func (c *wireCols) intern(b []byte) string {
+	if s, ok := c.strs[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(c.strs) < 4096 {
+		c.strs[s] = s
+	}
+	return s
 }
 
 // allWire keeps everything.
-var allWire = &wireCols{allAttrs: true, events: true, links: true, allEventAttrs: true, allLinkAttrs: true, statusMessages: true}
+func allWire() *wireCols {
+	return &wireCols{allAttrs: true, events: true, links: true, allEventAttrs: true, allLinkAttrs: true, statusMessages: true,
+		strs: map[string]string{}}
+}
 
 func wireColsOf(c block.ScanColumns) *wireCols {
-	set := func(keys []string) map[string]bool {
-		m := make(map[string]bool, len(keys))
+	set := func(keys []string) map[string]string {
+		m := make(map[string]string, len(keys))
 		for _, k := range keys {
-			m[k] = true
+			m[k] = k
 		}
 		return m
 	}
 	return &wireCols{allAttrs: c.AllSpanAttrs, attrs: set(c.SpanAttrs),
 		events: c.Events || c.AllEventAttrs || len(c.EventAttrs) > 0, allEventAttrs: c.AllEventAttrs, eventAttrs: set(c.EventAttrs),
 		links: c.Links || c.AllLinkAttrs || len(c.LinkAttrs) > 0, allLinkAttrs: c.AllLinkAttrs, linkAttrs: set(c.LinkAttrs),
-		statusMessages: c.StatusMessage}
+		statusMessages: c.StatusMessage, strs: map[string]string{}}
 }
 
 var errWire = errors.New("malformed protobuf")
@@ -101,7 +119,7 @@ func decodeWireSpan(raw []byte, cols *wireCols, arena *[]attr) (wireSpan, error)
 		case num == 4 && typ == protowire.BytesType:
 			out.parentID = v
 		case num == 5 && typ == protowire.BytesType:
-			s.name = string(v)
+			s.name = cols.intern(v)
 		case num == 6 && typ == protowire.VarintType:
 			s.kind = int32(x)
 		case num == 7 && typ == protowire.Fixed64Type:
@@ -109,7 +127,7 @@ func decodeWireSpan(raw []byte, cols *wireCols, arena *[]attr) (wireSpan, error)
 		case num == 8 && typ == protowire.Fixed64Type:
 			end = x
 		case num == 9 && typ == protowire.BytesType:
-			if err := appendKeyValue(v, cols.allAttrs, cols.attrs, arena); err != nil {
+			if err := appendKeyValue(v, cols, cols.allAttrs, cols.attrs, arena); err != nil {
 				return out, err
 			}
 		case num == 11 && typ == protowire.BytesType && cols.events:
@@ -154,9 +172,9 @@ func decodeWireSpan(raw []byte, cols *wireCols, arena *[]attr) (wireSpan, error)
 }
 
 // appendKeyValue decodes a KeyValue message onto *arena when its key is wanted.
-func appendKeyValue(kv []byte, all bool, keys map[string]bool, arena *[]attr) error {
+func appendKeyValue(kv []byte, cols *wireCols, all bool, keys map[string]string, arena *[]attr) error {
 	var key, val []byte
-	hasVal := false
+	hasVal, merged := false, false
 	for b := kv; len(b) > 0; {
 		num, typ, v, _, rest, err := field(b)
 		if err != nil {
@@ -168,14 +186,29 @@ func appendKeyValue(kv []byte, all bool, keys map[string]bool, arena *[]attr) er
 			key = v
 		case num == 2 && typ == protowire.BytesType:
 			// A repeated message field merges: the value's fields of every copy, last wins.
-			val = append(val[:len(val):len(val)], v...)
+			// Only a repeated one costs a copy.
+			if !hasVal {
+				val = v
+			} else {
+				if !merged {
+					val = append([]byte(nil), val...)
+					merged = true
+				}
+				val = append(val, v...)
+			}
 			hasVal = true
 		}
 	}
-	if !all && !keys[string(key)] {
-		return nil
+	var a attr
+	if all {
+		a.key = cols.intern(key)
+	} else {
+		k, ok := keys[string(key)]
+		if !ok {
+			return nil
+		}
+		a.key = k
 	}
-	a := attr{key: string(key)}
 	if hasVal {
 		var err error
 		if a.val, err = wireAnyValue(val); err != nil {
@@ -248,9 +281,9 @@ func decodeWireEvent(b []byte, cols *wireCols) (event, error) {
 		case num == 1 && typ == protowire.Fixed64Type:
 			e.since = int64(x) // made an offset once the span's start is known
 		case num == 2 && typ == protowire.BytesType:
-			e.name = string(v)
+			e.name = cols.intern(v)
 		case num == 3 && typ == protowire.BytesType:
-			if err := appendKeyValue(v, cols.allEventAttrs, cols.eventAttrs, &arena); err != nil {
+			if err := appendKeyValue(v, cols, cols.allEventAttrs, cols.eventAttrs, &arena); err != nil {
 				return e, err
 			}
 		}
@@ -273,7 +306,7 @@ func decodeWireLink(b []byte, cols *wireCols) (link, error) {
 		case num == 2 && typ == protowire.BytesType:
 			l.spanID = v
 		case num == 4 && typ == protowire.BytesType:
-			if err := appendKeyValue(v, cols.allLinkAttrs, cols.linkAttrs, &l.attrs); err != nil {
+			if err := appendKeyValue(v, cols, cols.allLinkAttrs, cols.linkAttrs, &l.attrs); err != nil {
 				return l, err
 			}
 		}

@@ -90,7 +90,7 @@ func TestWireDecodeMatchesProto(t *testing.T) {
 		}
 		want := protoSpan(t, raw)
 		var arena []attr
-		got, err := decodeWireSpan(raw, allWire, &arena)
+		got, err := decodeWireSpan(raw, allWire(), &arena)
 		if err != nil {
 			t.Fatal(err)
 		}
