@@ -2,9 +2,11 @@ package search
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -254,5 +256,87 @@ func TestFormat2BlockReads(t *testing.T) {
 		if pq, _ := traceql.Parse(q); aggregatable(MetricsRequest{Query: pq}) != nil && read != 0 {
 			t.Errorf("%s: format 3 block read %d spans", q, read)
 		}
+	}
+}
+
+// TestIndexFromStreamWriterAndDamage checks that compaction's writer makes the same index as
+// Write, and that a damaged index file leaves metrics and tag values to the columns, with the
+// same answers.
+func TestIndexFromStreamWriterAndDamage(t *testing.T) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(18, 9))
+	dir := t.TempDir()
+	store, err := objstore.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rss := indexTraces(r, 120)
+	statusAndKind(r, rss)
+	written := writeBlock(t, store, rss)
+	var traces []block.Trace
+	it := written.Iter()
+	for tr, ok := it.Next(ctx); ok; tr, ok = it.Next(ctx) {
+		traces = append(traces, tr)
+	}
+	sw, err := block.NewStreamWriter(t.TempDir(), len(traces), block.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range traces {
+		if err := sw.Add(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta, err := sw.Finish(ctx, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamed, err := block.Open(ctx, store, meta.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer streamed.Close()
+	a, err1 := written.Index(ctx)
+	b, err2 := streamed.Index(ctx)
+	if err1 != nil || err2 != nil || a == nil || b == nil {
+		t.Fatalf("index: %v %v", err1, err2)
+	}
+	if fmt.Sprint(len(a.Buckets), a.Combos, a.Values["task.count"]) != fmt.Sprint(len(b.Buckets), b.Combos, b.Values["task.count"]) {
+		t.Errorf("stream writer's index differs from Write's")
+	}
+
+	// Damage: flip the index file's bytes (its checksum in meta.json no longer holds).
+	path := dir + "/blocks/" + meta.ID + "/index"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range raw {
+		raw[i] ^= 0x5a
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	damaged, err := block.Open(ctx, store, meta.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer damaged.Close()
+	if _, err := damaged.Index(ctx); !errors.Is(err, block.ErrDamaged) {
+		t.Fatalf("damaged index: %v, want ErrDamaged", err)
+	}
+	good, bad := New(&benchSource{h: head.New(), blocks: []*block.Reader{written}}), New(&benchSource{h: head.New(), blocks: []*block.Reader{damaged}})
+	end := time.Now().Truncate(time.Second).Add(time.Minute)
+	for _, q := range aggQueries {
+		want, _ := metricsAnswer(t, good, q, end.Add(-time.Hour), end, time.Minute)
+		got, _ := metricsAnswer(t, bad, q, end.Add(-time.Hour), end, time.Minute)
+		if got != want {
+			t.Errorf("%s with a damaged index:\n%s\nwant\n%s", q, got, want)
+		}
+	}
+	gv, err1 := bad.TagValues(ctx, TagValuesRequest{Tag: "span.task.count"})
+	wv, err2 := good.TagValues(ctx, TagValuesRequest{Tag: "span.task.count"})
+	if err1 != nil || err2 != nil || fmt.Sprint(gv) != fmt.Sprint(wv) {
+		t.Errorf("tag values with a damaged index: %v (%v), want %v (%v)", gv, err1, wv, err2)
 	}
 }
