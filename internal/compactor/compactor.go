@@ -15,8 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -39,7 +37,7 @@ type Options struct {
 	Bucket *s3store.Store
 	// Holder names this compactor in leases; unique per process.
 	Holder string
-	// WorkDir holds blocks downloaded for merging.
+	// WorkDir holds the scratch files of the block a merge writes (about its size on disk).
 	WorkDir string
 
 	Interval    time.Duration // default 30s
@@ -381,95 +379,59 @@ func pickRun(blocks []block.Meta, minBlocks int, target int64) []block.Meta {
 	return nil
 }
 
-// merge downloads the run's blocks, reads every trace back, drops spans stored twice (a crash
-// between a merge and its marks leaves them side by side) and writes one block to the bucket.
+// merge streams the run's blocks from the bucket into one: each input is read in order through
+// ranged GETs of mergeChunk bytes (readahead), traces are merged by ID a batch per input at a
+// time (block.Merge, which drops spans stored twice: a crash between a merge and its marks
+// leaves them side by side), the output's Parquet files are encoded to scratch files in WorkDir
+// and uploaded from them (multipart when large). Memory is a few chunks and a batch of traces
+// per input plus a row group's pages per output file, whatever the blocks' sizes; local disk
+// holds the output once.
 func (c *Compactor) merge(ctx context.Context, st *s3store.Store, held func() error, run []block.Meta) (block.Meta, error) {
 	start := time.Now()
-	work, err := os.MkdirTemp(c.opts.WorkDir, "merge-")
-	if err != nil {
-		return block.Meta{}, fmt.Errorf("compactor: %w", err)
-	}
-	defer os.RemoveAll(work)
-	local, err := objstore.NewLocal(filepath.Join(work, "blocks"))
-	if err != nil {
-		return block.Meta{}, err
-	}
-	var traces []block.Trace
-	byID := map[[16]byte]int{}
-	have := map[[16]byte]map[string]bool{}
-	created := run[0].Created
+	src := readahead{Store: st, chunk: mergeChunk, keep: 4}
+	readers := make([]*block.Reader, 0, len(run))
+	defer func() {
+		for _, r := range readers {
+			r.Close()
+		}
+	}()
+	created, traces, level := run[0].Created, int64(0), 0
 	for _, m := range run {
 		if m.Created.After(created) {
 			created = m.Created
 		}
-		// Whole files in a few large requests beat the small ranged reads a reader makes.
-		for name := range m.Files {
-			if err := copyObject(ctx, st, local, block.Prefix+m.ID+"/"+name); err != nil {
-				return block.Meta{}, err
-			}
-		}
-		if err := copyObject(ctx, st, local, block.Prefix+m.ID+"/meta.json"); err != nil {
-			return block.Meta{}, err
-		}
-		r, err := block.Open(ctx, local, m.ID)
+		traces += m.Traces
+		level = max(level, m.Level+1)
+		r, err := block.Open(ctx, src, m.ID)
 		if err != nil {
 			return block.Meta{}, fmt.Errorf("compactor: open %s: %w", m.ID, err)
 		}
-		err = r.ReadAll(ctx, func(t block.Trace) error {
-			i, seen := byID[t.ID]
-			if !seen {
-				byID[t.ID] = len(traces)
-				traces = append(traces, t)
-				h := make(map[string]bool, len(t.Spans))
-				for _, sp := range t.Spans {
-					h[string(sp.Raw)] = true
-				}
-				have[t.ID] = h
-				return nil
-			}
-			h := have[t.ID]
-			mt := &traces[i]
-			for _, sp := range t.Spans {
-				if !h[string(sp.Raw)] {
-					h[string(sp.Raw)] = true
-					mt.Spans = append(mt.Spans, sp)
-				}
-			}
-			if t.SampleRatio > 0 && (mt.SampleRatio == 0 || t.SampleRatio < mt.SampleRatio) {
-				mt.SampleRatio = t.SampleRatio
-			}
-			mt.Truncated = mt.Truncated || t.Truncated
-			return nil
-		})
-		r.Close()
-		if err != nil {
-			return block.Meta{}, fmt.Errorf("compactor: read %s: %w", m.ID, err)
-		}
-	}
-	if err := held(); err != nil {
-		return block.Meta{}, err
+		readers = append(readers, r)
 	}
 	// The ID sorts with the oldest input and the newest input's creation time is kept, as in
 	// the single-node store: retention never deletes merged data sooner than its parts.
-	meta, err := block.Write(ctx, st, traces, block.WriteOptions{ID: block.NewID(run[0].Created), Now: created})
+	sw, err := block.NewStreamWriter(c.opts.WorkDir, int(traces), block.WriteOptions{ID: block.NewID(run[0].Created), Now: created, Level: level})
+	if err != nil {
+		return block.Meta{}, fmt.Errorf("compactor: %w", err)
+	}
+	spans, err := block.Merge(ctx, readers, sw.Add)
+	if err == nil {
+		err = held()
+	}
+	if err != nil {
+		sw.Abort()
+		return block.Meta{}, fmt.Errorf("compactor: merge: %w", err)
+	}
+	meta, err := sw.Finish(ctx, st)
 	if err != nil {
 		return block.Meta{}, fmt.Errorf("compactor: write merged block: %w", err)
 	}
 	c.compactions.Add(1)
 	c.merged.Add(int64(len(run)))
 	c.log.Info("compacted blocks in the bucket", "into", meta.ID, "blocks", len(run), "traces", meta.Traces,
-		"spans", meta.Spans, "bytes", meta.Bytes, "took", time.Since(start).Round(time.Millisecond))
+		"spans", spans, "bytes", meta.Bytes, "took", time.Since(start).Round(time.Millisecond))
 	return meta, nil
 }
 
-func copyObject(ctx context.Context, from, to objstore.Store, name string) error {
-	rc, err := from.Get(ctx, name)
-	if err != nil {
-		return fmt.Errorf("compactor: download %s: %w", name, err)
-	}
-	defer rc.Close()
-	if err := to.Put(ctx, name, rc); err != nil {
-		return fmt.Errorf("compactor: download %s: %w", name, err)
-	}
-	return nil
-}
+// mergeChunk is the size of the ranged reads a merge makes of its inputs.
+const mergeChunk = 512 << 10

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,7 +40,14 @@ type Config struct {
 	// MaxRetries is minio-go's per-request retry count (0: 3). Retries here are for a lost
 	// request; an outage is handled by the callers (upload queue, partial answers).
 	MaxRetries int
+	// PartBytes is the part size of multipart uploads (0: 16 MiB; S3 allows no less than
+	// 5 MiB). A Put from a local file larger than this streams from the file in parts instead
+	// of being read into memory: what keeps the compactor's memory flat whatever a block's size.
+	PartBytes int64
 }
+
+// minPartBytes is S3's smallest part (the last one excepted).
+const minPartBytes = 5 << 20
 
 // ErrPrecondition is returned by conditional writes whose condition did not hold: the object
 // exists (If-None-Match) or changed (If-Match).
@@ -51,8 +59,10 @@ type Stats struct {
 	Gets         int64 // GET requests (whole or ranged)
 	BytesRead    int64 // response bodies of GET requests
 	BytesWritten int64
-	Errors       int64         // requests that failed in transport or with a 5xx
-	RequestTime  time.Duration // summed latency of every request
+	// MultipartUploads are Puts streamed from a file in parts (PartBytes each).
+	MultipartUploads int64
+	Errors           int64         // requests that failed in transport or with a 5xx
+	RequestTime      time.Duration // summed latency of every request
 }
 
 // Store is an objstore.Store in a bucket. Safe for concurrent use.
@@ -61,11 +71,12 @@ type Store struct {
 	bucket string
 	prefix string
 
-	c *counters // shared by Sub views: one client, one set of counts
+	c         *counters // shared by Sub views: one client, one set of counts
+	partBytes int64
 }
 
 type counters struct {
-	requests, gets, bytesRead, bytesWritten, errs, nanos atomic.Int64
+	requests, gets, bytesRead, bytesWritten, errs, nanos, multipart atomic.Int64
 }
 
 var _ objstore.Store = (*Store)(nil)
@@ -83,7 +94,11 @@ func New(cfg Config) (*Store, error) {
 		// The usual AWS variables, then an instance role: what an SDK user expects.
 		creds = credentials.NewChainCredentials([]credentials.Provider{&credentials.EnvAWS{}, &credentials.IAM{}})
 	}
-	s := &Store{bucket: cfg.Bucket, prefix: cfg.Prefix, c: &counters{}}
+	s := &Store{bucket: cfg.Bucket, prefix: cfg.Prefix, c: &counters{}, partBytes: cfg.PartBytes}
+	if s.partBytes <= 0 {
+		s.partBytes = 16 << 20
+	}
+	s.partBytes = max(s.partBytes, minPartBytes)
 	if s.prefix != "" && !strings.HasSuffix(s.prefix, "/") {
 		s.prefix += "/"
 	}
@@ -110,14 +125,15 @@ func New(cfg Config) (*Store, error) {
 // Sub returns a store for the names below prefix in the same bucket, sharing the client, its
 // connection pool and its counters.
 func (s *Store) Sub(prefix string) *Store {
-	return &Store{core: s.core, bucket: s.bucket, prefix: s.prefix + strings.TrimSuffix(prefix, "/") + "/", c: s.c}
+	return &Store{core: s.core, bucket: s.bucket, prefix: s.prefix + strings.TrimSuffix(prefix, "/") + "/", c: s.c, partBytes: s.partBytes}
 }
 
 // Stats returns the request counters of the client behind this store.
 func (s *Store) Stats() Stats {
 	c := s.c
 	return Stats{Requests: c.requests.Load(), Gets: c.gets.Load(), BytesRead: c.bytesRead.Load(),
-		BytesWritten: c.bytesWritten.Load(), Errors: c.errs.Load(), RequestTime: time.Duration(c.nanos.Load())}
+		BytesWritten: c.bytesWritten.Load(), MultipartUploads: c.multipart.Load(), Errors: c.errs.Load(),
+		RequestTime: time.Duration(c.nanos.Load())}
 }
 
 // EnsureBucket creates the bucket if it does not exist.
@@ -147,9 +163,34 @@ func (s *Store) key(name string) (string, error) {
 
 // Put uploads the object in one request when it is small enough to buffer, which also lets the
 // request carry its length and checksum; S3 makes a PUT visible whole or not at all.
+// A local file larger than PartBytes (a merged block's Parquet file) is streamed from the file
+// in parts instead, with ranged reads of the file, so memory stays at about a part per upload
+// thread; S3 makes the object visible whole when the upload completes, never a prefix.
 func (s *Store) Put(ctx context.Context, name string, r io.Reader) error {
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > s.partBytes {
+			return s.putMultipart(ctx, name, f, fi.Size())
+		}
+	}
 	_, err := s.put(ctx, name, r, minio.PutObjectOptions{})
 	return err
+}
+
+func (s *Store) putMultipart(ctx context.Context, name string, f *os.File, size int64) error {
+	key, err := s.key(name)
+	if err != nil {
+		return err
+	}
+	// minio-go reads parts of an io.ReaderAt through section readers (no part buffers); two
+	// threads keep one part in flight while the next is sent.
+	_, err = s.core.Client.PutObject(ctx, s.bucket, key, f, size, minio.PutObjectOptions{ContentType: "application/octet-stream",
+		PartSize: uint64(s.partBytes), NumThreads: 2})
+	if err != nil {
+		return fmt.Errorf("s3store: multipart put %q: %w", name, err)
+	}
+	s.c.multipart.Add(1)
+	s.c.bytesWritten.Add(size)
+	return nil
 }
 
 // PutIfAbsent writes the object only if no object has the name (If-None-Match: *) and returns

@@ -112,12 +112,12 @@ func (c *cluster) startIngest(st *store.Store, compact bool) error {
 	return nil
 }
 
-// bucketMergeMaxBytes caps a merge in the bucket: the compactor holds a run's decoded spans in
-// memory (about eight times their size on disk), unlike the local store's streaming merge.
-const bucketMergeMaxBytes = 64 << 20
-
 func (c *cluster) startCompactor() error {
 	work := filepath.Join(c.cfg.DataDir, "compactor")
+	// Scratch files of a merge cut short by a crash: never a block, only disk.
+	if err := os.RemoveAll(work); err != nil {
+		return fmt.Errorf("compactor: %w", err)
+	}
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return fmt.Errorf("compactor: %w", err)
 	}
@@ -125,7 +125,7 @@ func (c *cluster) startCompactor() error {
 	c.comp = compactor.New(compactor.Options{Bucket: c.root, Holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), block.NewID(time.Now())),
 		WorkDir: work, Interval: time.Duration(c.cfg.Cluster.CompactInterval), LeaseTTL: time.Duration(c.cfg.Cluster.LeaseTTL),
 		DeleteGrace: time.Duration(c.cfg.Cluster.DeleteGrace), Retention: time.Duration(c.cfg.Retention),
-		MinBlocks: c.cfg.Storage.CompactMinBlocks, TargetBytes: min(c.cfg.Storage.CompactTargetBytes, bucketMergeMaxBytes), Logger: c.log})
+		MinBlocks: c.cfg.Storage.CompactMinBlocks, TargetBytes: c.cfg.Storage.CompactTargetBytes, Logger: c.log})
 	c.comp.Start()
 	return nil
 }

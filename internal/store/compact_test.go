@@ -152,7 +152,7 @@ func TestCompactionAfterCrash(t *testing.T) {
 	want := writeSmallBlocks(t, s)
 	blocks := s.Blocks()
 	var traces []block.Trace
-	if _, err := mergeStream(context.Background(), blocks[:4], func(t block.Trace) error {
+	if _, err := block.Merge(context.Background(), blocks[:4], func(t block.Trace) error {
 		traces = append(traces, t)
 		return nil
 	}); err != nil {
