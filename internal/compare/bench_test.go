@@ -151,6 +151,6 @@ func BenchmarkCompare(b *testing.B) {
 	if len(res.Values) == 0 || res.Values[0].Key != "span.db.statement" || res.Values[0].Value.String != "SELECT * FROM orders WHERE note = ?" {
 		b.Fatalf("planted cause not first: %+v", res.Values)
 	}
-	b.ReportMetric(float64(res.Metrics.InspectedSpans), "spans-read")
+	b.ReportMetric(float64(res.BaselineSpans), "baseline")
 	b.ReportMetric(float64(res.SelectionSpans), "selected")
 }

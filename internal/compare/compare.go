@@ -19,6 +19,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ariadne-tracing/ariadne/internal/search"
@@ -112,15 +113,44 @@ func Compare(ctx context.Context, e *search.Engine, req Request) (*Result, error
 	sel := newSide()
 	baseByName := map[string]*side{}
 	selNames := map[string]bool{}
+	var m search.Metrics
+	if req.Baseline == nil {
+		// The default baseline is the selection's span names only: a first pass reads the
+		// selection as a search does (pruned, its own columns) to learn them, so that the full
+		// pass below counts no span of another name. Spans arriving between the passes can only
+		// add a name whose earlier spans the baseline then lacks, which live data allows anyway.
+		var err error
+		m, err = e.ScanSpans(ctx, search.SpanScanRequest{Selection: req.Selection, Start: req.Start, End: req.End, SelectedOnly: true},
+			func(s *search.ScannedSpan) {
+				if !selNames[s.Name] {
+					selNames[strings.Clone(s.Name)] = true
+				}
+			})
+		if err != nil {
+			return nil, fmt.Errorf("compare: %w", err)
+		}
+		if len(selNames) == 0 {
+			res := rank(sel, sel, testedKeys(req.Selection), cmp.Or(req.Limit, 20))
+			res.Metrics = m
+			return res, nil
+		}
+	}
 	seed := uint64(1)
-	m, err := e.ScanSpans(ctx, search.SpanScanRequest{Selection: req.Selection, Baseline: req.Baseline, Start: req.Start, End: req.End},
+	// The span being counted and its side, for addAttr: one closure for the whole scan rather
+	// than one per span.
+	var cur *side
+	var curSpan *search.ScannedSpan
+	addAttr := func(scope search.AttrScope, key string, v search.Value) {
+		cur.add(attrKey{scope: scopeOf[scope], name: key}, v, curSpan.TraceID, nil, 1, &seed)
+	}
+	m2, err := e.ScanSpans(ctx, search.SpanScanRequest{Selection: req.Selection, Baseline: req.Baseline, Start: req.Start, End: req.End},
 		func(s *search.ScannedSpan) {
 			var sd *side
 			switch {
 			case s.Selected:
 				sd = sel
 				selNames[s.Name] = true
-			case s.InBaseline:
+			case s.InBaseline && (req.Baseline != nil || selNames[s.Name]):
 				sd = baseByName[s.Name]
 				if sd == nil {
 					sd = newSide()
@@ -129,19 +159,30 @@ func Compare(ctx context.Context, e *search.Engine, req Request) (*Result, error
 			default:
 				return
 			}
+			cur, curSpan = sd, s
 			sd.spans++
 			sd.seen = sd.seen[:0]
-			add := func(key string, v search.Value) {
-				sd.add(key, v, s, &seed)
+			sd.add(keyName, search.Value{Type: "string", String: s.Name}, s.TraceID, nil, 1, &seed)
+			sd.add(keyStatus, search.Value{Type: "status", String: s.Status()}, s.TraceID, nil, 1, &seed)
+			sd.add(keyKind, search.Value{Type: "kind", String: s.Kind()}, s.TraceID, nil, 1, &seed)
+			sd.add(keyDuration, search.Value{Type: "duration", Int: s.DurationNanos}, s.TraceID, nil, 1, &seed)
+			if r := s.Resource(); r != nil {
+				ra := sd.res[r]
+				if ra == nil {
+					ra = &resAcc{}
+					sd.res[r] = ra
+				}
+				ra.spans++
+				addExample(&ra.examples, s.TraceID)
 			}
-			add("name", search.Value{Type: "string", String: s.Name})
-			add("status", search.Value{Type: "status", String: s.Status()})
-			add("kind", search.Value{Type: "kind", String: s.Kind()})
-			add("duration", search.Value{Type: "duration", Int: s.DurationNanos})
-			s.Attributes(add)
+			s.Attributes(addAttr)
 		})
 	if err != nil {
 		return nil, fmt.Errorf("compare: %w", err)
+	}
+	sel.addResources(&seed)
+	for _, sd := range baseByName {
+		sd.addResources(&seed)
 	}
 	base := newSide()
 	for name, sd := range baseByName {
@@ -150,8 +191,18 @@ func Compare(ctx context.Context, e *search.Engine, req Request) (*Result, error
 		}
 	}
 	res := rank(sel, base, testedKeys(req.Selection), cmp.Or(req.Limit, 20))
-	res.Metrics = m
+	res.Metrics = addMetrics(m, m2)
 	return res, nil
+}
+
+// addMetrics adds up what two passes read.
+func addMetrics(a, b search.Metrics) search.Metrics {
+	a.InspectedTraces += b.InspectedTraces
+	a.InspectedSpans += b.InspectedSpans
+	a.InspectedBytes += b.InspectedBytes
+	a.TotalBlocks += b.TotalBlocks
+	a.SkippedBlocks += b.SkippedBlocks
+	return a
 }
 
 // testedKeys are the keys, as compare names them, that q's conditions read.
@@ -187,8 +238,79 @@ func testedKeys(q *traceql.Query) map[string]bool {
 	return out
 }
 
+// Where a key is, as compare counts it: keys are counted by scope and bare name, and written
+// the TraceQL way (span.k, resource.k, event.k, event:name, name) only for the answer, so no
+// string is built per attribute.
+const (
+	scopeIntrinsic uint8 = iota
+	scopeResource
+	scopeSpan
+	scopeEvent
+	scopeEventName
+)
+
+var scopeOf = map[search.AttrScope]uint8{search.AttrSpan: scopeSpan, search.AttrEvent: scopeEvent, search.AttrEventName: scopeEventName}
+
+type attrKey struct {
+	scope uint8
+	name  string
+}
+
+var (
+	keyName     = attrKey{scopeIntrinsic, "name"}
+	keyStatus   = attrKey{scopeIntrinsic, "status"}
+	keyKind     = attrKey{scopeIntrinsic, "kind"}
+	keyDuration = attrKey{scopeIntrinsic, "duration"}
+)
+
+func (k attrKey) String() string {
+	switch k.scope {
+	case scopeResource:
+		return "resource." + k.name
+	case scopeSpan:
+		return "span." + k.name
+	case scopeEvent:
+		return "event." + k.name
+	case scopeEventName:
+		return "event:name"
+	}
+	return k.name
+}
+
+// valueKey is a counted value without its text built: strings (and status and kind names) by
+// themselves, ints and bools by their bits.
 type valueKey struct {
-	typ, text string
+	typ uint8
+	s   string
+	n   uint64
+}
+
+const (
+	vString uint8 = iota + 1
+	vInt
+	vBool
+	vStatus
+	vKind
+	vOther
+)
+
+func keyOf(v search.Value) valueKey {
+	switch v.Type {
+	case "string":
+		return valueKey{typ: vString, s: v.String}
+	case "int":
+		return valueKey{typ: vInt, n: uint64(v.Int)}
+	case "bool":
+		if v.Bool {
+			return valueKey{typ: vBool, n: 1}
+		}
+		return valueKey{typ: vBool}
+	case "status":
+		return valueKey{typ: vStatus, s: v.String}
+	case "kind":
+		return valueKey{typ: vKind, s: v.String}
+	}
+	return valueKey{typ: vOther, s: valueText(v)}
 }
 
 type valueAcc struct {
@@ -215,15 +337,30 @@ type keyAcc struct {
 // side counts one side of the comparison (or one span name's share of the baseline).
 type side struct {
 	spans int64
-	keys  map[string]*keyAcc
-	// seen are the key/value pairs of the current span, so that a value on several of its
-	// events counts once.
-	seen []valueKey
+	keys  map[attrKey]*keyAcc
+	// res counts spans by resource: a resource's attributes are added once, weighted by its
+	// spans, after the scan (addResources), not once per span.
+	res map[any]*resAcc
+	// seen are the key/value pairs of the current span's events, so that a value on several of
+	// its events counts once. A span's own and its resource's keys are unique.
+	seen []seenKey
 }
 
-func newSide() *side { return &side{keys: map[string]*keyAcc{}} }
+type resAcc struct {
+	spans    int64
+	examples [][16]byte
+}
 
-func (sd *side) add(key string, v search.Value, s *search.ScannedSpan, seed *uint64) {
+type seenKey struct {
+	k attrKey
+	v valueKey
+}
+
+func newSide() *side { return &side{keys: map[attrKey]*keyAcc{}, res: map[any]*resAcc{}} }
+
+// add counts value v of key for weight spans (1, or a resource's spans) of trace id.
+// more are further example traces of the value (a resource's), beside id.
+func (sd *side) add(key attrKey, v search.Value, id [16]byte, more [][16]byte, weight int64, seed *uint64) {
 	k := sd.keys[key]
 	if k == nil {
 		k = &keyAcc{values: map[valueKey]*valueAcc{}}
@@ -240,24 +377,34 @@ func (sd *side) add(key string, v search.Value, s *search.ScannedSpan, seed *uin
 		numeric = false
 	}
 	if numeric {
-		k.numSeen++
-		if len(k.samples) < reservoir {
-			k.samples = append(k.samples, sample{v: num, w: 1})
-		} else if j := randN(seed, uint64(k.numSeen)); j < reservoir {
-			k.samples[j] = sample{v: num, w: 1}
+		k.numSeen += weight
+		switch {
+		case weight != 1 || len(k.samples) < reservoir:
+			// A resource's value stands for all its spans at once: one sample, weighted.
+			k.samples = append(k.samples, sample{v: num, w: float64(weight)})
+		default:
+			if j := randN(seed, uint64(k.numSeen)); j < reservoir {
+				k.samples[j] = sample{v: num, w: 1}
+			}
 		}
-		addExample(&k.examples, s.TraceID)
+		addExample(&k.examples, id)
+		for _, m := range more {
+			addExample(&k.examples, m)
+		}
 	}
 	// Floats and durations are measurements, compared only by distribution; ints may be codes
 	// (http.response.status_code), so they are counted as values too.
 	if v.Type == "float" || v.Type == "duration" || k.values == nil {
 		return
 	}
-	vk := valueKey{typ: v.Type, text: valueText(v)}
-	if slices.Contains(sd.seen, valueKey{typ: key, text: vk.typ + "\x00" + vk.text}) {
-		return
+	vk := keyOf(v)
+	if key.scope == scopeEvent || key.scope == scopeEventName {
+		sk := seenKey{key, vk}
+		if slices.Contains(sd.seen, sk) {
+			return
+		}
+		sd.seen = append(sd.seen, sk)
 	}
-	sd.seen = append(sd.seen, valueKey{typ: key, text: vk.typ + "\x00" + vk.text})
 	va := k.values[vk]
 	if va == nil {
 		if len(k.values) >= maxDistinct {
@@ -267,8 +414,21 @@ func (sd *side) add(key string, v search.Value, s *search.ScannedSpan, seed *uin
 		va = &valueAcc{val: v}
 		k.values[vk] = va
 	}
-	va.spans++
-	addExample(&va.examples, s.TraceID)
+	va.spans += weight
+	addExample(&va.examples, id)
+	for _, m := range more {
+		addExample(&va.examples, m)
+	}
+}
+
+// addResources adds each counted resource's attributes, weighted by its spans.
+func (sd *side) addResources(seed *uint64) {
+	for r, ra := range sd.res {
+		search.ResourceAttributes(r, func(key string, v search.Value) {
+			sd.add(attrKey{scopeResource, key}, v, ra.examples[0], ra.examples[1:], ra.spans, seed)
+		})
+	}
+	sd.res = map[any]*resAcc{}
 }
 
 func addExample(ex *[][16]byte, id [16]byte) {
@@ -310,7 +470,9 @@ func (sd *side) merge(o *side) {
 			sd.keys[key] = k
 		}
 		if len(ok.samples) > 0 {
-			w := float64(ok.numSeen) / float64(len(ok.samples))
+			// Each sample stands for numSeen/total of the values seen (1 until the reservoir
+			// overflowed; a resource's sample already carries its spans).
+			w := float64(ok.numSeen) / total(ok.samples)
 			for _, s := range ok.samples {
 				k.samples = append(k.samples, sample{v: s.v, w: s.w * w})
 			}
@@ -352,13 +514,9 @@ func isHighCardinality(k *keyAcc, spansWithKey int64) bool {
 func rank(sel, base *side, tested map[string]bool, limit int) *Result {
 	res := &Result{SelectionSpans: sel.spans, BaselineSpans: base.spans, Values: []ValueDiff{}, Shifts: []Shift{},
 		HighCardinality: []string{}, Tested: []string{}}
-	keys := map[string]bool{}
 	for k := range sel.keys {
-		keys[k] = true
-	}
-	for k := range tested {
-		if keys[k] {
-			res.Tested = append(res.Tested, k)
+		if tested[k.String()] {
+			res.Tested = append(res.Tested, k.String())
 		}
 	}
 	slices.Sort(res.Tested)
@@ -367,11 +525,12 @@ func rank(sel, base *side, tested map[string]bool, limit int) *Result {
 	}
 	empty := &keyAcc{values: map[valueKey]*valueAcc{}}
 	var tests int
-	for key := range keys {
+	for ak, sk := range sel.keys {
+		key := ak.String()
 		if tested[key] {
 			continue
 		}
-		sk, bk := sel.keys[key], base.keys[key]
+		bk := base.keys[ak]
 		if bk == nil {
 			bk = empty
 		}

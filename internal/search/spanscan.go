@@ -3,6 +3,7 @@ package search
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/ariadne-tracing/ariadne/internal/traceql"
@@ -42,27 +43,54 @@ type ScannedSpan struct {
 func (s *ScannedSpan) Status() string { return statusNames[statusOf(s.s.status)] }
 func (s *ScannedSpan) Kind() string   { return kindNames[kindOf(s.s.kind)] }
 
-// Attributes calls fn with each of the span's attribute values, keyed as TraceQL names them:
-// "resource.k", "span.k", "event.k" (an attribute of any of its events) and "event:name".
+// AttrScope says where an attribute of a ScannedSpan is: as TraceQL names the keys,
+// "span.k", "event.k" (an attribute of any of its events) and "event:name".
+type AttrScope uint8
+
+const (
+	AttrSpan AttrScope = iota + 1
+	AttrEvent
+	AttrEventName // the key is "name", the value an event's name
+)
+
+// Resource identifies the span's resource (with its scope), the same for every span of one
+// resource read from one block or the head: a counter can count spans per resource and add the
+// resource's attributes once per resource instead of once per span. nil when there is none.
+func (s *ScannedSpan) Resource() any {
+	if s.s.res == nil {
+		return nil
+	}
+	return s.s.res
+}
+
+// ResourceAttributes calls fn with each attribute of a resource that Resource returned.
 // Arrays and empty values are left out: they are not one value to count.
-func (s *ScannedSpan) Attributes(fn func(key string, v Value)) {
-	if r := s.s.res; r != nil {
-		for _, a := range r.attrs {
-			if a.val.k != kArray && a.val.k != kNil {
-				fn("resource."+a.key, exportValue(a.val))
-			}
+func ResourceAttributes(res any, fn func(key string, v Value)) {
+	r, _ := res.(*resource)
+	if r == nil {
+		return
+	}
+	for _, a := range r.attrs {
+		if a.val.k != kArray && a.val.k != kNil {
+			fn(a.key, exportValue(a.val))
 		}
 	}
+}
+
+// Attributes calls fn with each of the span's own attribute values and those of its events,
+// keys without their scope prefix (no string is built per attribute). Resource attributes are
+// read through Resource. Arrays and empty values are left out.
+func (s *ScannedSpan) Attributes(fn func(scope AttrScope, key string, v Value)) {
 	for _, a := range s.s.attrs {
 		if a.val.k != kArray && a.val.k != kNil {
-			fn("span."+a.key, exportValue(a.val))
+			fn(AttrSpan, a.key, exportValue(a.val))
 		}
 	}
 	for _, e := range s.s.events {
-		fn("event:name", Value{Type: "string", String: e.name})
+		fn(AttrEventName, "name", Value{Type: "string", String: e.name})
 		for _, a := range e.attrs {
 			if a.val.k != kArray && a.val.k != kNil {
-				fn("event."+a.key, exportValue(a.val))
+				fn(AttrEvent, a.key, exportValue(a.val))
 			}
 		}
 	}
@@ -102,32 +130,34 @@ func (e *Engine) ScanSpans(ctx context.Context, req SpanScanRequest, fn func(*Sc
 	if req.End.IsZero() {
 		hi = 1<<63 - 1
 	}
-	in := func(q *traceql.Query, t *trace) map[int32]bool {
-		out := map[int32]bool{}
+	// in marks the spans q keeps in marks (reused from trace to trace).
+	in := func(q *traceql.Query, t *trace, marks []bool) []bool {
+		marks = slices.Grow(marks[:0], len(t.spans))[:len(t.spans)]
+		clear(marks)
 		for _, ss := range evalPipeline(q, t) {
 			for _, i := range ss.spans {
-				out[i] = true
+				marks[i] = true
 			}
 		}
-		return out
+		return marks
 	}
+	var sel, base []bool
 	ss := &ScannedSpan{}
 	err := e.scanAll(ctx, p, &m, func(t *trace) {
 		m.InspectedTraces++
 		m.InspectedSpans += int64(len(t.spans))
 		m.InspectedBytes += t.bytes
-		sel := in(req.Selection, t)
-		var base map[int32]bool
+		sel = in(req.Selection, t, sel)
 		if req.Baseline != nil {
-			base = in(req.Baseline, t)
+			base = in(req.Baseline, t, base)
 		}
 		for i := range t.spans {
 			s := &t.spans[i]
-			if s.start <= lo || s.start > hi || (req.SelectedOnly && !sel[int32(i)]) {
+			if s.start <= lo || s.start > hi || (req.SelectedOnly && !sel[i]) {
 				continue
 			}
 			*ss = ScannedSpan{TraceID: t.id, SpanID: s.id, Name: s.name, StartUnixNano: s.start, DurationNanos: s.dur,
-				Selected: sel[int32(i)], InBaseline: base == nil || base[int32(i)], t: t, s: s}
+				Selected: sel[i], InBaseline: req.Baseline == nil || base[i], t: t, s: s}
 			fn(ss)
 		}
 	}, func() (int64, bool) { return 0, false })
