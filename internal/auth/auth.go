@@ -77,6 +77,11 @@ func (p *Principal) MayActFor(tenant string) bool {
 	return p.all || slices.Contains(p.tenants, tenant)
 }
 
+// Tenants are the tenants the principal is bound to by name, and whether it may act for all.
+func (p *Principal) Tenants() (names []string, all bool) {
+	return append([]string(nil), p.tenants...), p.all
+}
+
 // Failure is why a request was refused. Every reason answers the caller the same way (401 or
 // 403 with a fixed message), so a refusal never tells whether a tenant or a trace exists.
 type Failure string

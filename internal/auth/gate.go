@@ -123,8 +123,8 @@ func Tenants(resolved string) []string {
 	return strings.Split(resolved, "|")
 }
 
-// challenge asks for a bearer token, and for Basic so that a browser opening the UI prompts for
-// it (the token goes in the password field) and then sends it with the UI's own API calls.
+// challenge asks for a bearer token, and for Basic so that a browser opening the API prompts for
+// it (the token goes in the password field), as Grafana's basic-auth setting sends it.
 const challenge = `Bearer realm="ariadne", Basic realm="ariadne", charset="UTF-8"`
 
 // HTTP guards next with the rule rule picks for each request.
@@ -137,7 +137,7 @@ func (g *Gate) HTTP(rule func(*http.Request) Rule, next http.Handler) http.Handl
 				writeGRPCError(w, err)
 				return
 			}
-			writeHTTPError(w, err)
+			writeHTTPError(w, r, err)
 			return
 		}
 		if !ru.Open {
@@ -156,14 +156,22 @@ func (g *Gate) HTTP(rule func(*http.Request) Rule, next http.Handler) http.Handl
 // Static is a rule function that gives every request the same rule.
 func Static(ru Rule) func(*http.Request) Rule { return func(*http.Request) Rule { return ru } }
 
-func writeHTTPError(w http.ResponseWriter, err error) {
+// UIHeader marks the UI's own API calls: their refusals challenge for a bearer token only, so the
+// browser does not put its Basic-auth prompt over the UI's login form.
+const UIHeader = "X-Ariadne-UI"
+
+func writeHTTPError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	code := http.StatusForbidden
 	if errors.As(err, &e) {
 		switch {
 		case e.Unauthenticated():
 			code = http.StatusUnauthorized
-			w.Header().Set("WWW-Authenticate", challenge)
+			if r.Header.Get(UIHeader) != "" {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="ariadne"`)
+			} else {
+				w.Header().Set("WWW-Authenticate", challenge)
+			}
 		case e.Reason == FailBadTenant:
 			code = http.StatusBadRequest
 		}

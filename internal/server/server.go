@@ -412,6 +412,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		s.pusher.Start()
 	}
 	s.API.Handle("GET /", ui.Handler())
+	s.API.Handle("GET /api/status/tenants", s.tenantList(authn))
 	s.API.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if cfg.PprofEnabled {
 		// Go's profiler, as Prometheus and Tempo expose it: how BENCHMARKS.md's profiles are taken.
@@ -583,7 +584,8 @@ var receiveRule = auth.Rule{Need: auth.RoleWrite, Tenant: true}
 
 // queryRule is what each path of the query port requires. Health checks are open; /metrics has
 // its own role, so a scraper's token reads nothing else; the profiler is admin's; trace data is
-// read for a tenant (or several, a|b); the UI's pages and files need a read token but no tenant.
+// read for a tenant (or several, a|b); the UI's pages and files are open, anything else needs a
+// read token.
 func queryRule(r *http.Request) auth.Rule {
 	p := r.URL.Path
 	switch {
@@ -601,6 +603,13 @@ func queryRule(r *http.Request) auth.Rule {
 		return auth.Rule{Need: auth.RoleInternal, Tenant: true}
 	case p == "/api/status/buildinfo":
 		return auth.Rule{Need: auth.RoleRead}
+	case p == "/api/status/tenants":
+		// The tenants the caller may read, for the UI's picker: no tenant's data.
+		return auth.Rule{Need: auth.RoleRead}
+	case ui.Shell(p):
+		// The UI's pages and files are the same for everyone; its login form must load before
+		// there is a token. What it shows comes from the API, checked above and below.
+		return auth.Rule{Open: true}
 	case strings.HasPrefix(p, "/"+tempogrpc.ServiceName+"/"):
 		// Tempo's streaming gRPC API reads one tenant's data (x-scope-orgid metadata).
 		return auth.Rule{Need: auth.RoleRead, Tenant: true}

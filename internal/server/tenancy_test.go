@@ -175,8 +175,10 @@ func tenancyMatrix(start, end string) []isolationCase {
 // routesWithoutTenantData are the API's routes that hold nothing of any tenant.
 // "GET /" is the UI's files, which read only these endpoints; "GET /metrics" is checked on its
 // own below (the tenant label).
+// "GET /api/status/tenants" lists the tenants a caller may read (for the UI's picker), checked by
+// TestUITenants.
 var routesWithoutTenantData = map[string]bool{"GET /ready": true, "GET /live": true, "GET /api/echo": true, "GET /api/status/buildinfo": true,
-	"GET /": true, "GET /metrics": true}
+	"GET /": true, "GET /metrics": true, "GET /api/status/tenants": true}
 
 // refusesFederation are the routes whose answers cannot be joined across tenants exactly, so a
 // federated read of them is refused (package federate says why); /api/sampling is a sender's.

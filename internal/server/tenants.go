@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -229,4 +231,42 @@ func (s *Server) TenantStore(tenant string) *store.Store {
 		return c.Store
 	}
 	return nil
+}
+
+// tenantList answers GET /api/status/tenants: whether multi-tenancy is on, whether a token is
+// needed, and the tenants the caller may read (those holding data, and those its token names),
+// which the UI offers in its tenant picker. With authentication off everyone may read every
+// tenant anyway, so the list is every tenant with data.
+func (s *Server) tenantList(authn *auth.Authenticator) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		names := []string{}
+		if s.tenants != nil {
+			p, err := authn.Check(r.Header.Get("Authorization"), auth.RoleRead)
+			if err != nil {
+				// The gate let the request through, so it does not happen; answer as it would.
+				http.Error(w, err.Error(), http.StatusUnauthorized)
+				return
+			}
+			seen := map[string]bool{}
+			s.tenants.mu.Lock()
+			for n := range s.tenants.cores {
+				if p == nil || p.MayActFor(n) {
+					seen[n] = true
+				}
+			}
+			s.tenants.mu.Unlock()
+			if p != nil {
+				bound, _ := p.Tenants()
+				for _, n := range bound {
+					seen[n] = true
+				}
+			}
+			for n := range seen {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"multitenancy": s.tenants != nil, "auth": authn.Enabled(), "tenants": names})
+	})
 }

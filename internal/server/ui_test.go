@@ -144,6 +144,16 @@ type tab struct {
 
 	mu   sync.Mutex
 	errs []string
+	// expected are console errors the test causes on purpose (a refused request the page
+	// answers); any other console error fails the test.
+	expected []string
+}
+
+// expect lets console errors containing any of msgs pass.
+func (tb *tab) expect(msgs ...string) {
+	tb.mu.Lock()
+	tb.expected = append(tb.expected, msgs...)
+	tb.mu.Unlock()
 }
 
 func openTab(t testing.TB, browser context.Context, base string) *tab {
@@ -180,9 +190,15 @@ func openTab(t testing.TB, browser context.Context, base string) *tab {
 		// Let events already sent arrive before judging.
 		time.Sleep(100 * time.Millisecond)
 		tb.mu.Lock()
-		errs := tb.errs
+		errs, expected := tb.errs, tb.expected
 		tb.mu.Unlock()
+	next:
 		for _, e := range errs {
+			for _, x := range expected {
+				if strings.Contains(e, x) {
+					continue next
+				}
+			}
 			t.Errorf("browser console error: %s", e)
 		}
 		cancelTimeout()

@@ -91,6 +91,13 @@ func Handler() http.Handler {
 	}))
 }
 
+// Shell reports whether p is one of the UI's pages or assets: files that are the same for every
+// caller and hold no data, so they load before the user has given a token (the UI's own login
+// form asks for it; everything the pages show comes from the API, which checks it).
+func Shell(p string) bool {
+	return isPage(p) || (strings.HasPrefix(p, AssetPrefix) && !strings.HasSuffix(p, "/"))
+}
+
 // isPage reports whether p is one of the UI's routes, which all serve index.html.
 func isPage(p string) bool {
 	switch p {

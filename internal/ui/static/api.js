@@ -1,4 +1,6 @@
-// The query API, on the same origin as the UI.
+// The query API, on the same origin as the UI, read with the session's token and tenant.
+
+import { headers, session } from "./session.js";
 
 export class APIError extends Error {
   constructor(status, message) {
@@ -10,7 +12,7 @@ export class APIError extends Error {
 async function getJSON(path, signal) {
   let resp;
   try {
-    resp = await fetch(path, { headers: { Accept: "application/json" }, signal });
+    resp = await fetch(path, { headers: headers(), signal });
   } catch (err) {
     if (err.name === "AbortError") throw err;
     throw new APIError(0, `cannot reach Ariadne: ${err.message}`);
@@ -72,18 +74,21 @@ export function search({ q, start, end, limit, spss }, signal) {
 // per page and a failure leaves the suggestions empty instead of breaking the page.
 const tagCache = new Map();
 
+// Keyed by tenant too: switching tenants must not suggest another tenant's values.
 export function searchTags() {
-  if (!tagCache.has("")) {
-    tagCache.set("", getJSON("/api/v2/search/tags").then((r) => r.scopes || []).catch(() => []));
+  const key = `${session.tenant}\u0000`;
+  if (!tagCache.has(key)) {
+    tagCache.set(key, getJSON("/api/v2/search/tags").then((r) => r.scopes || []).catch(() => []));
   }
-  return tagCache.get("");
+  return tagCache.get(key);
 }
 
 export function tagValues(tag) {
-  if (!tagCache.has(tag)) {
-    tagCache.set(tag, getJSON(`/api/v2/search/tag/${encodeURIComponent(tag)}/values`)
+  const key = `${session.tenant}\u0000${tag}`;
+  if (!tagCache.has(key)) {
+    tagCache.set(key, getJSON(`/api/v2/search/tag/${encodeURIComponent(tag)}/values`)
       .then((r) => r.tagValues || [])
       .catch(() => []));
   }
-  return tagCache.get(tag);
+  return tagCache.get(key);
 }

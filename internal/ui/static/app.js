@@ -7,6 +7,7 @@ import { lintsPage } from "./lints.js";
 import { servicesPage } from "./services.js";
 import { comparePage } from "./compare.js";
 import { el } from "./util.js";
+import { connect, drawControls, loginPage } from "./session.js";
 
 const main = document.getElementById("main");
 let current = null; // { abort, destroy }
@@ -103,4 +104,17 @@ document.querySelector(".theme-toggle").addEventListener("click", () => {
   try { localStorage.setItem("ariadne-theme", root.dataset.theme); } catch { /* blocked storage: theme lasts for this page */ }
 });
 
-render();
+// start asks the server how to read it before drawing a page: with authentication on and no
+// accepted token, the login form comes first; with tenants, the picker goes in the top bar.
+async function start() {
+  const refused = await connect();
+  if (refused) {
+    loginPage(main, refused, start);
+    document.documentElement.dataset.state = "ready";
+    return;
+  }
+  drawControls(document.querySelector(".topbar"), render);
+  render();
+}
+
+start();
