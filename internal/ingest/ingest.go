@@ -24,8 +24,9 @@ import (
 
 // Store is where accepted spans go.
 type Store interface {
-	// Append makes a request durable and readable; payload may be reused afterwards.
-	Append(payload []byte) error
+	// AppendBatch makes a request durable and readable; spans is the request scanned, every
+	// span valid. Both may be reused afterwards.
+	AppendBatch(payload []byte, spans *otlpwire.Batch) error
 	// HeadBytes is the span data held in memory.
 	HeadBytes() int64
 	// WALPendingBytes is what waits to be written to the WAL.
@@ -37,9 +38,11 @@ type Store interface {
 }
 
 // Observer sees every accepted request once it is durable, before tail sampling: span metrics
-// and the service graph count what arrived. Called synchronously; must be fast.
+// and the service graph count what arrived. It gets the request as ingest scanned it, so that
+// no observer reads the wire bytes again. Called synchronously; must be fast and must not keep
+// spans or anything they point into past the call.
 type Observer interface {
-	ObserveTraces(payload []byte)
+	ObserveSpans(spans *otlpwire.Batch)
 }
 
 // Config are the ingest limits. Zero values take the defaults.
@@ -139,7 +142,7 @@ type Ingester struct {
 	store Store
 	cfg   Config
 	lim   atomic.Pointer[Limits]
-	bufs  sync.Pool
+	reqs  sync.Pool // *request
 	m     metrics
 
 	limiter *rateLimiter
@@ -228,6 +231,13 @@ func (e *OverloadError) Unwrap() error             { return e.Err }
 func (e *OverloadError) RetryAfter() time.Duration { return e.After }
 func (e *OverloadError) RateLimited() bool         { return e.Limited }
 
+// request is the reusable state of one Consume: the request scanned once, and the buffer a
+// rewritten request is encoded into.
+type request struct {
+	batch   otlpwire.Batch
+	rewrite []byte
+}
+
 // scan is what one pass over a request found.
 type scan struct {
 	spans, invalid, overTrace int
@@ -253,7 +263,15 @@ func (in *Ingester) Consume(ctx context.Context, tenant string, body []byte) (Re
 			in.m.invalidUTF8.Add(float64(n))
 		}
 	}
-	sc, err := in.scan(body)
+	req, _ := in.reqs.Get().(*request)
+	if req == nil {
+		req = new(request)
+	}
+	defer func() {
+		req.batch.Release()
+		in.reqs.Put(req)
+	}()
+	sc, err := in.scan(&req.batch, body)
 	if err != nil {
 		in.m.refusedRequests.WithLabelValues("malformed").Inc()
 		return Result{}, &MalformedError{Err: err}
@@ -313,18 +331,17 @@ func (in *Ingester) Consume(ctx context.Context, tenant string, body []byte) (Re
 
 	payload := body
 	if sc.invalid > 0 || sc.overTrace > 0 || sc.reshape {
-		bp, _ := in.bufs.Get().(*[]byte)
-		if bp == nil {
-			bp = new([]byte)
-		}
-		defer in.bufs.Put(bp)
-		*bp, err = in.rewrite((*bp)[:0], body, sc)
+		req.rewrite, err = in.rewrite(req.rewrite[:0], body, sc)
 		if err != nil {
 			return Result{}, &MalformedError{Err: err}
 		}
-		payload = *bp
+		payload = req.rewrite
+		// The rare path: the rewritten request is another byte sequence, scanned again.
+		if err := req.batch.Scan(payload); err != nil {
+			return Result{}, &MalformedError{Err: err}
+		}
 	}
-	if err := in.store.Append(payload); err != nil {
+	if err := in.store.AppendBatch(payload, &req.batch); err != nil {
 		if errors.Is(err, wal.ErrUnavailable) {
 			// The disk is full or failing. Nothing of the request is acknowledged; SDKs retry
 			// an Unavailable/503 with its delay, so the spans are not lost while it lasts.
@@ -338,7 +355,7 @@ func (in *Ingester) Consume(ctx context.Context, tenant string, body []byte) (Re
 	}
 	in.m.accepted.Add(float64(res.Accepted))
 	for _, o := range in.cfg.Observers {
-		o.ObserveTraces(payload)
+		o.ObserveSpans(&req.batch)
 	}
 	return res, nil
 }
@@ -351,17 +368,23 @@ func joinMsgs(m []string) string {
 	return out
 }
 
-func (in *Ingester) scan(body []byte) (scan, error) {
+// scan reads body into b, the one scan of the request that every later step uses, and checks
+// its spans.
+func (in *Ingester) scan(b *otlpwire.Batch, body []byte) (scan, error) {
 	sc := scan{lim: in.lim.Load()}
+	if err := b.Scan(body); err != nil {
+		return sc, err
+	}
 	perTrace := sc.lim.MaxSpansPerTrace > 0
-	err := otlpwire.ScanRequest(body, func(_ *otlpwire.Group, s *otlpwire.Span) error {
+	for i := range b.Spans {
+		s := &b.Spans[i]
 		sc.spans++
 		if ok, why := s.Valid(); !ok {
 			sc.invalid++
 			if sc.firstInvalid == "" {
 				sc.firstInvalid = why
 			}
-			return nil
+			continue
 		}
 		if perTrace {
 			if sc.traceCounts == nil {
@@ -372,9 +395,8 @@ func (in *Ingester) scan(body []byte) (scan, error) {
 		if !sc.reshape && mayNeedReshape(s.Raw, sc.lim) {
 			sc.reshape = needsReshape(s.Raw, sc.lim)
 		}
-		return nil
-	})
-	return sc, err
+	}
+	return sc, nil
 }
 
 // mayNeedReshape is a length test that rules out almost every span without parsing it: a span

@@ -239,12 +239,18 @@ const (
 // other kinds cost a field comparison; malformed input is ignored from the damage on, since ingest
 // has validated the request already.
 func (g *Graph) ObserveTraces(payload []byte) {
+	var b otlpwire.Batch
+	_ = b.Scan(payload)
+	g.ObserveSpans(&b)
+}
+
+// ObserveSpans takes the spans of a request ingest has scanned into the graph.
+func (g *Graph) ObserveSpans(b *otlpwire.Batch) {
 	sc := g.scratch.Get().(*scratch)
 	sc.now = time.Now().UnixNano()
-	_ = otlpwire.ScanRequest(payload, func(gr *otlpwire.Group, s *otlpwire.Span) error {
-		g.observe(sc, gr, s)
-		return nil
-	})
+	for i := range b.Spans {
+		g.observe(sc, b.Group(i), &b.Spans[i])
+	}
 	g.scratch.Put(sc)
 }
 

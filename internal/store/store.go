@@ -278,6 +278,24 @@ func (s *Store) Append(payload []byte) error {
 	return err
 }
 
+// AppendBatch is Append for a request its caller has scanned already (spans, every span
+// valid): the head takes the spans from the batch instead of scanning payload again. payload
+// is what goes to the WAL, and spans must be its scan.
+func (s *Store) AppendBatch(payload []byte, spans *otlpwire.Batch) error {
+	s.appendMu.RLock()
+	defer s.appendMu.RUnlock()
+	seq, err := s.wal.Append(payload)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	app := s.head.Appender(seq)
+	for i := range spans.Spans {
+		app.Append(spans.Group(i), &spans.Spans[i])
+	}
+	app.Commit()
+	return nil
+}
+
 func (s *Store) appendHead(seq uint64, payload []byte) (int, error) {
 	app := s.head.Appender(seq)
 	n := 0
