@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -272,6 +273,60 @@ func TestCompareBadInput(t *testing.T) {
 	} {
 		if code, body := httpGet(t, base+path, ""); code != want {
 			t.Errorf("%s: %d %s, want %d", path, code, body, want)
+		}
+	}
+}
+
+// TestHeatmapAPI: every span of the filter is in exactly one cell, in the row its duration
+// falls in (the planted slow statements all above 300ms, the rest below), and bad requests get
+// 400 with the reason.
+func TestHeatmapAPI(t *testing.T) {
+	s := startServer(t, testConfig(t.TempDir()))
+	slow, _ := sendShop(t, s, shopTraffic{traces: 100, plantSlow: true}, 4)
+	waitSpans(t, s, 200)
+	base := "http://" + s.HTTPAddr + "/api/analysis/heatmap?"
+	code, body := httpGet(t, base+url.Values{"q": {`{ name = "SELECT orders" }`}, "columns": {"20"}}.Encode(), "")
+	var hm struct {
+		StepNanos int64     `json:"stepNanos"`
+		Bounds    []int64   `json:"boundsNanos"`
+		Counts    [][]int64 `json:"counts"`
+		Total     int64     `json:"total"`
+	}
+	if code != 200 || json.Unmarshal(body, &hm) != nil {
+		t.Fatalf("heatmap: %d %s", code, body)
+	}
+	if hm.Total != 100 || len(hm.Counts) != 20 || hm.StepNanos != int64(3*time.Minute) {
+		t.Fatalf("heatmap: total %d, %d columns, step %d", hm.Total, len(hm.Counts), hm.StepNanos)
+	}
+	var sum, above int64
+	for _, col := range hm.Counts {
+		if len(col) != len(hm.Bounds)-1 {
+			t.Fatalf("column of %d rows, %d bounds", len(col), len(hm.Bounds))
+		}
+		for r, n := range col {
+			sum += n
+			if hm.Bounds[r] >= 300e6 {
+				above += n
+			}
+		}
+	}
+	for r := 1; r < len(hm.Bounds); r++ {
+		if hm.Bounds[r] <= hm.Bounds[r-1] {
+			t.Fatalf("bounds not increasing: %v", hm.Bounds)
+		}
+	}
+	if sum != 100 || above != int64(len(slow)) {
+		t.Fatalf("cells hold %d spans, %d above 300ms; want 100 and the %d slow ones", sum, above, len(slow))
+	}
+	for _, c := range []struct{ query, want string }{
+		{"", "q is required"},
+		{"q=" + url.QueryEscape("{ } | rate()"), "spanset filter"},
+		{"q=" + url.QueryEscape("{ name = }"), "invalid TraceQL"},
+		{"q=" + url.QueryEscape("{ }") + "&start=2000&end=1000", "before start"},
+		{"q=" + url.QueryEscape("{ }") + "&columns=x", "columns"},
+	} {
+		if code, body := httpGet(t, base+c.query, ""); code != 400 || !strings.Contains(string(body), c.want) {
+			t.Errorf("heatmap?%s: %d %s, want 400 with %q", c.query, code, body, c.want)
 		}
 	}
 }

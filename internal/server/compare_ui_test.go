@@ -61,27 +61,8 @@ func TestCompareUIBrushesHeatmap(t *testing.T) {
 	if slowRow < 0 {
 		t.Fatalf("no row above 300ms in %v", hm.Bounds)
 	}
-	type geom struct {
-		X, Y, Left, Top, CellW, CellH float64
-		Rows, Cols                    int
-	}
-	g := eval[geom](tb, `(() => { const c = document.querySelector(".cmp-canvas"), r = c.getBoundingClientRect(), d = c.dataset;
-		return { x: r.left, y: r.top, left: +d.left, top: +d.top, cellW: +d.cellW, cellH: +d.cellH, rows: +d.rows, cols: +d.cols }; })()`)
-	if g.Rows != rows {
+	if g := brushHeatmap(tb, slowRow, rows-1); g.Rows != rows {
 		t.Fatalf("page drew %d rows, API has %d", g.Rows, rows)
-	}
-	// Row r is drawn at top + (rows-1-r)*cellH: the slowest row on top.
-	x0, y0 := g.X+g.Left+1, g.Y+g.Top+1
-	x1, y1 := g.X+g.Left+float64(g.Cols)*g.CellW-1, g.Y+g.Top+float64(rows-1-slowRow+1)*g.CellH-1
-	tb.do(chromedp.MouseEvent(chromedp.MouseMoved, x0, y0),
-		chromedp.MouseEvent(chromedp.MousePressed, x0, y0, chromedp.Button("left"), chromedp.ClickCount(1)),
-		chromedp.MouseEvent(chromedp.MouseMoved, (x0+x1)/2, (y0+y1)/2, chromedp.Button("left")),
-		chromedp.MouseEvent(chromedp.MouseMoved, x1, y1, chromedp.Button("left")),
-		chromedp.MouseEvent(chromedp.MouseReleased, x1, y1, chromedp.Button("left"), chromedp.ClickCount(1)))
-	state, err := chromedp.Run(tb.ctx, chromedp.Poll[string](
-		`(s => s === "ready" || s === "error" ? s : "")(document.querySelector(".cmp-results").dataset.state)`))
-	if err != nil || state != "ready" {
-		t.Fatalf("compare never answered (%v): %s", err, eval[string](tb, `document.querySelector(".cmp-results").textContent`))
 	}
 	info := eval[string](tb, `document.querySelector(".cmp-info").textContent`)
 	if !strings.Contains(info, "duration > ") || !strings.Contains(info, "duration < ") {
@@ -112,4 +93,31 @@ func TestCompareUIBrushesHeatmap(t *testing.T) {
 	if n := eval[int](tb, `document.querySelectorAll(".wf-layer .row").length`); n != 2 {
 		t.Errorf("trace view shows %d spans, want the trace's 2", n)
 	}
+}
+
+type heatGeom struct {
+	X, Y, Left, Top, CellW, CellH float64
+	Rows, Cols                    int
+}
+
+// brushHeatmap drags the mouse, with real input events, over every column of the compare page's
+// heatmap from row r0 to row r1 (row 0 the fastest, drawn at the bottom), and waits for the
+// comparison it starts to be drawn.
+func brushHeatmap(tb *tab, r0, r1 int) heatGeom {
+	tb.t.Helper()
+	g := eval[heatGeom](tb, `(() => { const c = document.querySelector(".cmp-canvas"), r = c.getBoundingClientRect(), d = c.dataset;
+		return { x: r.left, y: r.top, left: +d.left, top: +d.top, cellW: +d.cellW, cellH: +d.cellH, rows: +d.rows, cols: +d.cols }; })()`)
+	x0, y0 := g.X+g.Left+1, g.Y+g.Top+float64(g.Rows-1-r1)*g.CellH+1
+	x1, y1 := g.X+g.Left+float64(g.Cols)*g.CellW-1, g.Y+g.Top+float64(g.Rows-r0)*g.CellH-1
+	tb.do(chromedp.MouseEvent(chromedp.MouseMoved, x0, y0),
+		chromedp.MouseEvent(chromedp.MousePressed, x0, y0, chromedp.Button("left"), chromedp.ClickCount(1)),
+		chromedp.MouseEvent(chromedp.MouseMoved, (x0+x1)/2, (y0+y1)/2, chromedp.Button("left")),
+		chromedp.MouseEvent(chromedp.MouseMoved, x1, y1, chromedp.Button("left")),
+		chromedp.MouseEvent(chromedp.MouseReleased, x1, y1, chromedp.Button("left"), chromedp.ClickCount(1)))
+	state, err := chromedp.Run(tb.ctx, chromedp.Poll[string](
+		`(s => s === "ready" || s === "error" ? s : "")(document.querySelector(".cmp-results").dataset.state)`))
+	if err != nil || state != "ready" {
+		tb.t.Fatalf("compare never answered (%v): %s", err, eval[string](tb, `document.querySelector(".cmp-results").textContent`))
+	}
+	return g
 }

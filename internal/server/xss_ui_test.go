@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +109,18 @@ func TestUIRendersSpanDataAsText(t *testing.T) {
 		tb.open("/services")
 		if got := eval[string](tb, injected); got != clean {
 			t.Fatalf("payload ran or injected markup: %s", got)
+		}
+	})
+	t.Run("compare", func(t *testing.T) {
+		tb := openTab(t, browser, base)
+		tb.open("/compare?" + url.Values{"service": {xssPayloads[1]}, "name": {xssPayloads[2]}}.Encode())
+		brushHeatmap(tb, 0, eval[int](tb, `+document.querySelector(".cmp-canvas").dataset.rows`)-1)
+		if got := eval[string](tb, injected); got != clean {
+			t.Fatalf("payload ran or injected markup: %s", got)
+		}
+		text := eval[string](tb, `document.querySelector("#main").innerText`)
+		if !strings.Contains(text, "1 span selected") || !strings.Contains(text, "service.name = "+strconv.Quote(xssPayloads[1])) {
+			t.Errorf("compare page:\n%.2000s", text)
 		}
 	})
 	t.Run("trace ID in the URL", func(t *testing.T) {

@@ -70,7 +70,7 @@ export async function comparePage(main, params, signal, navigate) {
   }
   const heat = drawHeatmap(hm, (sel) => runCompare(sel));
   mapBox.replaceChildren(heat.root);
-  info.textContent = `${hm.total} spans of ${filter}. Drag over the heatmap to select.`;
+  info.textContent = `${plural(hm.total, "span")} of ${filter}. Drag over the heatmap to select.`;
   results.replaceChildren(el("p", { class: "muted cmp-hint" }, "Brush a region (for example the slow band) to see what its spans share."));
 
   let seq = 0;
@@ -220,7 +220,7 @@ function drawHeatmap(hm, onSelect) {
 
 function resultParts(res) {
   const parts = [el("p", { class: "muted small cmp-sides" },
-    `${res.selectionSpans} spans selected, ${res.baselineSpans} in the baseline (the rest of the heatmap in that time).`)];
+    `${plural(res.selectionSpans, "span")} selected, ${res.baselineSpans} in the baseline (the rest of the heatmap in that time).`)];
   const values = res.values || [];
   const significant = values.filter((v) => v.significant);
   if (!res.selectionSpans) {
@@ -265,6 +265,10 @@ function valueText(v) {
 
 function num(key, x) {
   return key === "duration" ? fmtDuration(x) : String(Math.round(x * 100) / 100);
+}
+
+function plural(n, what) {
+  return `${n} ${what}${n === 1 ? "" : "s"}`;
 }
 
 function pct(p) {
