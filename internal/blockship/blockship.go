@@ -46,7 +46,10 @@ type Options struct {
 	QueueBytes int64
 	Interval   time.Duration // how often to look for new blocks (default 1s)
 	MaxBackoff time.Duration // longest wait between failed attempts (default 10s)
-	Logger     *slog.Logger
+	// Uploaded, when set, is told of each block once it is whole in the bucket: a node whose
+	// replicated ingest log is its WAL acknowledges the log only then.
+	Uploaded func(id string)
+	Logger   *slog.Logger
 }
 
 // Stats count the shipper's work.
@@ -210,6 +213,9 @@ func (s *Shipper) Round(ctx context.Context, forget bool) error {
 				s.log.Warn("cannot record an upload; the block will be uploaded again", "id", m.ID, "err", werr)
 			}
 			s.shipped[m.ID] = at
+			if s.opts.Uploaded != nil {
+				s.opts.Uploaded(m.ID)
+			}
 			s.uploaded.Add(1)
 			s.upBytes.Add(m.Bytes)
 			s.updateQueue(blocks)

@@ -92,6 +92,7 @@ func (c *Config) registerClusterFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.StringVar(&c.Cluster.PeersDNS, "cluster-peers-dns", c.Cluster.PeersDNS, "host:port whose DNS records are the ingest nodes")
+	c.registerNATSFlags(fs)
 }
 
 // CheckCluster reports settings that cannot work together, and fills the S3 keys from the
@@ -135,5 +136,5 @@ func (c *Config) CheckCluster() error {
 		// Every peer request would be refused and every answer flagged partial.
 		return errors.New("config: auth.enabled with cluster peers needs cluster.peer_token (or $ARIADNE_PEER_TOKEN): a token whose SHA-256 the peers list with role internal")
 	}
-	return nil
+	return c.checkNATS()
 }

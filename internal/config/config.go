@@ -78,6 +78,8 @@ type Config struct {
 	// work together.
 	Target  string  `yaml:"target"`
 	Cluster Cluster `yaml:"cluster"`
+	// NATS is the JetStream ingest log's connection (ingest.log: jetstream; nats.go).
+	NATS NATS `yaml:"nats"`
 }
 
 // Overrides are Grafana Tempo-style per-tenant settings. Defaults applies to every tenant, and a
@@ -261,6 +263,9 @@ type Ingest struct {
 	RateBurstSpans         float64 `yaml:"rate_burst_spans"`
 	// MaxTenants caps the tenants whose ingest rate is tracked at once.
 	MaxTenants int `yaml:"max_tenants"`
+	// Log is where acknowledged requests wait for a block: local (IngestLogLocal) or
+	// jetstream (IngestLogJetStream, with the NATS section).
+	Log string `yaml:"log"`
 }
 
 // Storage tunes when traces move from memory to blocks.
@@ -343,6 +348,7 @@ func Default() Config {
 			MaxAttributesPerSpan:   128,
 			MaxEventsPerSpan:       128,
 			MaxLinksPerSpan:        128,
+			Log:                    IngestLogLocal,
 		},
 		Storage: Storage{
 			TraceIdle:     Duration(5 * time.Second),
@@ -386,6 +392,7 @@ func Default() Config {
 		},
 		Target:  TargetAll,
 		Cluster: defaultCluster(),
+		NATS:    defaultNATS(),
 	}
 }
 

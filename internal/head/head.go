@@ -246,6 +246,10 @@ func (t *Trace) add(g *otlpwire.Group, s *otlpwire.Span, seq uint64, now int64) 
 // Bytes is the size of the span data held.
 func (t *Trace) Bytes() int { return len(t.buf) }
 
+// FirstSeq is the oldest log position (WAL segment, or the replicated log's sequence) that
+// holds one of the trace's spans.
+func (t *Trace) FirstSeq() uint64 { return t.firstSeq }
+
 // Spans calls fn for each span with its group and message bytes, in arrival order. raw is valid
 // as long as the trace is.
 func (t *Trace) Spans(fn func(g *otlpwire.Group, raw []byte)) {

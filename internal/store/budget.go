@@ -18,7 +18,7 @@ func (s *Store) walReserve() int64 {
 	if seg <= 0 {
 		seg = 128 << 20 // the WAL's default
 	}
-	return max(s.wal.Stats().BytesOnDisk, 2*seg+2*s.opts.HeadMaxBytes)
+	return max(s.WALStats().BytesOnDisk, 2*seg+2*s.opts.HeadMaxBytes)
 }
 
 // blockBudget is how many bytes blocks may take under Options.MaxDiskBytes: the budget less the

@@ -54,6 +54,15 @@ type Options struct {
 	CompactTargetBytes int64
 	CompactWindow      time.Duration
 
+	// ExternalLog means the store keeps no write-ahead log: the caller's replicated log (the
+	// JetStream ingest log) is the durable copy, appends come through AppendLogged with the
+	// log's positions, and BlockWritten tells the caller what each block made safe to drop.
+	ExternalLog bool
+	// BlockWritten, when set, is called for each block written, with the oldest log position
+	// (WAL segment, or AppendLogged's seq) of its traces, before they leave the head: with
+	// ExternalLog the caller holds back its log's acknowledgement until the block is durable.
+	BlockWritten func(id string, minSeq uint64)
+
 	// Keep is the tail-sampling hook: it sees each complete trace and says whether it goes to a
 	// block, and with what sampling ratio (see block.Trace.SampleRatio). Nil keeps everything.
 	Keep func(t *head.Trace) (keep bool, ratio float64)
@@ -230,6 +239,11 @@ func OpenWith(opts Options, objs objstore.Store) (*Store, error) {
 	if err := s.openBlocks(context.Background()); err != nil {
 		return nil, err
 	}
+	if opts.ExternalLog {
+		// The replicated log replays into the head itself (AppendLogged).
+		s.startLoops()
+		return s, nil
+	}
 	var err error
 	walDir := filepath.Join(opts.Dir, "wal")
 	start := time.Now()
@@ -258,11 +272,25 @@ func OpenWith(opts Options, objs objstore.Store) (*Store, error) {
 		s.closeBlocks()
 		return nil, err
 	}
+	s.startLoops()
+	return s, nil
+}
+
+func (s *Store) startLoops() {
 	s.compactCtx, s.compactCancel = context.WithCancel(context.Background())
 	s.compactStopped = make(chan struct{})
 	go s.loop()
 	go s.compactLoop()
-	return s, nil
+}
+
+// AppendLogged puts the spans of one request (validated, protobuf wire form) into the head
+// without writing them to a WAL: with Options.ExternalLog they are durable in the caller's log
+// at position seq, which the head remembers per trace (MinSegment) until a block holds them.
+func (s *Store) AppendLogged(seq uint64, payload []byte) error {
+	s.appendMu.RLock()
+	defer s.appendMu.RUnlock()
+	_, err := s.appendHead(seq, payload)
+	return err
 }
 
 // Append makes the spans of one ExportTraceServiceRequest (already validated, protobuf wire
@@ -370,7 +398,12 @@ func (s *Store) modifyBlocks(fn func(cur []*block.Reader) []*block.Reader) (left
 func (s *Store) HeadBytes() int64 { return s.head.Bytes() }
 
 // WALPendingBytes is what waits to be made durable in the WAL, for backpressure.
-func (s *Store) WALPendingBytes() int64 { return s.wal.PendingBytes() }
+func (s *Store) WALPendingBytes() int64 {
+	if s.wal == nil {
+		return 0
+	}
+	return s.wal.PendingBytes()
+}
 
 // TraceSpans is how many spans of a trace the head holds.
 func (s *Store) TraceSpans(id [16]byte) int { return s.head.SpanCount(id) }
@@ -384,10 +417,15 @@ func (s *Store) ReplayStats() wal.ReplayStats { return s.replay }
 
 // Writable reports whether the WAL can take appends now. It is false from a failed disk write
 // until the WAL has written again (it retries by itself).
-func (s *Store) Writable() bool { return s.wal.Writable() }
+func (s *Store) Writable() bool { return s.wal == nil || s.wal.Writable() }
 
 // WALStats reports the log's counters.
-func (s *Store) WALStats() wal.Stats { return s.wal.Stats() }
+func (s *Store) WALStats() wal.Stats {
+	if s.wal == nil {
+		return wal.Stats{}
+	}
+	return s.wal.Stats()
+}
 
 // Stats reports the store's counters. It reads atomics only, so it never waits for a flush, a
 // compaction or the disk.
@@ -437,7 +475,9 @@ func (s *Store) Flush() error { return s.flush(true) }
 func (s *Store) flush(all bool) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
-	s.wal.Roll()
+	if s.wal != nil {
+		s.wal.Roll()
+	}
 	// Before cutting, so each cut trace carries into its block whether it has parts elsewhere.
 	s.head.CheckSplits(s.inBlocks)
 	cut := s.head.Cut(head.CutPolicy{Idle: s.opts.TraceIdle, MaxAge: s.opts.TraceMaxAge,
@@ -520,6 +560,15 @@ func (s *Store) writeBlock() error {
 		return errors.Join(fmt.Errorf("store: open new block %s: %w", meta.ID, err), derr)
 	}
 	s.modifyBlocks(func(cur []*block.Reader) []*block.Reader { return append(cur, r) })
+	if s.opts.BlockWritten != nil {
+		minSeq := s.pending[0].FirstSeq()
+		for _, t := range s.pending[1:] {
+			minSeq = min(minSeq, t.FirstSeq())
+		}
+		// Before the release: at every moment a trace's log position is held by the head or
+		// by a block the caller knows of, so the caller never acknowledges its log too early.
+		s.opts.BlockWritten(meta.ID, minSeq)
+	}
 	// Only now, with the block readable, do the traces leave the head: a reader always finds
 	// them in one place or the other.
 	s.head.Release(s.pending)
@@ -551,6 +600,9 @@ func (s *Store) inBlocks(id [16]byte) bool {
 }
 
 func (s *Store) trimWAL() error {
+	if s.wal == nil {
+		return nil
+	}
 	s.appendMu.Lock()
 	seq, ok := s.head.MinSegment()
 	if !ok {
@@ -604,6 +656,10 @@ func (s *Store) Close() error {
 	s.compactCancel()
 	<-s.compactStopped
 	ferr := s.flush(true)
+	if s.wal == nil {
+		s.closeBlocks()
+		return ferr
+	}
 	werr := s.wal.Close()
 	if _, ok := s.head.MinSegment(); !ok && ferr == nil && werr == nil {
 		// Everything is in blocks: nothing for the next start to replay.

@@ -1,0 +1,211 @@
+package ingestlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// startConsumer consumes partition pt after stream sequence after (0: from the start).
+func (b *Builder) startConsumer(pt *part, after uint64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan struct{})
+	b.mu.Lock()
+	pt.cancel, pt.exited = cancel, exited
+	if after > pt.committed {
+		pt.committed = after
+	}
+	b.mu.Unlock()
+	go func() {
+		defer close(exited)
+		next := after + 1
+		for ctx.Err() == nil {
+			var err error
+			next, err = b.consume(ctx, pt, next)
+			if err != nil && ctx.Err() == nil {
+				b.l.log.Warn("ingest log: consumer failed; starting again", "partition", pt.p, "at", next, "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}()
+}
+
+func (b *Builder) stopConsumer(pt *part) {
+	b.mu.Lock()
+	cancel, exited := pt.cancel, pt.exited
+	pt.cancel = nil
+	b.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-exited
+	b.l.m.lag.DeleteLabelValues(strconv.Itoa(pt.p))
+}
+
+// consume reads the partition from stream sequence from with an ordered consumer (no
+// acknowledgements of its own: the committed offset is the acknowledgement), appending every
+// message to the sink, until ctx ends or the consumer fails. It returns where to go on.
+func (b *Builder) consume(ctx context.Context, pt *part, from uint64) (uint64, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{fmt.Sprintf("%s.*.%d", b.l.cfg.Stream, pt.p)}}
+	if from > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	cons, err := b.l.js.OrderedConsumer(ctx, b.l.cfg.Stream, cfg)
+	if err != nil {
+		return from, fmt.Errorf("ordered consumer: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return from, fmt.Errorf("messages: %w", err)
+	}
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+		}
+		it.Stop()
+	}()
+	lag := b.l.m.lag.WithLabelValues(strconv.Itoa(pt.p))
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return from, nil
+			}
+			return from, err
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return from, fmt.Errorf("message metadata: %w", err)
+		}
+		seq := meta.Sequence.Stream
+		for b.o.Sink.HeadBytes() > b.o.MaxHeadBytes {
+			// The head is full: wait for blocks to take traces out of it. The stream holds the
+			// rest, replicated, so nothing waits in this node's memory.
+			select {
+			case <-ctx.Done():
+				return from, nil
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		if err := b.o.Sink.AppendLogged(seq, msg.Data()); err != nil {
+			// Validated before it was published; a message that still fails (a build with other
+			// rules) is skipped rather than blocking the partition forever.
+			b.l.log.Error("ingest log: message skipped", "partition", pt.p, "seq", seq, "err", err)
+		}
+		b.mu.Lock()
+		pt.consumed = append(pt.consumed, seq)
+		b.mu.Unlock()
+		b.l.m.consumed.Inc()
+		lag.Set(float64(meta.NumPending))
+		from = seq + 1
+	}
+}
+
+// commit writes, for each partition, the newest consumed sequence whose data is all durable:
+// below the oldest log position still in the head and in blocks not yet in the bucket. Stream
+// sequences grow across the whole stream, so one such bound serves every partition.
+func (b *Builder) commit(ctx context.Context) {
+	b.mu.Lock()
+	counts := make([]int, len(b.parts))
+	for i, pt := range b.parts {
+		counts[i] = len(pt.consumed)
+	}
+	b.mu.Unlock()
+	// The head first, then the blocks: the store reports a block before its traces leave the
+	// head, so a trace is seen in one or the other (or both), never in neither.
+	bound := uint64(math.MaxUint64)
+	if s, ok := b.o.Sink.MinSeq(); ok {
+		bound = s
+	}
+	bound = min(bound, b.o.Pending.min())
+	b.mu.Lock()
+	for i, pt := range b.parts {
+		n := 0
+		for n < counts[i] && pt.consumed[n] < bound {
+			n++
+		}
+		if n > 0 {
+			pt.toCommit = max(pt.toCommit, pt.consumed[n-1])
+			pt.consumed = append(pt.consumed[:0], pt.consumed[n:]...)
+		}
+	}
+	b.mu.Unlock()
+	for _, pt := range b.parts {
+		b.mu.Lock()
+		to := pt.toCommit
+		b.mu.Unlock()
+		if to == 0 {
+			continue
+		}
+		if err := b.l.commitOffset(ctx, pt.p, to); err != nil {
+			b.l.log.Warn("ingest log: cannot commit offset; retried", "partition", pt.p, "seq", to, "err", err)
+			continue
+		}
+		b.mu.Lock()
+		if pt.toCommit == to {
+			pt.toCommit = 0
+		}
+		pt.committed = max(pt.committed, to)
+		b.mu.Unlock()
+		b.l.m.committed.WithLabelValues(strconv.Itoa(pt.p)).Set(float64(to))
+	}
+}
+
+// committedOffset is the partition's last committed stream sequence (0: none).
+func (l *Log) committedOffset(ctx context.Context, p int) (uint64, error) {
+	e, err := l.offsets.Get(ctx, partitionKey(p))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ingestlog: read offset of partition %d: %w", p, err)
+	}
+	v, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("ingestlog: offset of partition %d: %w", p, err)
+	}
+	return v, nil
+}
+
+// commitOffset raises the partition's offset to seq, never lowers it: an old owner still
+// committing what its last blocks made durable and the new owner replaying behind it both
+// write, and whatever either says is durable is. Compare-and-set on the revision keeps two
+// writers from losing each other's raise.
+func (l *Log) commitOffset(ctx context.Context, p int, seq uint64) error {
+	key := partitionKey(p)
+	for try := 0; try < 3; try++ {
+		e, err := l.offsets.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if _, err = l.offsets.Create(ctx, key, []byte(strconv.FormatUint(seq, 10))); err == nil {
+				return nil
+			}
+		case err != nil:
+			return fmt.Errorf("ingestlog: read offset: %w", err)
+		default:
+			cur, _ := strconv.ParseUint(string(e.Value()), 10, 64)
+			if cur >= seq {
+				return nil
+			}
+			if _, err = l.offsets.Update(ctx, key, []byte(strconv.FormatUint(seq, 10)), e.Revision()); err == nil {
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("ingestlog: offset of partition %d changed under three attempts", p)
+}
