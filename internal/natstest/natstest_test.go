@@ -32,7 +32,9 @@ func TestClusterSurvivesOneKill(t *testing.T) {
 		for i := 0; i < n; i++ {
 			// The stream's leader may move after a kill; a publish retried until acknowledged.
 			for {
-				_, err := js.Publish(ctx, "t.x", []byte("m"))
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := js.Publish(pctx, "t.x", []byte("m"))
+				cancel()
 				if err == nil {
 					break
 				}
@@ -44,8 +46,10 @@ func TestClusterSurvivesOneKill(t *testing.T) {
 		}
 	}
 	publish(10)
+	t.Log("killing n1")
 	c.Servers[0].Kill()
 	publish(10)
+	t.Log("restarting n1")
 	c.Servers[0].Restart()
 	publish(10)
 	st, err := js.Stream(ctx, "T")
