@@ -114,3 +114,30 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkGate is the check every request pays with authentication on: parse the header, hash
+// the token, look it up, check the role and the tenant.
+func BenchmarkGate(b *testing.B) {
+	a, err := New(Config{Enabled: true, Tokens: []Token{
+		{Name: "sdk", SHA256: HashToken("write-token-0123456789abcdef"), Role: RoleWrite, Tenants: []string{"alpha", "bravo"}},
+	}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mt := range []bool{false, true} {
+		name := "multitenancy=off"
+		if mt {
+			name = "multitenancy=on"
+		}
+		b.Run(name, func(b *testing.B) {
+			g := &Gate{Auth: a, Multitenancy: mt, Listener: "otlp_grpc"}
+			rule := Rule{Need: RoleWrite, Tenant: true}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := g.Resolve("Bearer write-token-0123456789abcdef", "bravo", rule); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
