@@ -259,15 +259,38 @@ func decodeHead(parts []*headPart, resources map[*otlpwire.Group]*resource, cols
 	t.start, t.dur = int64(start), int64(end-start)
 	slices.SortStableFunc(spans, func(a, b wireSpan) int { return cmpInt(a.s.start, b.s.start) })
 	t.spans = make([]span, len(spans))
-	byID := make(map[string]int32, len(spans))
 	for i := range spans {
 		t.spans[i] = spans[i].s
 		t.spans[i].self = int32(i)
-		byID[string(spans[i].s.id)] = int32(i)
+	}
+	// Parents by ID: a scan in small traces, a map in big ones. The last span with the ID
+	// wins, as a map filled in order would have it.
+	var byID map[string]int32
+	if len(spans) > 32 {
+		byID = make(map[string]int32, len(spans))
+		for i := range spans {
+			byID[string(spans[i].s.id)] = int32(i)
+		}
 	}
 	for i := range spans {
 		pid := spans[i].parentID
-		if p, ok := byID[string(pid)]; ok && len(pid) > 0 && int(p) != i {
+		if len(pid) == 0 {
+			continue
+		}
+		p := int32(-1)
+		if byID != nil {
+			if q, ok := byID[string(pid)]; ok {
+				p = q
+			}
+		} else {
+			for j := len(spans) - 1; j >= 0; j-- {
+				if bytes.Equal(spans[j].s.id, pid) {
+					p = int32(j)
+					break
+				}
+			}
+		}
+		if p >= 0 && int(p) != i {
 			t.spans[i].parent = p
 		}
 	}
