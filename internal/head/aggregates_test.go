@@ -3,6 +3,14 @@ package head
 import (
 	"fmt"
 	"testing"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 )
 
 // aggTotals sums the head's aggregates by name.
@@ -50,4 +58,70 @@ func TestAggregatesFollowAppendAndRelease(t *testing.T) {
 	if got, ok := aggTotals(t, h); !ok || fmt.Sprint(got) != "map[again:1]" {
 		t.Fatalf("after the overflow left: %v %v", got, ok)
 	}
+}
+
+// The counters the flush loop reads every tick (live bytes, oldest WAL segment) follow appends
+// in any segment order, cuts and releases as a walk over every trace would find them.
+func TestLiveBytesAndMinSegmentKept(t *testing.T) {
+	h := New()
+	walk := func() (live int64, seq uint64, ok bool) {
+		for i := range h.shards {
+			sh := &h.shards[i]
+			for _, tr := range sh.live {
+				live += int64(len(tr.buf))
+				if !ok || tr.firstSeq < seq {
+					seq, ok = tr.firstSeq, true
+				}
+			}
+			for _, ts := range sh.flushing {
+				for _, tr := range ts {
+					if !ok || tr.firstSeq < seq {
+						seq, ok = tr.firstSeq, true
+					}
+				}
+			}
+		}
+		return
+	}
+	check := func(step string) {
+		t.Helper()
+		live, seq, ok := walk()
+		gotSeq, gotOK := h.MinSegment()
+		if h.liveBytes() != live || gotSeq != seq || gotOK != ok {
+			t.Fatalf("%s: live bytes %d, min segment %d %v; a walk finds %d, %d %v", step, h.liveBytes(), gotSeq, gotOK, live, seq, ok)
+		}
+	}
+	add := func(seq uint64, tr, id byte) {
+		b := mustMarshalReq(t, span(tr, id, "x"))
+		a := h.Appender(seq)
+		if err := otlpwire.ScanRequest(b, func(g *otlpwire.Group, s *otlpwire.Span) error { a.Append(g, s); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		a.Commit()
+	}
+	add(5, 1, 1)
+	add(3, 2, 1)
+	add(7, 1, 2)
+	check("appends")
+	cut := h.Cut(CutPolicy{All: true})
+	add(9, 2, 2) // a late span of trace 2
+	check("cut")
+	h.Release(cut[:1])
+	check("one released")
+	h.Release(cut[1:])
+	check("all released")
+	h.Release(h.Cut(CutPolicy{All: true}))
+	check("empty")
+}
+
+func mustMarshalReq(t *testing.T, spans ...*tracepb.Span) []byte {
+	t.Helper()
+	b, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+		Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{kvStr("service.name", "api")}},
+		ScopeSpans: []*tracepb.ScopeSpans{{Spans: spans}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -52,6 +52,12 @@ type shard struct {
 	splitIDs map[[16]byte]struct{}
 	// maxSpans bounds the spans of any trace of the shard, its parts added up (see MaxSpans).
 	maxSpans int
+	// liveBytes is the span bytes of the live traces, and minSeq the oldest WAL segment of any
+	// trace held (when minOK; recomputed when minDirty): the flush loop asks for both every
+	// tick, and walking every trace for them cost a quarter of a core with 3M spans held.
+	liveBytes       int64
+	minSeq          uint64
+	minOK, minDirty bool
 }
 
 // Trace is one trace's spans as held by the head. Its fields are read-only for everyone but the
@@ -194,6 +200,10 @@ func (a *Appender) Commit() {
 	// Measured under the lock: once it is released, another request may append to the same
 	// trace, and reading len(t.buf) then would count its bytes twice (once here, once there).
 	added := int64(len(t.buf) - before)
+	sh.liveBytes += added
+	if !sh.minDirty && (!sh.minOK || a.seq < sh.minSeq) {
+		sh.minSeq, sh.minOK = a.seq, true
+	}
 	sh.mu.Unlock()
 	a.h.bytes.Add(added)
 	a.h.spans.Add(int64(len(a.pending)))
@@ -395,6 +405,7 @@ func (h *Head) Cut(p CutPolicy) []*Trace {
 		for id, t := range sh.live {
 			if p.All || t.lastAppend <= idleBefore || (p.MaxAge > 0 && t.firstAppend <= ageBefore) {
 				delete(sh.live, id)
+				sh.liveBytes -= int64(len(t.buf))
 				sh.flushing[id] = append(sh.flushing[id], t)
 				out = append(out, t)
 				cutBytes += int64(len(t.buf))
@@ -415,9 +426,7 @@ func (h *Head) liveBytes() int64 {
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
-		for _, t := range sh.live {
-			n += int64(len(t.buf))
-		}
+		n += sh.liveBytes
 		sh.mu.Unlock()
 	}
 	return n
@@ -452,6 +461,7 @@ func (h *Head) cutOldest(bytes int64) []*Trace {
 		sh.mu.Lock()
 		if t := sh.live[c.id]; t != nil {
 			delete(sh.live, c.id)
+			sh.liveBytes -= int64(len(t.buf))
 			sh.flushing[c.id] = append(sh.flushing[c.id], t)
 			out = append(out, t)
 			bytes -= int64(len(t.buf))
@@ -474,6 +484,9 @@ func (h *Head) Release(ts []*Trace) {
 				held = true
 				break
 			}
+		}
+		if held {
+			sh.minDirty = true
 		}
 		if len(list) == 0 {
 			delete(sh.flushing, t.ID)
@@ -510,17 +523,23 @@ func (h *Head) MinSegment() (seq uint64, ok bool) {
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
-		for _, t := range sh.live {
-			if !ok || t.firstSeq < seq {
-				seq, ok = t.firstSeq, true
-			}
-		}
-		for _, ts := range sh.flushing {
-			for _, t := range ts {
-				if !ok || t.firstSeq < seq {
-					seq, ok = t.firstSeq, true
+		if sh.minDirty {
+			sh.minOK, sh.minDirty = false, false
+			for _, t := range sh.live {
+				if !sh.minOK || t.firstSeq < sh.minSeq {
+					sh.minSeq, sh.minOK = t.firstSeq, true
 				}
 			}
+			for _, ts := range sh.flushing {
+				for _, t := range ts {
+					if !sh.minOK || t.firstSeq < sh.minSeq {
+						sh.minSeq, sh.minOK = t.firstSeq, true
+					}
+				}
+			}
+		}
+		if sh.minOK && (!ok || sh.minSeq < seq) {
+			seq, ok = sh.minSeq, true
 		}
 		sh.mu.Unlock()
 	}
