@@ -4,6 +4,13 @@
   bench-query.py URL LABEL [PID]       time each query (one warm-up, then the median of 5),
                                        and the server's CPU time per query when given its PID
   bench-query.py --table BLOCKS HEAD   print the Markdown table of two runs
+  bench-query.py --bucket-table LOCAL S3
+                                       the table of a local-disk run and a query node's run over
+                                       MinIO (scripts/bench-bucket)
+
+With BENCH_METRICS=1 each query also reports, from the server's /metrics, the object-store
+requests and bytes and the cache hits of its first run (cold: the node has not run this query
+before) and of the median runs after it (warm).
 
 Search and metrics windows are the last hour, as Grafana's default time picker sends them.
 """
@@ -52,13 +59,44 @@ def cpu_ns():
     return total
 
 
+METRICS = os.environ.get('BENCH_METRICS') == '1'
+BASE = None
+COUNTERS = ('ariadne_objstore_requests_total', 'ariadne_objstore_read_bytes_total', 'ariadne_cache_hits_total',
+            'ariadne_cache_misses_total')
+
+
+def counters():
+    """The object-store and cache counters of the server, or {} without BENCH_METRICS."""
+    if not METRICS:
+        return {}
+    with urllib.request.urlopen(BASE + '/metrics', timeout=60) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in COUNTERS:
+            out[parts[0]] = float(parts[1])
+    return out
+
+
+IO = []  # per query: (cold counters delta, warm counters delta per run)
+
+
+def delta(a, b, runs=1):
+    return {k: (b.get(k, 0) - a.get(k, 0)) / runs for k in COUNTERS} if METRICS else {}
+
+
 def timed(url, answer):
     """Median of 5 after a warm-up (wall ms, server CPU ms), and a short description of the
     answer. A query whose warm-up takes over 5 s is reported from that one run."""
+    m0 = counters()
     c0 = cpu_ns()
     ms, body = get(url)
     cpu = (cpu_ns() - c0) / 1e6
+    m1 = counters()
+    cold_ms = ms
     if ms > 5000:
+        IO.append((cold_ms, delta(m0, m1), delta(m1, m1)))
         return ms, cpu, answer(body) + ' (1 run)'
     runs, cpus = [], []
     out = None
@@ -68,6 +106,7 @@ def timed(url, answer):
         cpus.append((cpu_ns() - c0) / 1e6)
         runs.append(ms)
         out = answer(body)
+    IO.append((cold_ms, delta(m0, m1), delta(m1, counters(), 5)))
     return statistics.median(runs), statistics.median(cpus), out
 
 
@@ -87,6 +126,8 @@ def settle(limit_s=120):
 
 
 def run(base, label):
+    global BASE
+    BASE = base
     settle()
     now = int(time.time())
     start, end = now - 3600, now
@@ -108,21 +149,35 @@ def run(base, label):
     # Trace by ID: 20 IDs of the newest traces, each fetched 5 times; median and max over all.
     _, body = get(base + '/api/search?' + urllib.parse.urlencode({'q': '{ }', 'limit': 20, 'start': start, 'end': end}))
     ids = [t['traceID'] for t in body.get('traces') or []]
-    times, cpus = [], []
+    times, cpus, colds = [], [], []
     spans = 0
+    m0 = counters()
+    cold_io = delta(m0, m0)
+    warm_io = delta(m0, m0)
     for tid in ids:
-        get(base + '/api/traces/' + tid)
+        a = counters()
+        colds.append(get(base + '/api/traces/' + tid)[0])
+        after_cold = counters()
+        for k, v in delta(a, after_cold).items():
+            cold_io[k] += v / len(ids)
         for _ in range(5):
             c0 = cpu_ns()
             ms, b = get(base + '/api/traces/' + tid)
             cpus.append((cpu_ns() - c0) / 1e6)
             times.append(ms)
+        for k, v in delta(after_cold, counters(), 5).items():
+            warm_io[k] += v / len(ids)
         spans += sum(len(ss.get('spans') or []) for rs in (b.get('batches') or b.get('resourceSpans') or []) for ss in rs.get('scopeSpans') or [])
     if times:
+        IO.append((statistics.median(colds), cold_io, warm_io))
         rows.append(('trace by ID (%d IDs)' % len(ids), statistics.median(times), statistics.median(cpus),
                      '%d spans, max %.1f ms' % (spans, max(times))))
-    for name, ms, cpu, n in rows:
-        print(json.dumps({'label': label, 'query': name, 'ms': round(ms, 1), 'cpu': round(cpu, 1), 'answer': n}))
+    for i, (name, ms, cpu, n) in enumerate(rows):
+        row = {'label': label, 'query': name, 'ms': round(ms, 1), 'cpu': round(cpu, 1), 'answer': n}
+        if METRICS and i < len(IO):
+            row['cold_ms'] = round(IO[i][0], 1)
+            row['cold'], row['warm'] = IO[i][1], IO[i][2]
+        print(json.dumps(row))
 
 
 def table(blocks_file, head_file):
@@ -137,6 +192,29 @@ def table(blocks_file, head_file):
                                                         fmt(rb['cpu']), fmt(rh['cpu']), same))
 
 
+def bucket_table(local_file, s3_file):
+    def load(f):
+        return [json.loads(l) for l in open(f) if l.strip()]
+
+    def io(d):
+        hits, misses = d['ariadne_cache_hits_total'], d['ariadne_cache_misses_total']
+        rate = '%.0f%%' % (100 * hits / (hits + misses)) if hits + misses else '—'
+        return '%.1f req, %s, hits %s' % (d['ariadne_objstore_requests_total'], size(d['ariadne_objstore_read_bytes_total']), rate)
+
+    print('| query | local disk | MinIO cold (first run) | MinIO warm (median of 5) | answer (local / MinIO) |')
+    print('|---|---|---|---|---|')
+    for rl, rs in zip(load(local_file), load(s3_file)):
+        same = rl['answer'] if rl['answer'] == rs['answer'] else '%s / %s' % (rl['answer'], rs['answer'])
+        print('| %s | %s ms | %s ms; %s | %s ms; %s | %s |' % (rl['query'].replace('|', '\\|'), fmt(rl['ms']), fmt(rs['cold_ms']),
+                                                           io(rs['cold']), fmt(rs['ms']), io(rs['warm']), same))
+
+
+def size(b):
+    if b >= 1 << 20:
+        return '%.1f MiB' % (b / (1 << 20))
+    return '%.0f KiB' % (b / 1024)
+
+
 def fmt(ms):
     return '%.1f' % ms if ms < 10 else '%.0f' % ms
 
@@ -144,6 +222,8 @@ def fmt(ms):
 if __name__ == '__main__':
     if sys.argv[1] == '--table':
         table(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == '--bucket-table':
+        bucket_table(sys.argv[2], sys.argv[3])
     else:
         if len(sys.argv) > 3:
             PID = sys.argv[3]

@@ -112,10 +112,6 @@ func (c *Config) CheckCluster() error {
 			return fmt.Errorf("config: target %s needs storage.backend: s3 (nodes share blocks through the bucket)", c.Target)
 		}
 	case "s3":
-		if c.MultitenancyEnabled {
-			// Each tenant has its own store; the cluster parts serve one tenant so far.
-			return errors.New("config: storage.backend s3 does not work with multitenancy_enabled yet")
-		}
 		s := &c.Storage.S3
 		if s.AccessKey == "" && s.SecretKey == "" {
 			s.AccessKey, s.SecretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")

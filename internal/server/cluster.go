@@ -37,22 +37,63 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
 
-// cluster is what a node sharing a bucket runs beside (or instead of) the local store: the
-// bucket's blocks for queries, the upload of its own blocks, the compactor, the peers.
+// cluster is what a node sharing a bucket runs beside (or instead of) the local store: for
+// each tenant, the bucket's blocks for queries and the upload of its own blocks; the
+// compactor; the peers.
 type cluster struct {
-	cfg    config.Config
-	log    *slog.Logger
-	root   *s3store.Store // the installation's prefix; tenants below
-	bucket *s3store.Store // this node's tenant
-	cache  *objcache.Store
-	set    *bucketblocks.Set
-	ship   *blockship.Shipper
-	comp   *compactor.Compactor
-	peers  *peerapi.Client
+	cfg   config.Config
+	log   *slog.Logger
+	root  *s3store.Store // the installation's prefix; tenants below
+	comp  *compactor.Compactor
+	peers *peerapi.Client
+
+	mu    sync.Mutex
+	views map[string]*tenantView
 }
 
-// tenant is the one tenant nodes serve until stores are per tenant: the receivers' default.
-const tenant = receive.DefaultTenant
+// tenantView is one tenant's part of the bucket, as this node sees it. Tenants are kept apart
+// by prefix (<prefix>/<tenant>/blocks/…, <prefix>/<tenant>/index.json.gz), as on disk by
+// directory: each has its own block set, cache, uploads and compaction lease, and peer requests
+// name the tenant, so no read of one tenant can open another's blocks.
+type tenantView struct {
+	name   string
+	bucket *s3store.Store
+	cache  *objcache.Store
+	set    *bucketblocks.Set
+	ship   *blockship.Shipper // on ingest nodes, once the tenant's store is open
+}
+
+// view returns a tenant's view, opening its cache and starting to poll its block index on
+// first use.
+func (c *cluster) view(name string) (*tenantView, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v := c.views[name]; v != nil {
+		return v, nil
+	}
+	if max := c.cfg.MultitenancyMaxTenants; c.cfg.MultitenancyEnabled && len(c.views) >= max && max > 0 {
+		return nil, fmt.Errorf("tenant %q refused: this node already serves %d tenants (multitenancy_max_tenants)", name, max)
+	}
+	v := &tenantView{name: name, bucket: c.root.Sub(name)}
+	var err error
+	v.cache, err = objcache.New(v.bucket, objcache.Options{Dir: filepath.Join(c.cfg.DataDir, "cache", name), MaxBytes: c.cfg.Cluster.CacheBytes})
+	if err != nil {
+		return nil, err
+	}
+	v.set = bucketblocks.New(bucketblocks.Options{Bucket: v.bucket, Cache: v.cache, Poll: time.Duration(c.cfg.Cluster.PollInterval), Logger: c.log.With("tenant", name)})
+	v.set.Start(context.Background())
+	c.views[name] = v
+	return v, nil
+}
+
+// eachView calls fn with every tenant's view.
+func (c *cluster) eachView(fn func(*tenantView)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, v := range c.views {
+		fn(v)
+	}
+}
 
 func openCluster(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*cluster, error) {
 	s3c := cfg.Storage.S3
@@ -68,12 +109,7 @@ func openCluster(cfg config.Config, log *slog.Logger, reg prometheus.Registerer)
 		log.Warn("object store not reachable at start; continuing", "err", err)
 	}
 	cancel()
-	c := &cluster{cfg: cfg, log: log, root: root, bucket: root.Sub(tenant)}
-	c.cache, err = objcache.New(c.bucket, objcache.Options{Dir: filepath.Join(cfg.DataDir, "cache"), MaxBytes: cfg.Cluster.CacheBytes})
-	if err != nil {
-		return nil, err
-	}
-	c.set = bucketblocks.New(bucketblocks.Options{Bucket: c.bucket, Cache: c.cache, Poll: time.Duration(cfg.Cluster.PollInterval), Logger: log})
+	c := &cluster{cfg: cfg, log: log, root: root, views: map[string]*tenantView{}}
 	if len(cfg.Cluster.Peers) > 0 || cfg.Cluster.PeersDNS != "" {
 		c.peers = peerapi.NewClient(cfg.Cluster.Peers, cfg.Cluster.PeersDNS, "")
 		c.peers.SetToken(cfg.Cluster.PeerToken)
@@ -91,25 +127,31 @@ func (c *cluster) compactMinBlocks(configured int) int {
 	return -1
 }
 
-// startIngest uploads the store's blocks, starts polling the bucket and, for target all, the
-// compactor.
-func (c *cluster) startIngest(st *store.Store, compact bool) error {
-	local, err := objstore.NewLocal(c.cfg.DataDir)
+// startTenant uploads the blocks of tenant's store, which keeps them in dir, and returns the
+// tenant's view. A nil cluster (one machine) has none.
+func (c *cluster) startTenant(tenant, dir string, st *store.Store) (*tenantView, error) {
+	if c == nil || tenant == "" {
+		return nil, nil // one machine, or the multi-tenant empty core, which is nobody's
+	}
+	v, err := c.view(tenant)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c.ship, err = blockship.New(blockship.Options{Source: st, Local: local, Bucket: c.bucket,
-		StateDir: filepath.Join(c.cfg.DataDir, "uploaded"), Hold: time.Duration(c.cfg.Cluster.UploadHold),
-		QueueBytes: c.cfg.Cluster.UploadQueueBytes, Logger: c.log})
+	local, err := objstore.NewLocal(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c.ship.Start()
-	c.set.Start(context.Background())
-	if compact {
-		return c.startCompactor()
+	ship, err := blockship.New(blockship.Options{Source: st, Local: local, Bucket: v.bucket,
+		StateDir: filepath.Join(dir, "uploaded"), Hold: time.Duration(c.cfg.Cluster.UploadHold),
+		QueueBytes: c.cfg.Cluster.UploadQueueBytes, Logger: c.log.With("tenant", tenant)})
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	c.mu.Lock()
+	v.ship = ship
+	c.mu.Unlock()
+	ship.Start()
+	return v, nil
 }
 
 func (c *cluster) startCompactor() error {
@@ -130,49 +172,67 @@ func (c *cluster) startCompactor() error {
 	return nil
 }
 
-// backlog refuses ingest while too much is waiting for the bucket. A nil cluster (one
-// machine) never refuses.
-func (c *cluster) backlog() string {
-	if c == nil || c.ship == nil {
+// backlog refuses the tenant's ingest while too much of it is waiting for the bucket. A nil
+// view (one machine) never refuses.
+func (v *tenantView) backlog() string {
+	if v == nil || v.ship == nil {
 		return ""
 	}
-	return c.ship.Refusal()
+	return v.ship.Refusal()
 }
 
-// stop ends the cluster parts; the store is closed before, so its last block is uploaded here.
+// stop ends the cluster parts; the stores are closed before, so their last blocks are
+// uploaded here.
 func (c *cluster) stop(ctx context.Context) error {
-	var err error
-	if c.ship != nil {
-		err = c.ship.Stop(ctx)
-		if err != nil {
-			c.log.Warn("blocks left queued for upload at the next start", "err", err)
-			err = nil
+	c.eachView(func(v *tenantView) {
+		if v.ship != nil {
+			if err := v.ship.Stop(ctx); err != nil {
+				c.log.Warn("blocks left queued for upload at the next start", "tenant", v.name, "err", err)
+			}
 		}
-	}
+		v.set.Close()
+	})
 	if c.comp != nil {
 		c.comp.Stop()
 	}
-	c.set.Close()
-	return err
+	return nil
 }
 
 // source is what a cluster node queries: its own store (nil on a query node) and the bucket's
 // blocks, each block once. A block this node uploaded is both local and in the bucket for
 // its hold; the local copy is read.
 type source struct {
-	st    *store.Store
-	head  *head.Head
-	set   *bucketblocks.Set
-	peers *peerapi.Client // nil: no peers to ask
+	st     *store.Store
+	head   *head.Head
+	set    *bucketblocks.Set
+	peers  *peerapi.Client // nil: no peers to ask
+	tenant string          // what peers are asked for
 }
 
 // peerHeadsKey holds a request's merged head (withPeerHeads).
 type peerHeadsKey struct{}
 
-// peerHeads is one request's merged head, built on first use.
+// peerHeads are one request's merged heads, one per tenant (a federated read a|b asks for
+// each), each built on first use.
 type peerHeads struct {
+	mu sync.Mutex
+	m  map[string]*tenantHead
+}
+
+type tenantHead struct {
 	once sync.Once
 	h    *head.Head
+}
+
+func (p *peerHeads) of(tenant string) *tenantHead {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	th := p.m[tenant]
+	if th == nil {
+		th = &tenantHead{}
+		p.m[tenant] = th
+	}
+	return th
 }
 
 // withPeerHeads gives each request of next a place for the head that search, tag discovery
@@ -180,7 +240,7 @@ type peerHeads struct {
 // often the engine asks (it asks again for every trace it judges whole).
 func withPeerHeads(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerHeadsKey{}, &peerHeads{})))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerHeadsKey{}, &peerHeads{m: map[string]*tenantHead{}})))
 	})
 }
 
@@ -193,23 +253,23 @@ func (s source) HeadFor(ctx context.Context) *head.Head {
 	if s.peers == nil {
 		return s.Head()
 	}
-	ph, _ := ctx.Value(peerHeadsKey{}).(*peerHeads)
-	if ph == nil {
-		ph = &peerHeads{} // a caller outside the HTTP API: read the peers on each call
+	th := &tenantHead{} // a caller outside the HTTP API: read the peers on each call
+	if ph, _ := ctx.Value(peerHeadsKey{}).(*peerHeads); ph != nil {
+		th = ph.of(s.tenant)
 	}
-	ph.once.Do(func() {
+	th.once.Do(func() {
 		h := head.New()
 		if s.st != nil {
 			if err := peerapi.CopyHead(h, s.st.Head(), 0); err != nil {
 				partial.Note(ctx, "this node's head: "+err.Error())
 			}
 		}
-		if err := s.peers.Heads(ctx, tenant, 0, h); err != nil {
+		if err := s.peers.Heads(ctx, s.tenant, 0, h); err != nil {
 			partial.Note(ctx, "ingest nodes' heads: "+err.Error())
 		}
-		ph.h = h
+		th.h = h
 	})
-	return ph.h
+	return th.h
 }
 
 func (s source) Head() *head.Head {
@@ -241,11 +301,14 @@ func (s source) AcquireBlocks() ([]*block.Reader, func()) {
 // Stale tells queries their view of the bucket may be behind (query.NoteStale).
 func (s source) Stale() error { return s.set.Stale() }
 
-// peerRemote asks the ingest nodes for their parts of a trace.
-type peerRemote struct{ c *peerapi.Client }
+// peerRemote asks the ingest nodes for their parts of a tenant's trace.
+type peerRemote struct {
+	c      *peerapi.Client
+	tenant string
+}
 
 func (p peerRemote) FindTrace(ctx context.Context, id [16]byte) ([]*tracepb.ResourceSpans, error) {
-	return p.c.FindTrace(ctx, tenant, id)
+	return p.c.FindTrace(ctx, p.tenant, id)
 }
 
 // localFinder answers peers from this node's own store only: never from the bucket or other
@@ -256,16 +319,28 @@ func (f localFinder) FindTrace(ctx context.Context, id [16]byte) (*tracepb.Trace
 	return f.q.FindTrace(ctx, id, query.TimeRange{})
 }
 
-// querier reads st and, on a cluster node, the bucket's blocks and the peers.
-func (c *cluster) querier(st *store.Store) *query.Querier {
-	if c == nil {
+// querier reads st (nil on a query node) and, on a cluster node, the tenant's blocks in the
+// bucket and the peers.
+func (c *cluster) querier(st *store.Store, v *tenantView) *query.Querier {
+	if c == nil || v == nil {
 		return query.New(st)
 	}
-	q := query.New(source{st: st, head: head.New(), set: c.set, peers: c.peers})
+	q := query.New(source{st: st, head: head.New(), set: v.set, peers: c.peers, tenant: v.name})
 	if c.peers != nil {
-		q.SetRemote(peerRemote{c.peers})
+		q.SetRemote(peerRemote{c.peers, v.name})
 	}
 	return q
+}
+
+// servePeers answers the other nodes' requests for what st holds (on every core of a node
+// with a store, the multi-tenant empty one included, so a tenant unknown here answers empty
+// rather than failing).
+func (c *cluster) servePeers(a *api.Server, st *store.Store) {
+	if c == nil {
+		return
+	}
+	a.Handle("GET "+peerapi.Path+"{id}", peerapi.Handler(localFinder{query.New(st)}))
+	a.Handle("GET "+peerapi.HeadPath, peerapi.HeadHandler(func(*http.Request) (*head.Head, error) { return st.Head(), nil }))
 }
 
 func (c *cluster) collector() prometheus.Collector {
@@ -298,7 +373,18 @@ func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	c := cc.c
 	s := c.root.Stats()
-	cs := c.cache.Stats()
+	var cs objcache.Stats
+	var ss blockship.Stats
+	blocks := 0
+	c.eachView(func(v *tenantView) {
+		st := v.cache.Stats()
+		cs.Hits, cs.Misses, cs.Bytes = cs.Hits+st.Hits, cs.Misses+st.Misses, cs.Bytes+st.Bytes
+		blocks += len(v.set.Blocks())
+		if v.ship != nil {
+			st := v.ship.Stats()
+			ss.QueuedBytes, ss.Uploaded, ss.Failures = ss.QueuedBytes+st.QueuedBytes, ss.Uploaded+st.Uploaded, ss.Failures+st.Failures
+		}
+	})
 	counter := func(d *prometheus.Desc, v float64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
 	}
@@ -310,17 +396,10 @@ func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCacheHits, float64(cs.Hits))
 	counter(descCacheMisses, float64(cs.Misses))
 	gauge(descCacheBytes, float64(cs.Bytes))
-	if c.ship != nil {
-		ss := c.ship.Stats()
-		gauge(descUploadQueue, float64(ss.QueuedBytes))
-		counter(descUploaded, float64(ss.Uploaded))
-		counter(descUploadFails, float64(ss.Failures))
-	} else {
-		gauge(descUploadQueue, 0)
-		counter(descUploaded, 0)
-		counter(descUploadFails, 0)
-	}
-	gauge(descBucketBlocks, float64(len(c.set.Blocks())))
+	gauge(descUploadQueue, float64(ss.QueuedBytes))
+	counter(descUploaded, float64(ss.Uploaded))
+	counter(descUploadFails, float64(ss.Failures))
+	gauge(descBucketBlocks, float64(blocks))
 }
 
 // startStateless runs a query or compact node: no receivers, no WAL, no store; the query API
@@ -335,24 +414,32 @@ func startStateless(cfg config.Config, build api.BuildInfo, log *slog.Logger, re
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, errs: make(chan error, 4), Registry: reg, cluster: cl, listeners: map[string]*connlimit.Listener{}}
-	cl.set.Start(context.Background())
+	// With multi-tenancy the default tenant's API answers only what names no tenant (health,
+	// UI, /metrics); every read goes to its tenant's (tenantAPIs).
+	root, err := cl.view(receive.DefaultTenant)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Target == config.TargetCompact {
 		if err := cl.startCompactor(); err != nil {
 			cl.stop(context.Background())
 			return nil, err
 		}
 	}
-	q := cl.querier(nil)
-	s.API = api.New(q, build, log)
+	s.API = api.New(cl.querier(nil, root), build, log)
 	s.API.Handle("GET /", ui.Handler())
 	s.API.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	var h http.Handler = s.API
+	if cfg.MultitenancyEnabled {
+		h = &tenantAPIs{c: cl, build: build, log: log, root: s.API, apis: map[string]*api.Server{}}
+	}
 	lq, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		cl.stop(context.Background())
 		return nil, fmt.Errorf("listen HTTP %s: %w", cfg.HTTPAddr, err)
 	}
 	s.HTTPAddr = lq.Addr().String()
-	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(gate("http").HTTP(queryRule, withPeerHeads(s.API)))}
+	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(gate("http").HTTP(queryRule, withPeerHeads(h)))}
 	lqc, serveQuery := serveHTTP(s.queryHTTP, lq, cfg.Server, tlsCfg)
 	s.listeners["http"] = lqc
 	registerConnMetrics(reg, s.listeners)
@@ -360,4 +447,49 @@ func startStateless(cfg config.Config, build api.BuildInfo, log *slog.Logger, re
 	s.API.SetReady(true)
 	log.Info("ariadne ready", "target", cfg.Target, "http", s.HTTPAddr, "bucket", cfg.Storage.S3.Bucket)
 	return s, nil
+}
+
+// tenantAPIs routes a stateless node's reads to a query API per tenant, each over its tenant's
+// blocks and asking the peers for that tenant only, opened on the tenant's first read; reads
+// of several tenants (a|b) are joined as on a single node (federatedRead).
+type tenantAPIs struct {
+	c     *cluster
+	build api.BuildInfo
+	log   *slog.Logger
+	root  http.Handler
+
+	mu   sync.Mutex
+	apis map[string]*api.Server
+}
+
+func (t *tenantAPIs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !queryRule(r).Tenant {
+		t.root.ServeHTTP(w, r)
+		return
+	}
+	names := auth.Tenants(r.Header.Get(auth.TenantHeader))
+	if len(names) == 1 {
+		t.get(names[0]).ServeHTTP(w, r)
+		return
+	}
+	federatedRead(w, r, names, t.get)
+}
+
+func (t *tenantAPIs) get(name string) http.Handler {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if a := t.apis[name]; a != nil {
+		return a
+	}
+	v, err := t.c.view(name)
+	if err != nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Retry-After", "60")
+			http.Error(w, err.Error(), http.StatusTooManyRequests)
+		})
+	}
+	a := api.New(t.c.querier(nil, v), t.build, t.log.With("tenant", name))
+	a.SetReady(true)
+	t.apis[name] = a
+	return a
 }

@@ -34,8 +34,6 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/headsampling"
 	"github.com/ariadne-tracing/ariadne/internal/ingest"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
-	"github.com/ariadne-tracing/ariadne/internal/peerapi"
-	"github.com/ariadne-tracing/ariadne/internal/query"
 	"github.com/ariadne-tracing/ariadne/internal/queryscheduler"
 	"github.com/ariadne-tracing/ariadne/internal/receive"
 	"github.com/ariadne-tracing/ariadne/internal/remotewrite"
@@ -111,6 +109,7 @@ type Option func(*options)
 type options struct {
 	fs      vfs.FS
 	cluster *cluster                                  // set by Start with storage.backend s3
+	tenant  string                                    // whose core openCore opens ("": the multi-tenant empty core)
 	limits  func(tenant string) (rate, burst float64) // per-tenant ingest rate (overrides)
 	// queries is the process's one query scheduler, which every core's API shares.
 	queries *queryscheduler.Scheduler
@@ -221,6 +220,11 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 		return nil, err
 	}
 	s.Store = st
+	view, err := o.cluster.startTenant(o.tenant, dir, st)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	reg.MustRegister(newStoreCollector(st))
 	var observers []ingest.Observer
 	var spanMetrics *spanmetrics.Metrics
@@ -249,7 +253,7 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 		MaxSpansPerTrace: ic.MaxSpansPerTrace, MaxAttributeValueBytes: ic.MaxAttributeValueBytes,
 		MaxAttributesPerSpan: ic.MaxAttributesPerSpan, MaxEventsPerSpan: ic.MaxEventsPerSpan, MaxLinksPerSpan: ic.MaxLinksPerSpan,
 		RateLimitSpans: ic.RateLimitSpans, RateBurstSpans: ic.RateBurstSpans, MaxTenants: ic.MaxTenants, TenantLimits: o.limits,
-		Observers: observers, Registerer: reg, Backlog: o.cluster.backlog,
+		Observers: observers, Registerer: reg, Backlog: view.backlog,
 	})
 	if err != nil {
 		st.Close()
@@ -257,8 +261,9 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 	}
 	s.in = in
 
-	q := o.cluster.querier(st)
+	q := o.cluster.querier(st, view)
 	s.API = api.New(q, build, log)
+	o.cluster.servePeers(s.API, st)
 	if o.queries != nil {
 		admitQueries(s.API, o.queries, cfg.Query)
 	}
@@ -344,11 +349,6 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	if err := cfg.CheckCluster(); err != nil {
 		return nil, err
 	}
-	if cfg.MultitenancyEnabled && (cfg.Storage.Backend == "s3" || cfg.Target == config.TargetQuery || cfg.Target == config.TargetCompact) {
-		// Tenants are kept apart by directory; the bucket's block set is one for all, so a
-		// tenant's reads would reach every tenant's blocks.
-		return nil, errors.New("multitenancy_enabled works with the local storage backend only so far (not storage.backend s3, nor --target query or compact)")
-	}
 	if cfg.Target == config.TargetQuery || cfg.Target == config.TargetCompact {
 		return startStateless(cfg, build, log, reg, gate, tlsCfgs["http"])
 	}
@@ -378,6 +378,7 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		s.tenants, s.core = ts, ts.empty
 		c, consume, refused = ts, ts.consume, ts.refusedRequest
 	} else {
+		o.tenant = auth.DefaultTenant
 		co, err := openCore(cfg, cfg.DataDir, build, log, o, reg)
 		if err != nil {
 			s.overrides.close()
@@ -396,12 +397,12 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	s.Store, s.API, s.HeadSampling = s.core.Store, s.core.API, s.core.headSampling
 	if cl := o.cluster; cl != nil {
 		s.cluster = cl
-		if err := cl.startIngest(s.Store, cfg.Target == config.TargetAll); err != nil {
-			st.Close()
-			return nil, err
+		if cfg.Target == config.TargetAll {
+			if err := cl.startCompactor(); err != nil {
+				st.Close()
+				return nil, err
+			}
 		}
-		s.API.Handle("GET "+peerapi.Path+"{id}", peerapi.Handler(localFinder{query.New(s.Store)}))
-		s.API.Handle("GET "+peerapi.HeadPath, peerapi.HeadHandler(func(*http.Request) (*head.Head, error) { return s.Store.Head(), nil }))
 	}
 	if u := cfg.MetricsGenerator.RemoteWriteURL; u != "" && !cfg.MetricsGenerator.Disabled {
 		if s.pusher, err = remotewrite.New(remotewrite.Config{URL: u, Interval: time.Duration(cfg.MetricsGenerator.RemoteWriteInterval),

@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/ariadne-tracing/ariadne/internal/api"
 	"github.com/ariadne-tracing/ariadne/internal/auth"
 	"github.com/ariadne-tracing/ariadne/internal/server"
 )
@@ -419,22 +418,5 @@ func TestTenantFromToken(t *testing.T) {
 	}
 	if code, _ := get("", tokRead); code != 401 {
 		t.Errorf("a reader of all tenants naming none: %d, want 401", code)
-	}
-}
-
-// Multi-tenancy is refused with object storage, where the block set is shared, rather than
-// started with tenants that could read each other's blocks.
-func TestMultitenancyRefusedWithS3(t *testing.T) {
-	cfg := testConfig(t.TempDir())
-	cfg.MultitenancyEnabled = true
-	cfg.Storage.Backend = "s3"
-	cfg.Storage.S3.Endpoint, cfg.Storage.S3.Bucket = "127.0.0.1:1", "traces"
-	s, err := server.Start(cfg, api.BuildInfo{}, nil)
-	if err == nil {
-		s.Stop(context.Background())
-		t.Fatal("multi-tenancy started on s3 storage")
-	}
-	if !strings.Contains(err.Error(), "multitenancy") {
-		t.Errorf("error %q", err)
 	}
 }

@@ -107,7 +107,9 @@ func (t *tenants) get(name string, create bool) (*core, error) {
 	if len(t.cores) >= t.max {
 		return nil, t.errTooManyTenants(name)
 	}
-	c, err := openCore(t.cfg, filepath.Join(t.dir, name), t.build, t.log, t.o,
+	o := t.o
+	o.tenant = name // its part of the bucket, on a cluster node
+	c, err := openCore(t.cfg, filepath.Join(t.dir, name), t.build, t.log, o,
 		prometheus.WrapRegistererWith(prometheus.Labels{"tenant": name}, t.reg))
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: %w", name, err)
@@ -196,10 +198,15 @@ func (t *tenants) handler(root http.Handler) http.Handler {
 	})
 }
 
-// federated answers a read of several tenants (a|b) from each tenant's core, asked the same
-// request as if alone, and joins the answers (package federate). An endpoint whose answers
-// cannot be joined is refused before any tenant is asked.
+// federated answers a read of several tenants (a|b) from each tenant's core (federatedRead).
 func (t *tenants) federated(w http.ResponseWriter, r *http.Request, names []string) {
+	federatedRead(w, r, names, func(n string) http.Handler { return t.reader(n).API })
+}
+
+// federatedRead answers a read of several tenants (a|b) from each tenant's handler, asked the
+// same request as if alone, and joins the answers (package federate). An endpoint whose answers
+// cannot be joined is refused before any tenant is asked.
+func federatedRead(w http.ResponseWriter, r *http.Request, names []string, serve func(tenant string) http.Handler) {
 	if ok, why := federate.Federated(r.URL.Path); !ok {
 		http.Error(w, "federated reads (X-Scope-OrgID a|b) are not answered here: "+why, http.StatusBadRequest)
 		return
@@ -210,7 +217,7 @@ func (t *tenants) federated(w http.ResponseWriter, r *http.Request, names []stri
 		rr := r.Clone(r.Context())
 		// Each tenant's core sees a read of its own tenant: its query queue, its limits.
 		rr.Header.Set(auth.TenantHeader, n)
-		t.reader(n).API.ServeHTTP(rec, rr)
+		serve(n).ServeHTTP(rec, rr)
 		answers = append(answers, federate.Answer{Code: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()})
 	}
 	a := federate.Merge(r, answers)
