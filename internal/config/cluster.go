@@ -125,6 +125,11 @@ func (c *Config) CheckCluster() error {
 	default:
 		return fmt.Errorf("config: storage.backend %q: want local or s3", c.Storage.Backend)
 	}
+	if c.Storage.Backend == "s3" && c.Storage.MaxDiskBytes > 0 {
+		// The budget deletes the oldest local blocks, and on a node that uploads those are the
+		// ones an outage has kept from the bucket: acknowledged spans would be lost.
+		return errors.New("config: storage.max_disk_bytes is for local storage; with storage.backend s3, cluster.upload_queue_bytes bounds the blocks waiting for the bucket and cluster.cache_bytes the query cache")
+	}
 	if c.Cluster.PeerToken == "" {
 		c.Cluster.PeerToken = os.Getenv("ARIADNE_PEER_TOKEN")
 	}

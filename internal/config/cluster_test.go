@@ -58,6 +58,10 @@ func TestClusterSettingsRefused(t *testing.T) {
 		{func(c *Config) {
 			c.Storage.Backend, c.Storage.S3.Endpoint, c.Storage.S3.Bucket = "s3", "http://minio:9000", "b"
 		}, "give host[:port]"},
+		{func(c *Config) {
+			c.Storage.Backend, c.Storage.S3.Endpoint, c.Storage.S3.Bucket = "s3", "minio:9000", "b"
+			c.Storage.MaxDiskBytes = 10 << 30
+		}, "storage.max_disk_bytes is for local storage"},
 	} {
 		cfg := Default()
 		c.mutate(&cfg)
