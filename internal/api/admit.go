@@ -65,21 +65,30 @@ func tenantOf(r *http.Request) string {
 }
 
 // queryCost says whether a request is a query the scheduler admits, and the memory it is
-// estimated to hold while it runs. The estimates are deliberately round: they are what one
-// request of the kind holds at most under the limits above (a scan batch and its decoded traces
-// for a search, the merged encoding state for a trace, a whole decoded trace and its analysis),
-// and they only need to keep the sum of running queries within the budget.
+// estimated to hold while it runs. Every path that reads stored traces is one (Tempo's,
+// Jaeger's under either prefix, Ariadne's analysis); only answers kept in memory and checks
+// that must stay quick under load are not: health, build info, the SDKs' sampling strategies,
+// the service graph and dependencies (from the metrics generator), Jaeger's min step. The peer
+// API (/internal/v1/traces/) is not either: a peer's call comes from a query already holding a
+// slot on its own node, and two nodes asking each other with their slots full would each wait
+// for the other until the timeout.
+// The estimates are deliberately round: they are what one request of the kind holds at most
+// under the limits above (a scan batch and its decoded traces for a search, the merged encoding
+// state for a trace, a whole decoded trace and its analysis), and they only need to keep the
+// sum of running queries within the budget.
 func queryCost(path string) (int64, bool) {
+	p := strings.TrimPrefix(path, jaegerBasePath)
 	switch {
-	case strings.HasPrefix(path, "/api/analysis/"):
+	case !strings.HasPrefix(p, "/api/"),
+		p == "/api/echo", strings.HasPrefix(p, "/api/status/"), p == "/api/sampling",
+		p == "/api/servicegraph", p == "/api/dependencies", p == "/api/v3/dependencies", p == "/api/metrics/minstep":
+		return 0, false
+	case strings.HasPrefix(p, "/api/analysis/"):
 		return 32 << 20, true
-	case strings.HasPrefix(path, "/api/traces/"), strings.HasPrefix(path, "/api/v2/traces/"), strings.HasPrefix(path, "/api/v3/traces/"):
+	case strings.HasPrefix(p, "/api/traces/"), strings.HasPrefix(p, "/api/v2/traces/"), strings.HasPrefix(p, "/api/v3/traces/"):
 		return 16 << 20, true
-	case strings.HasPrefix(path, "/api/search"), strings.HasPrefix(path, "/api/v2/search"), strings.HasPrefix(path, "/api/metrics/"),
-		path == "/api/v3/traces", strings.HasPrefix(path, "/jaeger/api/traces"):
-		return 8 << 20, true
 	}
-	return 0, false
+	return 8 << 20, true
 }
 
 // admit runs h once the scheduler has a slot for the request, under the query timeout. A full

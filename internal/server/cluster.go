@@ -29,9 +29,11 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/partial"
 	"github.com/ariadne-tracing/ariadne/internal/peerapi"
 	"github.com/ariadne-tracing/ariadne/internal/query"
+	"github.com/ariadne-tracing/ariadne/internal/queryscheduler"
 	"github.com/ariadne-tracing/ariadne/internal/receive"
 	"github.com/ariadne-tracing/ariadne/internal/s3store"
 	"github.com/ariadne-tracing/ariadne/internal/store"
+	"github.com/ariadne-tracing/ariadne/internal/tempogrpc"
 	"github.com/ariadne-tracing/ariadne/internal/ui"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -427,11 +429,14 @@ func startStateless(cfg config.Config, build api.BuildInfo, log *slog.Logger, re
 		}
 	}
 	s.API = api.New(cl.querier(nil, root), build, log)
+	// Queries are admitted here as on any node: a query node's memory and CPU are as finite.
+	s.Queries = newQueryScheduler(cfg.Query, reg)
+	admitQueries(s.API, s.Queries, cfg.Query)
 	s.API.Handle("GET /", ui.Handler())
 	s.API.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	var h http.Handler = s.API
 	if cfg.MultitenancyEnabled {
-		h = &tenantAPIs{c: cl, build: build, log: log, root: s.API, apis: map[string]*api.Server{}}
+		h = &tenantAPIs{c: cl, build: build, log: log, root: s.API, apis: map[string]*api.Server{}, queries: s.Queries, qc: cfg.Query}
 	}
 	lq, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -439,7 +444,13 @@ func startStateless(cfg config.Config, build api.BuildInfo, log *slog.Logger, re
 		return nil, fmt.Errorf("listen HTTP %s: %w", cfg.HTTPAddr, err)
 	}
 	s.HTTPAddr = lq.Addr().String()
+	if !cfg.MultitenancyEnabled {
+		// Tempo's streaming gRPC API over the one tenant's engine; with tenants it is left to
+		// single nodes, whose tenant cores each serve their own.
+		h = s.withStreamingQuerier(h)
+	}
 	s.queryHTTP = &http.Server{Handler: ui.SecurityHeaders(gate("http").HTTP(queryRule, withPeerHeads(h)))}
+	tempogrpc.EnableH2C(s.queryHTTP)
 	lqc, serveQuery := serveHTTP(s.queryHTTP, lq, cfg.Server, tlsCfg)
 	s.listeners["http"] = lqc
 	registerConnMetrics(reg, s.listeners)
@@ -457,6 +468,10 @@ type tenantAPIs struct {
 	build api.BuildInfo
 	log   *slog.Logger
 	root  http.Handler
+
+	// queries admits every tenant's reads, as the node's one scheduler (fair between tenants).
+	queries *queryscheduler.Scheduler
+	qc      config.Query
 
 	mu   sync.Mutex
 	apis map[string]*api.Server
@@ -489,6 +504,7 @@ func (t *tenantAPIs) get(name string) http.Handler {
 		})
 	}
 	a := api.New(t.c.querier(nil, v), t.build, t.log.With("tenant", name))
+	admitQueries(a, t.queries, t.qc)
 	a.SetReady(true)
 	t.apis[name] = a
 	return a

@@ -37,6 +37,10 @@ func clusterConfig(t *testing.T, srv *miniotest.Server, target string) config.Co
 	cfg.Cluster.PollInterval = config.Duration(100 * time.Millisecond)
 	cfg.Cluster.UploadHold = config.Duration(time.Second)
 	cfg.MetricsGenerator.Disabled = true
+	// These tests count everything a node can see; query nodes enforce the query limits as any
+	// node does, so they are raised here.
+	cfg.Query.MaxResultLimit, cfg.Query.MaxSpansPerSpanSet = 1_000_000, 1000
+	cfg.Query.MaxDuration = 0
 	return cfg
 }
 

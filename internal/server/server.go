@@ -638,6 +638,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.API.SetReady(false)
 		if s.Store == nil {
 			// A query or compact node: only the query API and the cluster parts.
+			if s.queryGRPC != nil { // none on a multi-tenant query node
+				s.queryGRPC.Stop()
+			}
 			qerr := s.queryHTTP.Shutdown(ctx)
 			s.stopErr = errors.Join(qerr, s.cluster.stop(ctx))
 			return

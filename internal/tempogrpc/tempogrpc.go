@@ -33,12 +33,13 @@ const ServiceName = "tempopb.StreamingQuerier"
 // queryTimeout bounds one call, as the HTTP endpoints bound theirs.
 const queryTimeout = 30 * time.Second
 
-// NewServer returns a gRPC server with the StreamingQuerier service, answering from e.
-func NewServer(e *search.Engine, log *slog.Logger) *grpc.Server {
+// NewServer returns a gRPC server with the StreamingQuerier service, answering from e; opts
+// add to it (the server package's admission interceptor).
+func NewServer(e *search.Engine, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(opts...)
 	g.RegisterService(&serviceDesc, &service{e: e, log: log})
 	return g
 }
