@@ -90,19 +90,9 @@ func (s *Server) handleCompare(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	start, end, err := parseSearchRange(r)
+	start, end, err := analysisRange(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if end.IsZero() {
-		end = time.Now()
-	}
-	if start.IsZero() {
-		start = end.Add(-time.Hour)
-	}
-	if !end.After(start) {
-		writeError(w, http.StatusBadRequest, "end must be after start")
 		return
 	}
 	limit, err := positiveInt(r, "limit", 20)
@@ -177,19 +167,9 @@ func (s *Server) handleHeatmap(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	start, end, err := parseSearchRange(r)
+	start, end, err := analysisRange(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if end.IsZero() {
-		end = time.Now()
-	}
-	if start.IsZero() {
-		start = end.Add(-time.Hour)
-	}
-	if !end.After(start) {
-		writeError(w, http.StatusBadRequest, "end must be after start")
 		return
 	}
 	columns, err := positiveInt(r, "columns", 60)
@@ -210,4 +190,22 @@ func (s *Server) handleHeatmap(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, heatmapJSON{Query: r.URL.Query().Get("q"), StartUnixNano: h.StartUnixNano, EndUnixNano: h.EndUnixNano,
 		StepNanos: h.StepNanos, Bounds: h.Bounds, Counts: h.Counts, Total: h.Total, Max: h.Max, Metrics: metricsJSON(h.Metrics)})
+}
+
+// analysisRange is a compare or heatmap request's time range: the search range parameters,
+// defaulting to the hour up to now.
+func analysisRange(r *http.Request) (start, end time.Time, err error) {
+	if start, end, err = parseSearchRange(r); err != nil {
+		return start, end, err
+	}
+	if end.IsZero() {
+		end = time.Now()
+	}
+	if start.IsZero() {
+		start = end.Add(-time.Hour)
+	}
+	if !end.After(start) {
+		return start, end, errors.New("end must be after start")
+	}
+	return start, end, nil
 }
