@@ -46,7 +46,8 @@ const (
 	serviceGraph
 	operations // Ariadne's per-operation RED summary
 	lints
-	first // the same for every tenant (Jaeger's min step)
+	first       // the same for every tenant (Jaeger's min step)
+	jaegerCalls // Jaeger's calls per second, summed per series and timestamp
 )
 
 // kindOf is how answers to path join, and why not when they cannot.
@@ -82,6 +83,8 @@ func kindOf(path string) (kind, string) {
 		return refuse, "a diff compares two traces by ID: ask the tenant holding them"
 	case p == "/api/analysis/compare":
 		return refuse, "a comparison's statistics cannot be joined from each tenant's: ask each tenant"
+	case p == "/api/metrics/calls":
+		return jaegerCalls, ""
 	case strings.HasPrefix(p, "/api/metrics/"):
 		return refuse, "Jaeger's latencies and error rates cannot be joined from each tenant's: ask each tenant"
 	}
@@ -156,6 +159,8 @@ func Merge(r *http.Request, answers []Answer) Answer {
 		out = mergeOperations(docs)
 	case lints:
 		out = mergeLints(docs)
+	case jaegerCalls:
+		out = mergeJaegerCalls(docs)
 	}
 	if err != nil {
 		return plain(http.StatusBadRequest, err.Error())
@@ -624,4 +629,62 @@ func mergeLints(docs []map[string]any) map[string]any {
 		order = []any{}
 	}
 	return map[string]any{"tracesExamined": int64(examined), "services": order}
+}
+
+// mergeJaegerCalls joins Jaeger Monitor call rates ({"metrics": [{labels, metricPoints}]}):
+// series with equal labels add up timestamp by timestamp (a gap, null, adds nothing).
+func mergeJaegerCalls(docs []map[string]any) map[string]any {
+	out := docs[0]
+	var order []string
+	series := map[string]map[string]any{}
+	for _, d := range docs {
+		for _, m := range list(d, "metrics") {
+			sm, ok := m.(map[string]any)
+			if !ok {
+				continue
+			}
+			key := canonical(sm["labels"])
+			cur, has := series[key]
+			if !has {
+				series[key] = sm
+				order = append(order, key)
+				continue
+			}
+			at := map[string]map[string]any{}
+			points := list(cur, "metricPoints")
+			for _, p := range points {
+				if pm, ok := p.(map[string]any); ok {
+					at[fmt.Sprint(pm["timestamp"])] = pm
+				}
+			}
+			for _, p := range list(sm, "metricPoints") {
+				pm, ok := p.(map[string]any)
+				if !ok {
+					continue
+				}
+				have, ok := at[fmt.Sprint(pm["timestamp"])]
+				if !ok {
+					points = append(points, pm)
+					continue
+				}
+				hv, _ := have["gaugeValue"].(map[string]any)
+				pv, _ := pm["gaugeValue"].(map[string]any)
+				if hv == nil || pv == nil || pv["doubleValue"] == nil {
+					continue
+				}
+				if hv["doubleValue"] == nil {
+					hv["doubleValue"] = pv["doubleValue"]
+				} else {
+					hv["doubleValue"] = num(hv["doubleValue"]) + num(pv["doubleValue"])
+				}
+			}
+			cur["metricPoints"] = points
+		}
+	}
+	merged := make([]any, 0, len(order))
+	for _, k := range order {
+		merged = append(merged, series[k])
+	}
+	out["metrics"] = merged
+	return out
 }
