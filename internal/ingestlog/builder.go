@@ -66,6 +66,9 @@ type Member struct {
 	Addr       string `json:"addr"`       // its query API (http_addr), for peers' trace lookups
 	Partitions []int  `json:"partitions"` // partitions it consumes, or still holds data of
 	Heartbeat  int64  `json:"heartbeat"`  // Unix milliseconds of the entry
+	// Lag is, per partition it consumes, the messages it has not consumed yet (its
+	// ariadne_ingestlog_consumer_lag_messages), for `ariadne status`.
+	Lag map[int]uint64 `json:"lag,omitempty"`
 }
 
 // BuilderOptions configure a Builder.
@@ -106,6 +109,8 @@ type part struct {
 	consumed []uint64
 	// toCommit is the offset waiting to be written (0: none); committed the last written.
 	toCommit, committed uint64
+	// lag is the messages not consumed yet as last seen while consuming.
+	lag uint64
 }
 
 // NewBuilder prepares a builder; Start begins its work.
@@ -204,6 +209,12 @@ func (b *Builder) heartbeat(ctx context.Context) error {
 		if pt.cancel != nil || len(pt.consumed) > 0 {
 			m.Partitions = append(m.Partitions, pt.p)
 		}
+		if pt.cancel != nil {
+			if m.Lag == nil {
+				m.Lag = map[int]uint64{}
+			}
+			m.Lag[pt.p] = pt.lag
+		}
 	}
 	b.mu.Unlock()
 	v, _ := json.Marshal(m)
@@ -291,14 +302,14 @@ func (b *Builder) rebalance(ctx context.Context, live map[string]Member) {
 			b.l.log.Warn("ingest log: partition taken by another node", "partition", pt.p, "owner", holder)
 			b.stopConsumer(pt)
 			pt.rev = 0
-			b.l.m.rebalances.Inc()
+			b.l.m.rebalances.WithLabelValues("lost").Inc()
 		case pt.cancel != nil && !want:
 			b.stopConsumer(pt)
 			if _, err := b.l.owners.Update(ctx, key, nil, rev); err != nil {
 				b.l.log.Warn("ingest log: cannot release partition", "partition", pt.p, "err", err)
 			}
 			holder, pt.rev = "", 0
-			b.l.m.rebalances.Inc()
+			b.l.m.rebalances.WithLabelValues("released").Inc()
 			b.l.log.Info("ingest log: partition handed over", "partition", pt.p)
 		case pt.cancel == nil && want && (holder == "" || holder == b.o.NodeID || live[holder].ID == ""):
 			// Free, or its holder is gone from the members: take it by compare-and-set, so of
@@ -322,7 +333,7 @@ func (b *Builder) rebalance(ctx context.Context, live map[string]Member) {
 			b.l.log.Info("ingest log: partition taken", "partition", pt.p, "after", start, "previous_owner", holder)
 			pt.rev, holder = nrev, b.o.NodeID
 			b.startConsumer(pt, start)
-			b.l.m.rebalances.Inc()
+			b.l.m.rebalances.WithLabelValues("taken").Inc()
 		}
 		if pt.cancel != nil {
 			owned++

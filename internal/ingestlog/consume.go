@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // startConsumer consumes partition pt after stream sequence after (0: from the start).
@@ -16,7 +17,7 @@ func (b *Builder) startConsumer(pt *part, after uint64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan struct{})
 	b.mu.Lock()
-	pt.cancel, pt.exited = cancel, exited
+	pt.cancel, pt.exited, pt.lag = cancel, exited, 0
 	if after > pt.committed {
 		pt.committed = after
 	}
@@ -90,9 +91,14 @@ func (b *Builder) consume(ctx context.Context, pt *part, from uint64) (uint64, e
 			return from, fmt.Errorf("message metadata: %w", err)
 		}
 		seq := meta.Sequence.Stream
-		for b.o.Sink.HeadBytes() > b.o.MaxHeadBytes {
+		for waited := 0; b.o.Sink.HeadBytes() > b.o.MaxHeadBytes; waited++ {
 			// The head is full: wait for blocks to take traces out of it. The stream holds the
 			// rest, replicated, so nothing waits in this node's memory.
+			if waited%20 == 0 {
+				// Every second of the wait: the lag grows while nothing is consumed, and a
+				// gauge frozen at its last value would hide exactly the backlog to watch.
+				b.refreshLag(ctx, pt, cons, meta.Sequence.Consumer, lag)
+			}
 			select {
 			case <-ctx.Done():
 				return from, nil
@@ -106,11 +112,33 @@ func (b *Builder) consume(ctx context.Context, pt *part, from uint64) (uint64, e
 		}
 		b.mu.Lock()
 		pt.consumed = append(pt.consumed, seq)
+		pt.lag = meta.NumPending
 		b.mu.Unlock()
 		b.l.m.consumed.Inc()
 		lag.Set(float64(meta.NumPending))
 		from = seq + 1
 	}
+}
+
+// refreshLag reads the partition's lag from the server while consumption waits: the messages
+// it has not delivered yet, those delivered after the one in hand (read ahead into the
+// client's buffer) and the one in hand. consumerSeq is the consumer sequence of the message in
+// hand; after the ordered consumer has been recreated the count is low until the next message.
+func (b *Builder) refreshLag(ctx context.Context, pt *part, cons jetstream.Consumer, consumerSeq uint64, g prometheus.Gauge) {
+	ictx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	info, err := cons.Info(ictx)
+	if err != nil {
+		return // the next second tries again
+	}
+	n := info.NumPending + 1
+	if info.Delivered.Consumer > consumerSeq {
+		n += info.Delivered.Consumer - consumerSeq
+	}
+	b.mu.Lock()
+	pt.lag = n
+	b.mu.Unlock()
+	g.Set(float64(n))
 }
 
 // commit writes, for each partition, the newest consumed sequence whose data is all durable:
@@ -139,6 +167,11 @@ func (b *Builder) commit(ctx context.Context) {
 		if n > 0 {
 			pt.toCommit = max(pt.toCommit, pt.consumed[n-1])
 			pt.consumed = append(pt.consumed[:0], pt.consumed[n:]...)
+		}
+		if label := strconv.Itoa(pt.p); len(pt.consumed) > 0 || pt.cancel != nil {
+			b.l.m.uncommitted.WithLabelValues(label).Set(float64(len(pt.consumed)))
+		} else {
+			b.l.m.uncommitted.DeleteLabelValues(label)
 		}
 	}
 	b.mu.Unlock()
