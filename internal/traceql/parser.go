@@ -119,6 +119,11 @@ func (p *parser) query() *Query {
 			q.Stages = append(q.Stages, stage)
 		}
 	}
+	if q.Metrics != nil && q.Metrics.Func == MetricsCompare && len(q.MetricsStages) > 0 {
+		// compare()'s series are selection/baseline counts per attribute value:
+		// ranking or thresholding them mixes the two halves (Tempo refuses it too).
+		p.failAt(p.prev.pos, nil, "compare() cannot be followed by thresholds, topk() or bottomk()")
+	}
 	if p.isIdent("with") {
 		q.Hints = p.hints()
 	}
@@ -266,10 +271,24 @@ func (p *parser) numericArg(fn string) FieldExpr {
 	if !isNumeric(e.StaticType()) && e.StaticType() != TypeAttribute {
 		p.failAt(start.pos, nil, "%s() needs a numeric field, found %s", fn, describeExpr(e))
 	}
-	if _, ok := e.(Static); ok {
+	if !referencesSpan(e) {
 		p.failAt(start.pos, nil, "%s() needs a field, found %s", fn, describeExpr(e))
 	}
 	return e
+}
+
+// referencesSpan reports whether e reads anything of the span: an aggregate
+// or a group over a constant ("max(1h + 2h)", "by(1)") means nothing.
+func referencesSpan(e FieldExpr) bool {
+	switch e := e.(type) {
+	case Attribute, Intrinsic:
+		return true
+	case *BinaryOp:
+		return referencesSpan(e.LHS) || referencesSpan(e.RHS)
+	case *UnaryOp:
+		return referencesSpan(e.Expr)
+	}
+	return false
 }
 
 // fieldList parses "(f, ...)" after by or select. select only takes plain
@@ -282,9 +301,10 @@ func (p *parser) fieldList(fn string, plain bool) []FieldExpr {
 		e := p.field(1)
 		switch e.(type) {
 		case Attribute, Intrinsic:
-		case Static:
-			p.failAt(start.pos, nil, "%s() needs attributes or intrinsics, found %s", fn, describeExpr(e))
 		default:
+			if !referencesSpan(e) {
+				p.failAt(start.pos, nil, "%s() needs attributes or intrinsics, found %s", fn, describeExpr(e))
+			}
 			if plain {
 				p.failAt(start.pos, nil, "%s() takes attributes and intrinsics, found %s", fn, describeExpr(e))
 			}
@@ -642,6 +662,10 @@ func (p *parser) binary(op Operator, opTok token, lhs FieldExpr, lhsTok token, r
 		b.Regex = p.regex(op, lhs, lhsTok, rhs, rhsTok)
 	case op.IsComparison():
 		p.checkComparison(op, opTok, lhs, rhs)
+		if l, ok := lhs.(Static); ok && l.Type == TypeNil && (op == OpEq || op == OpNeq) {
+			// "nil = x" is "x = nil": the engine tests existence with nil on the right.
+			b.LHS, b.RHS = rhs, lhs
+		}
 	default:
 		for _, side := range []struct {
 			e FieldExpr
@@ -685,11 +709,17 @@ func (p *parser) checkComparison(op Operator, opTok token, lhs, rhs FieldExpr) {
 			}
 		}
 	}
-	if lt == TypeNil || rt == TypeNil {
-		// Only attributes can be missing; every span has its intrinsics.
+	if (lt == TypeNil || rt == TypeNil) && op == OpEq {
+		// "= nil" asks for a missing value, which only attributes can be;
+		// every span has its intrinsics, and every resource its service name
+		// (Tempo refuses both the same way). "!= nil" on them is allowed: it
+		// holds whenever the value exists.
 		for _, e := range []FieldExpr{lhs, rhs} {
 			if in, ok := e.(Intrinsic); ok {
 				p.failAt(opTok.pos, nil, "cannot compare %s with nil: intrinsics always have a value (nil tests whether an attribute exists)", in)
+			}
+			if a, ok := e.(Attribute); ok && a.Scope == ScopeResource && a.Name == "service.name" {
+				p.failAt(opTok.pos, nil, "cannot compare %s with nil: every resource has a service name", a)
 			}
 		}
 	}

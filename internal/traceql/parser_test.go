@@ -143,7 +143,9 @@ var parseCases = []parseCase{
 	canon(`{ span.a-1 }`, `{ span.a-1 = true }`),
 	ok(`{ span.a - 1 > 0 }`),
 	ok(`{ span.x != nil }`),
-	ok(`{ resource.service.name = nil }`),
+	bad(`{ resource.service.name = nil }`, "1:25", `every resource has a service name`),
+	bad(`{ nil = resource.service.name }`, "1:7", `every resource has a service name`),
+	ok(`{ resource.service.name != nil }`),
 
 	// Literals.
 	canon("{ name = `raw \\d+` }", `{ name = "raw \\d+" }`),
@@ -398,9 +400,22 @@ var parseCases = []parseCase{
 	canon(`{ resource."k8s".pod."name x" = "p" }`, `{ resource."k8s.pod.name x" = "p" }`),
 	bad(`{ span.http."status }`, "1:13", `unterminated string`),
 
-	// Intrinsics always have a value, so comparing one with nil is an error.
+	// Intrinsics always have a value, so asking for a missing one is an error;
+	// "!= nil" holds whenever the value exists. nil moves to the right.
 	bad(`{ span:status = nil }`, "1:15", `cannot compare status with nil`),
-	bad(`{ nil != name }`, "1:7", `cannot compare name with nil`),
+	bad(`{ nil = span:status }`, "1:7", `cannot compare status with nil`),
+	canon(`{ nil != name }`, `{ name != nil }`),
+	ok(`{ link:spanID != nil }`),
+	canon(`{ nil = span.a }`, `{ span.a = nil }`),
+	ok(`{ nil = nil }`),
+	ok(`{ nil != nil }`),
+	// Aggregates and groups must read the span.
+	bad(`max(1h + 2h) > 1`, "1:5", `max() needs a field`),
+	bad(`{ } | min(1.1 - 3) > 1`, "1:11", `min() needs a field`),
+	bad(`{ } | by(1 + 2)`, "1:10", `by() needs attributes or intrinsics`),
+	// compare()'s series are not ranked or thresholded.
+	bad(`{ } | compare({ status = error }) | topk(10)`, "1:44", `compare() cannot be followed`),
+	bad(`{ } | compare({ status = error }) > 10`, "1:37", `compare() cannot be followed`),
 	bad(`{ trace:rootName = nil }`, "1:18", `cannot compare rootName with nil`),
 	ok(`{ span.a = nil }`),
 	ok(`{ span.a != nil }`),
@@ -571,11 +586,11 @@ func TestStaticTypes(t *testing.T) {
 		`1 + 2`:                TypeInt,
 		`-duration`:            TypeDuration,
 	} {
-		q, err := Parse(`{ } | by(` + expr + `)`)
+		q, err := Parse(`{ ` + expr + ` != nil }`)
 		if err != nil {
 			t.Fatalf("%s: %v", expr, err)
 		}
-		if got := q.Stages[1].(*GroupBy).Fields[0].StaticType(); got != want {
+		if got := q.Stages[0].(*SpansetFilter).Cond.(*BinaryOp).LHS.StaticType(); got != want {
 			t.Errorf("StaticType(%s) = %v, want %v", expr, got, want)
 		}
 	}
