@@ -79,9 +79,6 @@ func (c *Config) checkNATS() error {
 		// folder would make the node's disk the only copy again.
 		return errors.New("config: ingest.log jetstream needs storage.backend: s3")
 	}
-	if c.MultitenancyEnabled {
-		return errors.New("config: ingest.log jetstream does not work with multitenancy_enabled yet")
-	}
 	if n.Replicas < 1 || n.Replicas > 5 {
 		return fmt.Errorf("config: nats.replicas %d: want 1 to 5", n.Replicas)
 	}

@@ -15,15 +15,23 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Sink is the store a builder consumes into (store.Store with Options.ExternalLog).
+// Sink is where a builder consumes into: the store of each tenant (store.Store with
+// Options.ExternalLog), one partition carrying every tenant's traces of its trace IDs.
 type Sink interface {
-	// AppendLogged puts a request's spans into the head, remembering the log position seq.
-	AppendLogged(seq uint64, payload []byte) error
-	// HeadBytes is the span data in memory; consumption pauses while it is over the budget.
+	// AppendLogged puts a request of tenant into its head, remembering the log position seq.
+	// An error wrapping ErrRetry (the tenant's store cannot be opened now) stops the partition
+	// until it succeeds; any other error skips the message.
+	AppendLogged(tenant string, seq uint64, payload []byte) error
+	// HeadBytes is the span data in memory, every tenant's; consumption pauses while it is
+	// over the budget.
 	HeadBytes() int64
-	// MinSeq is the oldest log position still held by the head (store.Head().MinSegment).
+	// MinSeq is the oldest log position still held by a head (store.Head().MinSegment, the
+	// least over the tenants).
 	MinSeq() (uint64, bool)
 }
+
+// ErrRetry marks a Sink error that must not skip the message.
+var ErrRetry = errors.New("ingestlog: retry later")
 
 // Pending tracks the blocks written but not yet whole in the bucket, each with the oldest log
 // position of its traces. The store reports a block (BlockWritten) before its traces leave the

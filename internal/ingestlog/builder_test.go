@@ -16,6 +16,10 @@ type storeSink struct{ *store.Store }
 
 func (s storeSink) MinSeq() (uint64, bool) { return s.Head().MinSegment() }
 
+func (s storeSink) AppendLogged(_ string, seq uint64, payload []byte) error {
+	return s.Store.AppendLogged(seq, payload)
+}
+
 func openStore(tb testing.TB, pending *Pending, written func(id string)) storeSink {
 	tb.Helper()
 	st, err := store.Open(store.Options{Dir: tb.TempDir(), ExternalLog: true, TraceIdle: time.Hour, BlockMaxWait: time.Hour,

@@ -105,10 +105,25 @@ func (b *Builder) consume(ctx context.Context, pt *part, from uint64) (uint64, e
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		if err := b.o.Sink.AppendLogged(seq, msg.Data()); err != nil {
-			// Validated before it was published; a message that still fails (a build with other
-			// rules) is skipped rather than blocking the partition forever.
-			b.l.log.Error("ingest log: message skipped", "partition", pt.p, "seq", seq, "err", err)
+		tenant := msg.Headers().Get(HeaderTenant)
+		for {
+			err := b.o.Sink.AppendLogged(tenant, seq, msg.Data())
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrRetry) {
+				// Validated before it was published; a message that still fails (a build with
+				// other rules) is skipped rather than blocking the partition forever.
+				b.l.log.Error("ingest log: message skipped", "partition", pt.p, "seq", seq, "tenant", tenant, "err", err)
+				break
+			}
+			// Not consumed, so not committed: the message waits in the stream, not here.
+			b.l.log.Warn("ingest log: message waits", "partition", pt.p, "seq", seq, "tenant", tenant, "err", err)
+			select {
+			case <-ctx.Done():
+				return from, nil
+			case <-time.After(time.Second):
+			}
 		}
 		b.mu.Lock()
 		pt.consumed = append(pt.consumed, seq)

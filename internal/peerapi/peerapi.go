@@ -71,6 +71,7 @@ type Client struct {
 	http   *http.Client
 	self   string // this node's own address, skipped
 	token  string // bearer token sent on every request (cluster.peer_token), when auth is on
+	lookup func(ctx context.Context) ([]string, error)
 }
 
 // NewClient returns a client of the peers given by address, and of those a DNS name
@@ -84,10 +85,19 @@ func NewClient(peers []string, dnsName, self string) *Client {
 // asks of a node when auth is on.
 func (c *Client) SetToken(token string) { c.token = token }
 
+// SetLookup adds the peers f returns on each call (the JetStream log's members) to the
+// configured ones.
+func (c *Client) SetLookup(f func(ctx context.Context) ([]string, error)) { c.lookup = f }
+
 // Peers returns the current peer addresses.
 func (c *Client) Peers(ctx context.Context) ([]string, error) {
 	out := slices.Clone(c.static)
 	var err error
+	if c.lookup != nil {
+		more, lerr := c.lookup(ctx)
+		out = append(out, more...)
+		err = lerr
+	}
 	if c.dns != "" {
 		host, port, serr := net.SplitHostPort(c.dns)
 		if serr != nil {
@@ -95,7 +105,7 @@ func (c *Client) Peers(ctx context.Context) ([]string, error) {
 		}
 		addrs, lerr := net.DefaultResolver.LookupHost(ctx, host)
 		if lerr != nil {
-			err = fmt.Errorf("peerapi: resolve %s: %w", host, lerr)
+			err = errors.Join(err, fmt.Errorf("peerapi: resolve %s: %w", host, lerr))
 		}
 		for _, a := range addrs {
 			out = append(out, net.JoinHostPort(a, port))

@@ -24,6 +24,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/config"
 	"github.com/ariadne-tracing/ariadne/internal/connlimit"
 	"github.com/ariadne-tracing/ariadne/internal/head"
+	"github.com/ariadne-tracing/ariadne/internal/ingest"
 	"github.com/ariadne-tracing/ariadne/internal/objcache"
 	"github.com/ariadne-tracing/ariadne/internal/objstore"
 	"github.com/ariadne-tracing/ariadne/internal/partial"
@@ -48,6 +49,7 @@ type cluster struct {
 	root  *s3store.Store // the installation's prefix; tenants below
 	comp  *compactor.Compactor
 	peers *peerapi.Client
+	jet   *jetLog // ingest.log: jetstream (ingestlog.go)
 
 	mu    sync.Mutex
 	views map[string]*tenantView
@@ -112,9 +114,19 @@ func openCluster(cfg config.Config, log *slog.Logger, reg prometheus.Registerer)
 	}
 	cancel()
 	c := &cluster{cfg: cfg, log: log, root: root, views: map[string]*tenantView{}}
-	if len(cfg.Cluster.Peers) > 0 || cfg.Cluster.PeersDNS != "" {
+	if cfg.Ingest.Log == config.IngestLogJetStream {
+		if c.jet, err = openJetLog(cfg, log, reg); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.Cluster.Peers) > 0 || cfg.Cluster.PeersDNS != "" || c.jet != nil {
 		c.peers = peerapi.NewClient(cfg.Cluster.Peers, cfg.Cluster.PeersDNS, "")
 		c.peers.SetToken(cfg.Cluster.PeerToken)
+		if c.jet != nil {
+			// The block builders holding heads are listed in the members bucket: query
+			// nodes need no peer list.
+			c.peers.SetLookup(c.jet.peerAddrs)
+		}
 	}
 	reg.MustRegister(c.collector())
 	return c, nil
@@ -143,9 +155,14 @@ func (c *cluster) startTenant(tenant, dir string, st *store.Store) (*tenantView,
 	if err != nil {
 		return nil, err
 	}
+	var uploaded func(id string)
+	if c.jet != nil {
+		// The log's commits wait for the block to be whole in the bucket.
+		uploaded = c.jet.pending.Uploaded
+	}
 	ship, err := blockship.New(blockship.Options{Source: st, Local: local, Bucket: v.bucket,
 		StateDir: filepath.Join(dir, "uploaded"), Hold: time.Duration(c.cfg.Cluster.UploadHold),
-		QueueBytes: c.cfg.Cluster.UploadQueueBytes, Logger: c.log.With("tenant", tenant)})
+		QueueBytes: c.cfg.Cluster.UploadQueueBytes, Uploaded: uploaded, Logger: c.log.With("tenant", tenant)})
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +214,27 @@ func (c *cluster) stop(ctx context.Context) error {
 	if c.comp != nil {
 		c.comp.Stop()
 	}
+	if c.jet != nil {
+		return c.jet.close(ctx)
+	}
 	return nil
+}
+
+// externalLog is the store's setting: no WAL of its own when the JetStream log is the WAL,
+// and the hook that holds back the log's commits until blocks are in the bucket.
+func (c *cluster) externalLog() (bool, func(id string, minSeq uint64)) {
+	if c == nil || c.jet == nil {
+		return false, nil
+	}
+	return true, c.jet.pending.BlockWritten
+}
+
+// ingestStore is where tenant's ingester writes: its store, or the JetStream log.
+func (c *cluster) ingestStore(st *store.Store, tenant string) ingest.Store {
+	if c == nil || c.jet == nil {
+		return st
+	}
+	return publishStore{log: c.jet.log, tenant: tenant}
 }
 
 // source is what a cluster node queries: its own store (nil on a query node) and the bucket's

@@ -199,8 +199,11 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 		d := sampler.Decide(sampledTrace(t))
 		return d.Keep, d.Ratio
 	}
+	extLog, blockWritten := o.cluster.externalLog()
 	st, err := store.Open(store.Options{
 		Dir:                dir,
+		ExternalLog:        extLog,
+		BlockWritten:       blockWritten,
 		Keep:               keep,
 		TraceIdle:          idle,
 		TraceMaxAge:        time.Duration(cfg.Storage.TraceMaxAge),
@@ -248,7 +251,7 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 		observers = append(observers, spanMetrics, graph)
 	}
 	ic := cfg.Ingest
-	in, err := ingest.New(st, ingest.Config{
+	in, err := ingest.New(o.cluster.ingestStore(st, o.tenant), ingest.Config{
 		MaxHeadBytes: ic.MaxHeadBytes, MaxWALPendingBytes: ic.MaxWALPendingBytes,
 		MaxSpansPerTrace: ic.MaxSpansPerTrace, MaxAttributeValueBytes: ic.MaxAttributeValueBytes,
 		MaxAttributesPerSpan: ic.MaxAttributesPerSpan, MaxEventsPerSpan: ic.MaxEventsPerSpan, MaxLinksPerSpan: ic.MaxLinksPerSpan,
@@ -522,6 +525,10 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	go func() { s.errs <- wrapServe("OTLP/gRPC", s.grpc.Serve(lgc)) }()
 	go func() { s.errs <- wrapServe("OTLP/HTTP", serveOTLP()) }()
 	go func() { s.errs <- wrapServe("query HTTP", serveQuery()) }()
+	if s.cluster != nil && s.cluster.jet != nil {
+		// Once the query address is bound: it is what the members bucket tells other nodes.
+		s.cluster.jet.startBuilder(coreSink{s}, advertise(cfg.NATS.AdvertiseAddr, s.HTTPAddr), cfg.Ingest.MaxHeadBytes)
+	}
 	s.API.SetReady(true)
 	zipkinAddr := s.ZipkinAddr
 	if zipkinAddr == "" {
@@ -667,6 +674,10 @@ func (s *Server) Stop(ctx context.Context) error {
 			s.tenants.stopStreaming()
 		}
 		qerr := s.queryHTTP.Shutdown(ctx)
+		if s.cluster != nil {
+			// Nothing more into the head: the store's close writes it into its last block.
+			s.cluster.jet.stopConsuming()
+		}
 		serr := s.closeData()
 		if s.cluster != nil {
 			// After the store's close wrote its last block: upload it too.
