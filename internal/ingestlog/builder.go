@@ -205,9 +205,30 @@ func (b *Builder) tick() {
 		b.members = live
 		b.mu.Unlock()
 		b.l.m.members.Set(float64(len(live)))
+		before := b.consuming()
 		b.rebalance(ctx, live)
+		if !slices.Equal(before, b.consuming()) {
+			// Tell the others at once which partitions this node now holds, rather than a
+			// tick later: queries and `ariadne status` read it from the members bucket.
+			if err := b.heartbeat(ctx); err != nil {
+				b.l.log.Warn("ingest log: heartbeat failed", "err", err)
+			}
+		}
 	}
 	b.commit(ctx)
+}
+
+// consuming lists the partitions this node consumes now.
+func (b *Builder) consuming() []int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []int
+	for _, pt := range b.parts {
+		if pt.cancel != nil {
+			out = append(out, pt.p)
+		}
+	}
+	return out
 }
 
 func (b *Builder) heartbeat(ctx context.Context) error {
