@@ -165,6 +165,8 @@ type plan struct {
 	// perPlace reads each part of a split trace on its own, where it is stored, rather than
 	// the trace whole: the caller answers other parts from aggregates, which count by place.
 	perPlace bool
+	// blockHook, when set, is handed each block in range instead of a scan (SpanScanRequest.Blocks).
+	blockHook func(*block.Reader, map[[16]byte]bool)
 }
 
 func newPlan(q *traceql.Query, start, end time.Time) *plan {
@@ -421,6 +423,10 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 		}
 		if (p.minStart != 0 && meta.MaxEnd < p.minStart) || (p.maxStart != 0 && meta.MinStart > p.maxStart) || meta.Traces == 0 {
 			m.SkippedBlocks++
+			continue
+		}
+		if p.blockHook != nil {
+			p.blockHook(b, whole)
 			continue
 		}
 		res, err := e.groups.get(b)

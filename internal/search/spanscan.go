@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ariadne-tracing/ariadne/internal/block"
 	"github.com/ariadne-tracing/ariadne/internal/traceql"
 )
 
@@ -22,6 +23,12 @@ type SpanScanRequest struct {
 	// does: blocks pruned by the selection's conditions, only the columns it tests (so the
 	// callback must not ask for Attributes). What a heatmap of the selection needs.
 	SelectedOnly bool
+	// Blocks, when set, is handed each block in range instead of the engine reading it, with
+	// the traces it must leave out: split traces, which the engine reads whole from every place
+	// and hands to the callback with the head's. It is for a caller that reads a block's columns
+	// itself (compare counts dictionary entries); it must Retain a block it reads after
+	// ScanSpans returns.
+	Blocks func(b *block.Reader, skip map[[16]byte]bool)
 }
 
 // ScannedSpan is one span handed to ScanSpans' callback. It is valid only during the call:
@@ -123,6 +130,7 @@ func (e *Engine) ScanSpans(ctx context.Context, req SpanScanRequest, fn func(*Sc
 		p.cols.AllSpanAttrs, p.cols.Kind, p.cols.Status = true, true, true
 		p.cols.Events, p.cols.AllEventAttrs = true, true
 	}
+	p.blockHook = req.Blocks
 	lo, hi := req.Start.UnixNano(), req.End.UnixNano()
 	if req.Start.IsZero() {
 		lo = 0
