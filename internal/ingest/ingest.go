@@ -255,14 +255,6 @@ type scan struct {
 
 // Consume checks and stores one ExportTraceServiceRequest in protobuf wire form for tenant.
 func (in *Ingester) Consume(ctx context.Context, tenant string, body []byte) (Result, error) {
-	if !otlpwire.ValidUTF8(body) {
-		// Kept, not refused: the sender's data is worth more than its encoding mistake, and
-		// after this nothing downstream can fail to decode it.
-		if fixed, n, err := otlpwire.SanitizeUTF8(nil, body); err == nil {
-			body = fixed
-			in.m.invalidUTF8.Add(float64(n))
-		}
-	}
 	req, _ := in.reqs.Get().(*request)
 	if req == nil {
 		req = new(request)
@@ -272,6 +264,16 @@ func (in *Ingester) Consume(ctx context.Context, tenant string, body []byte) (Re
 		in.reqs.Put(req)
 	}()
 	sc, err := in.scan(&req.batch, body)
+	if err == nil && !req.batch.ValidUTF8 {
+		// Kept, not refused: the sender's data is worth more than its encoding mistake, and
+		// after this nothing downstream can fail to decode it. The scan found it on its way;
+		// the repaired request is another byte sequence, scanned again.
+		if fixed, n, serr := otlpwire.SanitizeUTF8(nil, body); serr == nil {
+			body = fixed
+			in.m.invalidUTF8.Add(float64(n))
+			sc, err = in.scan(&req.batch, body)
+		}
+	}
 	if err != nil {
 		in.m.refusedRequests.WithLabelValues("malformed").Inc()
 		return Result{}, &MalformedError{Err: err}
@@ -392,19 +394,9 @@ func (in *Ingester) scan(b *otlpwire.Batch, body []byte) (scan, error) {
 			}
 			sc.traceCounts[[16]byte(s.TraceID)]++
 		}
-		if !sc.reshape && mayNeedReshape(s.Raw, sc.lim) {
-			sc.reshape = needsReshape(s.Raw, sc.lim)
+		if !sc.reshape {
+			sc.reshape = needsReshape(s, sc.lim)
 		}
 	}
 	return sc, nil
-}
-
-// mayNeedReshape is a length test that rules out almost every span without parsing it: a span
-// smaller than every limit cannot exceed any.
-func mayNeedReshape(raw []byte, c *Limits) bool {
-	l := len(raw)
-	return (c.MaxAttributeValueBytes > 0 && l > c.MaxAttributeValueBytes) ||
-		(c.MaxAttributesPerSpan > 0 && l > 2*c.MaxAttributesPerSpan) ||
-		(c.MaxEventsPerSpan > 0 && l > 2*c.MaxEventsPerSpan) ||
-		(c.MaxLinksPerSpan > 0 && l > 2*c.MaxLinksPerSpan)
 }

@@ -26,28 +26,35 @@ const (
 	linkAttrs  = 4
 )
 
-// needsReshape reports whether a span breaks a limit that ingest enforces by cutting data.
-func needsReshape(raw []byte, c *Limits) bool {
-	var nAttrs, nEvents, nLinks int
+// needsReshape reports whether a span breaks a limit that ingest enforces by cutting data. The
+// scan counted what the limits count, so only a span with a message longer than the value limit
+// is walked, to look at its values.
+func needsReshape(s *otlpwire.Span, c *Limits) bool {
+	if exceeds(int(s.Attrs), c.MaxAttributesPerSpan) || exceeds(int(s.Events), c.MaxEventsPerSpan) || exceeds(int(s.Links), c.MaxLinksPerSpan) {
+		return true
+	}
+	return c.MaxAttributeValueBytes > 0 && int(s.Longest) > c.MaxAttributeValueBytes && valueOverLimit(s.Raw, c.MaxAttributeValueBytes)
+}
+
+// valueOverLimit reports whether an attribute value of the span, its events or its links is
+// longer than limit.
+func valueOverLimit(raw []byte, limit int) bool {
 	over := false
 	walk(raw, func(num protowire.Number, v []byte) {
 		switch num {
 		case spanAttrs:
-			nAttrs++
-			over = over || valueTooLong(v, c.MaxAttributeValueBytes)
+			over = over || valueTooLong(v, limit)
 		case spanEvents:
-			nEvents++
 			walk(v, func(num protowire.Number, kv []byte) {
-				over = over || (num == eventAttrs && valueTooLong(kv, c.MaxAttributeValueBytes))
+				over = over || (num == eventAttrs && valueTooLong(kv, limit))
 			})
 		case spanLinks:
-			nLinks++
 			walk(v, func(num protowire.Number, kv []byte) {
-				over = over || (num == linkAttrs && valueTooLong(kv, c.MaxAttributeValueBytes))
+				over = over || (num == linkAttrs && valueTooLong(kv, limit))
 			})
 		}
 	})
-	return over || exceeds(nAttrs, c.MaxAttributesPerSpan) || exceeds(nEvents, c.MaxEventsPerSpan) || exceeds(nLinks, c.MaxLinksPerSpan)
+	return over
 }
 
 func exceeds(n, limit int) bool { return limit > 0 && n > limit }

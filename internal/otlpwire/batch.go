@@ -8,8 +8,12 @@ package otlpwire
 type Batch struct {
 	Groups []Group
 	Spans  []Span
+	// ValidUTF8 is whether every string field of the request is valid UTF-8, as ValidUTF8
+	// would say: the scan checks each field it passes, so no second walk is needed for it.
+	ValidUTF8 bool
 	// group is the index in Groups of each span's group.
 	group []int32
+	utf   utf8Check
 }
 
 // Scan resets b to the spans of an ExportTraceServiceRequest. On error b holds the spans before
@@ -19,7 +23,9 @@ func (b *Batch) Scan(req []byte) error {
 	clear(b.Spans)
 	b.Groups, b.Spans, b.group = b.Groups[:0], b.Spans[:0], b.group[:0]
 	var last *Group
-	return ScanRequest(req, func(g *Group, s *Span) error {
+	b.utf = newUTF8Check()
+	defer func() { b.ValidUTF8 = b.utf.valid }()
+	return scanRequest(req, &b.utf, func(g *Group, s *Span) error {
 		// ScanRequest reuses g for every group: a group changes when any of its slices does.
 		if last == nil || !sameGroup(last, g) {
 			b.Groups = append(b.Groups, *g)

@@ -3,6 +3,8 @@ package otlpwire
 import (
 	"errors"
 	"fmt"
+	"math"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -28,6 +30,8 @@ const (
 	fieldSpanKind         = 6
 	fieldSpanStart        = 7
 	fieldSpanEnd          = 8
+	fieldSpanEvents       = 11
+	fieldSpanLinks        = 13
 	fieldSpanStatus       = 15
 
 	fieldStatusCode = 3
@@ -66,6 +70,12 @@ type Span struct {
 	Kind       int32
 	Start, End uint64
 	StatusCode int32
+	// Attrs, Events and Links count the span's attributes, events and links, and Longest is the
+	// length of its longest attribute, event or link message: an attribute value (the span's, an
+	// event's or a link's) can be longer than n bytes only when Longest is. Counted by the scan
+	// so that checking the limits costs nothing for the spans within them.
+	Attrs, Events, Links int32
+	Longest              int32
 }
 
 // Valid reports whether the span's IDs have the lengths OTLP requires, and if not, why.
@@ -99,6 +109,12 @@ func allZero(b []byte) bool {
 // skipped, as protobuf requires. A structural error stops the walk and wraps ErrMalformed; spans
 // already passed to fn stay passed, so callers that must be all-or-nothing scan twice.
 func ScanRequest(req []byte, fn func(g *Group, s *Span) error) error {
+	return scanRequest(req, nil, fn)
+}
+
+// scanRequest is ScanRequest that, when u is not nil, also checks every string field of the
+// request for valid UTF-8 as ValidUTF8 does (see scanSpan).
+func scanRequest(req []byte, u *utf8Check, fn func(g *Group, s *Span) error) error {
 	var g Group
 	var s Span
 	return eachField(req, func(num protowire.Number, typ protowire.Type, v []byte) error {
@@ -108,11 +124,11 @@ func ScanRequest(req []byte, fn func(g *Group, s *Span) error) error {
 		if typ != protowire.BytesType {
 			return malformed("resource_spans has wire type %d", typ)
 		}
-		return scanResourceSpans(v, &g, &s, fn)
+		return scanResourceSpans(v, &g, &s, u, fn)
 	})
 }
 
-func scanResourceSpans(b []byte, g *Group, s *Span, fn func(*Group, *Span) error) error {
+func scanResourceSpans(b []byte, g *Group, s *Span, u *utf8Check, fn func(*Group, *Span) error) error {
 	*g = Group{}
 	// resource and schema_url may follow scope_spans on the wire, so find them first.
 	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
@@ -122,6 +138,9 @@ func scanResourceSpans(b []byte, g *Group, s *Span, fn func(*Group, *Span) error
 				return malformed("resource has wire type %d", typ)
 			}
 			g.Resource = v
+			if u != nil {
+				u.check(u.rs, num, v)
+			}
 			name, err := serviceName(v)
 			if err != nil {
 				return err
@@ -132,6 +151,9 @@ func scanResourceSpans(b []byte, g *Group, s *Span, fn func(*Group, *Span) error
 				return malformed("schema_url has wire type %d", typ)
 			}
 			g.ResourceSchemaURL = v
+			if u != nil {
+				u.check(u.rs, num, v)
+			}
 		}
 		return nil
 	})
@@ -145,11 +167,11 @@ func scanResourceSpans(b []byte, g *Group, s *Span, fn func(*Group, *Span) error
 		if typ != protowire.BytesType {
 			return malformed("scope_spans has wire type %d", typ)
 		}
-		return scanScopeSpans(v, g, s, fn)
+		return scanScopeSpans(v, g, s, u, fn)
 	})
 }
 
-func scanScopeSpans(b []byte, g *Group, s *Span, fn func(*Group, *Span) error) error {
+func scanScopeSpans(b []byte, g *Group, s *Span, u *utf8Check, fn func(*Group, *Span) error) error {
 	g.Scope, g.ScopeSchemaURL = nil, nil
 	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
 		switch num {
@@ -158,11 +180,17 @@ func scanScopeSpans(b []byte, g *Group, s *Span, fn func(*Group, *Span) error) e
 				return malformed("scope has wire type %d", typ)
 			}
 			g.Scope = v
+			if u != nil {
+				u.check(u.ss, num, v)
+			}
 		case fieldScopeSpansSchemaURL:
 			if typ != protowire.BytesType {
 				return malformed("schema_url has wire type %d", typ)
 			}
 			g.ScopeSchemaURL = v
+			if u != nil {
+				u.check(u.ss, num, v)
+			}
 		}
 		return nil
 	})
@@ -176,7 +204,7 @@ func scanScopeSpans(b []byte, g *Group, s *Span, fn func(*Group, *Span) error) e
 		if typ != protowire.BytesType {
 			return malformed("spans has wire type %d", typ)
 		}
-		if err := ScanSpan(v, s); err != nil {
+		if err := scanSpan(v, s, u); err != nil {
 			return err
 		}
 		return fn(g, s)
@@ -184,7 +212,12 @@ func scanScopeSpans(b []byte, g *Group, s *Span, fn func(*Group, *Span) error) e
 }
 
 // ScanSpan reads the fields ingest needs from a Span message into s.
-func ScanSpan(b []byte, s *Span) error {
+func ScanSpan(b []byte, s *Span) error { return scanSpan(b, s, nil) }
+
+// scanSpan is ScanSpan that, when u is not nil, also checks every string field of the span
+// (attributes, events, links and status included) and clears u.valid if one is not UTF-8: the
+// check rides on the scan's walk over the span instead of walking the request again.
+func scanSpan(b []byte, s *Span, u *utf8Check) error {
 	*s = Span{Raw: b}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -201,6 +234,9 @@ func ScanSpan(b []byte, s *Span) error {
 			s.ParentID, n = protowire.ConsumeBytes(b)
 		case num == fieldSpanName && typ == protowire.BytesType:
 			s.Name, n = protowire.ConsumeBytes(b)
+			if u != nil && n >= 0 && !utf8.Valid(s.Name) {
+				u.valid = false
+			}
 		case num == fieldSpanKind && typ == protowire.VarintType:
 			var k uint64
 			k, n = protowire.ConsumeVarint(b)
@@ -218,6 +254,29 @@ func ScanSpan(b []byte, s *Span) error {
 					return err
 				}
 				s.StatusCode = c
+				if u != nil {
+					u.check(u.span, num, st)
+				}
+			}
+		case typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n < 0 {
+				break
+			}
+			switch num {
+			case fieldSpanAttributes:
+				s.Attrs++
+			case fieldSpanEvents:
+				s.Events++
+			case fieldSpanLinks:
+				s.Links++
+			}
+			if num == fieldSpanAttributes || num == fieldSpanEvents || num == fieldSpanLinks {
+				s.Longest = max(s.Longest, int32(min(len(v), math.MaxInt32)))
+			}
+			if u != nil {
+				u.check(u.span, num, v)
 			}
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)

@@ -89,6 +89,9 @@ func TestScanRequest(t *testing.T) {
 		if s.Start != 100 || s.End != 250 || s.Kind != 2 {
 			t.Errorf("span fields %+v", s)
 		}
+		if s.Attrs != 1 || s.Events != 0 || s.Links != 0 || int(s.Longest) != len("\n\x01a\x12\x03\n\x01b") {
+			t.Errorf("counts: %d attributes, %d events, %d links, longest %d", s.Attrs, s.Events, s.Links, s.Longest)
+		}
 		names = append(names, fmt.Sprintf("%s/%d/%d", s.Name, s.StatusCode, len(s.ParentID)))
 		return nil
 	})

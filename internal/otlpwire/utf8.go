@@ -32,10 +32,12 @@ type wireSchema struct {
 	kinds  []fieldKind // by field number
 	sub    []*wireSchema
 	isSpan bool
-	// small: every field number is below 16, so every tag is one ASCII byte. Then if the
-	// message's bytes as a whole are valid UTF-8, so is each string field in it: a string starts
-	// after the last byte of its length varint and ends before the next tag (or the end), and
-	// both are ASCII, hence character boundaries. One utf8.Valid over the message (fast on ASCII)
+	// small: every field number is below 16, in this message and in every message it can hold,
+	// so every tag is one ASCII byte. Then if the message's bytes as a whole are valid UTF-8, so
+	// is each string field in it: a string starts after the last byte of its length varint and
+	// ends before the next tag (or the end), and both are ASCII, hence character boundaries. (A
+	// message holding Spans is not small: Span.flags has a two-byte tag, and a string ending in
+	// a lead byte right before it would pass as valid when the whole is checked.) One utf8.Valid over the message (fast on ASCII)
 	// then replaces a walk of its fields; if it fails (a double or a varint may hold any byte),
 	// the walk decides.
 	small bool
@@ -95,9 +97,25 @@ func schemaFor(md protoreflect.MessageDescriptor, memo map[protoreflect.FullName
 	return s
 }
 
+// settleSmall clears small on every schema that can hold a message that is not small.
+func settleSmall(memo map[protoreflect.FullName]*wireSchema) {
+	for changed := true; changed; {
+		changed = false
+		for _, s := range memo {
+			for _, sub := range s.sub {
+				if s.small && sub != nil && !sub.small {
+					s.small, changed = false, true
+				}
+			}
+		}
+	}
+}
+
 func schemaOf(md protoreflect.MessageDescriptor) *wireSchema {
 	schemaOnce.Do(func() {
-		requestSchema = schemaFor((&coltracepb.ExportTraceServiceRequest{}).ProtoReflect().Descriptor(), map[protoreflect.FullName]*wireSchema{})
+		memo := map[protoreflect.FullName]*wireSchema{}
+		requestSchema = schemaFor((&coltracepb.ExportTraceServiceRequest{}).ProtoReflect().Descriptor(), memo)
+		settleSmall(memo)
 	})
 	if md == nil {
 		return requestSchema
@@ -105,7 +123,9 @@ func schemaOf(md protoreflect.MessageDescriptor) *wireSchema {
 	if s, ok := schemaCache.Load(md.FullName()); ok {
 		return s.(*wireSchema)
 	}
-	s := schemaFor(md, map[protoreflect.FullName]*wireSchema{})
+	memo := map[protoreflect.FullName]*wireSchema{}
+	s := schemaFor(md, memo)
+	settleSmall(memo)
 	schemaCache.Store(md.FullName(), s)
 	return s
 }
@@ -118,6 +138,35 @@ func (s *wireSchema) kind(num protowire.Number) (fieldKind, *wireSchema) {
 		return fieldOther, nil
 	}
 	return s.kinds[num], s.sub[num]
+}
+
+// utf8Check is the UTF-8 check that a scan does as it goes (Batch.Scan): the schemas of the
+// messages it walks, and whether every string so far was valid.
+type utf8Check struct {
+	valid        bool
+	rs, ss, span *wireSchema // ResourceSpans, ScopeSpans, Span
+}
+
+func newUTF8Check() utf8Check {
+	req := schemaOf(nil)
+	_, rs := req.kind(fieldRequestResourceSpans)
+	_, ss := rs.kind(fieldResourceSpansScopeSpans)
+	_, span := ss.kind(fieldScopeSpansSpans)
+	return utf8Check{valid: true, rs: rs, ss: ss, span: span}
+}
+
+// check looks at field num, holding v, of a message of schema s, as validMsg would.
+func (u *utf8Check) check(s *wireSchema, num protowire.Number, v []byte) {
+	switch k, sub := s.kind(num); k {
+	case fieldString:
+		if !utf8.Valid(v) {
+			u.valid = false
+		}
+	case fieldMessage:
+		if !(sub.small && utf8.Valid(v)) && !validMsg(v, sub, -1) {
+			u.valid = false
+		}
+	}
 }
 
 // ValidUTF8 reports whether every string field of an ExportTraceServiceRequest in wire form is

@@ -111,6 +111,10 @@ func TestSanitizeUTF8EveryStringField(t *testing.T) {
 			if ValidUTF8(body) {
 				t.Fatal("ValidUTF8 missed it")
 			}
+			var b Batch
+			if err := b.Scan(body); err != nil || b.ValidUTF8 {
+				t.Fatalf("Batch.Scan missed it (%v)", err)
+			}
 			out, flagged, err := SanitizeUTF8(nil, body)
 			if err != nil {
 				t.Fatal(err)
@@ -161,8 +165,34 @@ func TestSanitizeUTF8EveryStringField(t *testing.T) {
 func TestValidRequestsAreLeftAlone(t *testing.T) {
 	body := utf8Request(t, func(r *coltracepb.ExportTraceServiceRequest) { r.ResourceSpans[0].SchemaUrl = placeholder })
 	good := bytes.Replace(body, []byte(invalid), []byte("naïve!"), 1)
-	if !utf8.Valid([]byte("naïve!")) || !ValidUTF8(good) {
+	var b Batch
+	if !utf8.Valid([]byte("naïve!")) || !ValidUTF8(good) || b.Scan(good) != nil || !b.ValidUTF8 {
 		t.Fatal("valid request reported invalid")
+	}
+}
+
+// A string that ends in a lead byte right before a two-byte tag (Span.flags, field 16) makes
+// the bytes around it valid UTF-8 while the string itself is not: the check must look at the
+// string, not at the message holding the span as a whole.
+func TestInvalidUTF8BeforeTwoByteTag(t *testing.T) {
+	r := &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+		ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{{
+			TraceId: bytes.Repeat([]byte{'t'}, 16), SpanId: bytes.Repeat([]byte{'s'}, 8), Name: "n",
+			Status: &tracepb.Status{Message: placeholder}, Flags: 1, // status.message, then flags' tag
+		}}}},
+	}}}
+	b, err := proto.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 0xc2 then the tag 0x85 0x01 reads as U+0085 when the request is checked as a whole.
+	body := bytes.Replace(b, []byte(placeholder), []byte("abcdef\xc2"), 1)
+	if !utf8.Valid(body) {
+		t.Fatal("the request as a whole should be valid UTF-8 for this test to test anything")
+	}
+	var batch Batch
+	if ValidUTF8(body) || batch.Scan(body) != nil || batch.ValidUTF8 {
+		t.Fatal("invalid status message passed as valid")
 	}
 }
 
@@ -189,6 +219,10 @@ func FuzzSanitizeUTF8(f *testing.F) {
 	f.Add(smallRequest(2, 3))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		var batch Batch
+		if batch.Scan(b) == nil && batch.ValidUTF8 != ValidUTF8(b) {
+			t.Fatalf("Batch.Scan says valid=%v, ValidUTF8 %v", batch.ValidUTF8, ValidUTF8(b))
+		}
 		out, _, err := SanitizeUTF8(nil, b)
 		if err != nil {
 			return
