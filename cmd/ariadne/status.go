@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/spf13/cobra"
+
+	"github.com/ariadne-tracing/ariadne/internal/ingestlog"
 )
 
 // statusCmd prints a summary of a running server's own metrics: the same figures /metrics gives
@@ -21,9 +23,12 @@ func newStatusCmd() *cobra.Command {
 	var client clientOptions
 	cmd := &cobra.Command{
 		Use:   "status [flags]",
-		Short: "Summarise a running server's ingest, memory, WAL, blocks and sampling",
-		Long:  "Summarises a running Ariadne: ingest, refusals, memory, write-ahead log, blocks and sampling.",
-		Args:  exactArgs(),
+		Short: "Summarise a running server's ingest, memory, WAL, blocks and sampling, and its cluster",
+		Long: "Summarises a running Ariadne: ingest, refusals, memory, write-ahead log, blocks and sampling. " +
+			"With ingest.log: jetstream, also the cluster as NATS holds it: the stream and its servers, the members " +
+			"and the partitions each owns, and per partition the messages, the committed offset, the backlog after " +
+			"it (what a new owner would replay) and the owner's lag.",
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
@@ -36,8 +41,16 @@ func newStatusCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("reading %s/metrics: %w", client.baseURL(), err)
 			}
-			printStatus(cmd.OutOrStdout(), fams)
-			return nil
+			w := cmd.OutOrStdout()
+			printStatus(w, fams)
+			if !jetStreamMode(fams) {
+				return nil
+			}
+			var st ingestlog.Status
+			if err := client.getJSON(ctx, "/api/status/cluster", nil, &st); err != nil {
+				return err
+			}
+			return printCluster(w, st, time.Now())
 		},
 	}
 	client.register(cmd)
@@ -108,6 +121,16 @@ func printStatus(w io.Writer, fams map[string]*dto.MetricFamily) {
 	fmt.Fprintln(w, "Memory")
 	fmt.Fprintf(w, "  head: %.0f traces, %.0f spans, %s; process RSS %s\n", total(fams, "ariadne_head_traces"), total(fams, "ariadne_head_spans"),
 		mib(total(fams, "ariadne_head_bytes")), mib(total(fams, "process_resident_memory_bytes")))
+	if jetStreamMode(fams) {
+		// The stream is the write-ahead log: this node has none of its own.
+		printIngestLog(w, fams)
+	} else {
+		printWAL(w, fams)
+	}
+	printBlocks(w, fams)
+}
+
+func printWAL(w io.Writer, fams map[string]*dto.MetricFamily) {
 	fmt.Fprintln(w, "Write-ahead log")
 	fsyncs := total(fams, "ariadne_wal_fsyncs_total")
 	avg := 0.0
@@ -117,6 +140,9 @@ func printStatus(w io.Writer, fams map[string]*dto.MetricFamily) {
 	fmt.Fprintf(w, "  %.0f records, %s written in %.0f group commits (fsync avg %.2fms); %.0f segments, %s on disk\n",
 		total(fams, "ariadne_wal_records_total"), mib(total(fams, "ariadne_wal_bytes_written_total")), fsyncs, avg*1000,
 		total(fams, "ariadne_wal_segments"), mib(total(fams, "ariadne_wal_disk_bytes")))
+}
+
+func printBlocks(w io.Writer, fams map[string]*dto.MetricFamily) {
 	fmt.Fprintln(w, "Blocks")
 	fmt.Fprintf(w, "  %.0f blocks, %s on disk; written since start: %.0f blocks, %.0f traces, %.0f spans; deleted by retention %.0f\n",
 		total(fams, "ariadne_blocks"), mib(total(fams, "ariadne_block_disk_bytes")), total(fams, "ariadne_blocks_written_total"),

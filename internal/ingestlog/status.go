@@ -2,8 +2,10 @@ package ingestlog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,4 +165,17 @@ func (l *Log) pendingAfter(ctx context.Context, p int, seq uint64) (uint64, erro
 		return 0, fmt.Errorf("ingestlog: remove counting consumer: %w", err)
 	}
 	return n, nil
+}
+
+// StatusHandler answers GET /api/status/cluster with the Status as JSON (`ariadne status`).
+func (l *Log) StatusHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st, err := l.Status(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(st)
+	})
 }
