@@ -174,4 +174,5 @@ func TestJetStreamServeEndToEnd(t *testing.T) {
 		return metricValue(t, n.http, "ariadne_uploaded_blocks_total") > 0 && metricValue(t, n.http, "ariadne_ingestlog_committed_sequence") > 0
 	})
 	check("in the bucket")
+	checkStatusCommand(t, n.http, 8)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -24,6 +25,10 @@ import (
 type logSink struct{ *store.Store }
 
 func (s logSink) MinSeq() (uint64, bool) { return s.Head().MinSegment() }
+
+func (s logSink) AppendLogged(_ string, seq uint64, payload []byte) error {
+	return s.Store.AppendLogged(seq, payload)
+}
 
 // `ariadne status` on a node in JetStream mode, against a real nats-server: the node's own
 // publish and consume figures, then the cluster as NATS holds it, members and partitions in
@@ -140,5 +145,26 @@ func TestStatusCommandJetStream(t *testing.T) {
 	member := regexp.MustCompile(`(?m)^\s+node-[ab]\s+node-[ab]:3200\s+[0-9 -]+\s+[0-9 -]+\s+[0-9.]+m?s ago$`)
 	if n := len(member.FindAllString(got, -1)); n != 2 {
 		t.Errorf("%d member rows, want 2", n)
+	}
+}
+
+// checkStatusCommand runs `ariadne status` against a node of a JetStream cluster with
+// partitions partitions and checks the cluster part: the stream, this node among the members
+// owning every partition (it is the only builder), and a row per partition.
+func checkStatusCommand(t *testing.T, httpAddr string, partitions int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"status", "--server", httpAddr}, &out, &errOut); code != 0 {
+		t.Fatalf("status: exit %d %s", code, errOut.String())
+	}
+	got := out.String()
+	for _, want := range []string{"Ingest log (JetStream), this node", fmt.Sprintf("%d partitions, 1 replicas;", partitions),
+		"Members (1)", fmt.Sprintf("  %s  0-%d  ", httpAddr, partitions-1)} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status output lacks %q:\n%s", want, got)
+		}
+	}
+	if n := len(regexp.MustCompile(`(?m)^\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+\s+\S+$`).FindAllString(got, -1)); n != partitions {
+		t.Errorf("%d partition rows with a live owner, want %d:\n%s", n, partitions, got)
 	}
 }

@@ -417,6 +417,10 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	}
 	s.API.Handle("GET /", ui.Handler())
 	s.API.Handle("GET /api/status/tenants", s.tenantList(authn))
+	if s.cluster != nil && s.cluster.jet != nil {
+		// `ariadne status`: the cluster as NATS holds it, the same from any node.
+		s.API.Handle("GET /api/status/cluster", s.cluster.jet.log.StatusHandler())
+	}
 	s.API.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if cfg.PprofEnabled {
 		// Go's profiler, as Prometheus and Tempo expose it: how BENCHMARKS.md's profiles are taken.
@@ -609,7 +613,8 @@ func queryRule(r *http.Request) auth.Rule {
 	case strings.HasPrefix(p, "/internal/"):
 		// Other nodes of the cluster (peerapi), acting for the tenant they name.
 		return auth.Rule{Need: auth.RoleInternal, Tenant: true}
-	case p == "/api/status/buildinfo":
+	case p == "/api/status/buildinfo", p == "/api/status/cluster":
+		// The cluster view names nodes and partitions, no tenant's data.
 		return auth.Rule{Need: auth.RoleRead}
 	case p == "/api/status/tenants":
 		// The tenants the caller may read, for the UI's picker: no tenant's data.
