@@ -167,6 +167,8 @@ type plan struct {
 	perPlace bool
 	// blockHook, when set, is handed each block in range instead of a scan (SpanScanRequest.Blocks).
 	blockHook func(*block.Reader, map[[16]byte]bool)
+	// spanTests rule head traces out from their spans' wire bytes before they are decoded.
+	spanTests []spanTest
 }
 
 func newPlan(q *traceql.Query, start, end time.Time) *plan {
@@ -198,6 +200,7 @@ func newPlan(q *traceql.Query, start, end time.Time) *plan {
 	}
 	p.minSpans = minSpansOf(q)
 	p.required = requiredConditions(q.Stages[0].(traceql.SpansetExpr))
+	p.spanTests = spanTestsOf(q.Stages[0].(traceql.SpansetExpr))
 	for _, c := range p.required {
 		p.pushDown(c)
 	}
@@ -392,10 +395,14 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 		if whole[c.id] {
 			continue
 		}
-		parts := headPartsOf(h.Get(c.id))
-		if len(parts) == 0 {
+		hts := h.Get(c.id)
+		if len(hts) == 0 {
 			continue // released to a block since the summary was taken: the block has it
 		}
+		if !e.fullScan && !headTracePasses(p.spanTests, hts) {
+			continue
+		}
+		parts := headPartsOf(hts)
 		t, err := decodeHead(parts, resources, wcols)
 		if err != nil {
 			return fmt.Errorf("search: head: %w", err)

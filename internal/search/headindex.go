@@ -195,13 +195,20 @@ func (l *headLoader) peek() (headCandidate, bool) {
 		l.next++
 		l.h.SummariesAt(s, func(sm *head.Summary) {
 			start := int64(sm.Start)
+			// A trace is listed under the second of its start, and perhaps later ones it
+			// started in before earlier spans came: it is taken at its start's second only.
+			if int64(sm.Start/1e9) != s {
+				return
+			}
+			if (l.minStart != 0 && start < l.minStart) || (l.maxStart != 0 && start > l.maxStart) || !l.f.mayMatch(sm) {
+				return
+			}
+			// Its start may still move to an earlier second while the search reads: seen keeps
+			// it from being taken twice.
 			if l.seen[sm.ID] {
 				return
 			}
 			l.seen[sm.ID] = true
-			if (l.minStart != 0 && start < l.minStart) || (l.maxStart != 0 && start > l.maxStart) || !l.f.mayMatch(sm) {
-				return
-			}
 			heap.Push(&l.cands, headCandidate{sm.ID, start})
 		})
 	}

@@ -146,6 +146,13 @@ var indexQueries = []string{
 	`{ name = "render" } | count() > 2`,
 	`{ duration > 45ms }`,
 	`{ event:name = "exception" }`,
+	// Conjunctions that head traces are tested on at the wire before decoding.
+	`{ span.tags != "red" && name = "render" }`,
+	`{ name =~ "cache.*" && span.http.method != "GET" }`,
+	`{ duration > 30ms && name = "query" && status = unset && kind = unspecified }`,
+	`{ span.ratio >= 0.5 && span.cached = false }`,
+	`{ name != "render" && span.tags !~ "r.*" && span.task.count < 3 }`,
+	`{ span.http.method = "PUT" && resource.service.name = "worker" } && { name = "load_user" && span.task.count >= 10 }`,
 }
 
 func searchIDs(t *testing.T, e *Engine, q string, limit int) []string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -211,7 +212,7 @@ func appendKeyValue(kv []byte, cols *wireCols, all bool, keys map[string]string,
 	}
 	if hasVal {
 		var err error
-		if a.val, err = wireAnyValue(val); err != nil {
+		if a.val, err = wireAnyValue(val, false); err != nil {
 			return err
 		}
 	}
@@ -219,8 +220,9 @@ func appendKeyValue(kv []byte, cols *wireCols, all bool, keys map[string]string,
 	return nil
 }
 
-// wireAnyValue decodes an AnyValue message as anyValue reads the decoded message.
-func wireAnyValue(b []byte) (value, error) {
+// wireAnyValue decodes an AnyValue message as anyValue reads the decoded message. With view,
+// strings share b's bytes instead of being copied: for a value tested and dropped at once.
+func wireAnyValue(b []byte, view bool) (value, error) {
 	var out value
 	for len(b) > 0 {
 		num, typ, v, x, rest, err := field(b)
@@ -230,7 +232,11 @@ func wireAnyValue(b []byte) (value, error) {
 		b = rest
 		switch {
 		case num == 1 && typ == protowire.BytesType:
-			out = value{k: kString, s: string(v)}
+			if view {
+				out = value{k: kString, s: unsafe.String(unsafe.SliceData(v), len(v))}
+			} else {
+				out = value{k: kString, s: string(v)}
+			}
 		case num == 2 && typ == protowire.VarintType:
 			out = value{k: kBool, b: x != 0}
 		case num == 3 && typ == protowire.VarintType:
@@ -249,7 +255,7 @@ func wireAnyValue(b []byte) (value, error) {
 				}
 				a = rest
 				if num == 1 && typ == protowire.BytesType {
-					e, err := wireAnyValue(ev)
+					e, err := wireAnyValue(ev, view)
 					if err != nil {
 						return value{}, err
 					}
