@@ -179,8 +179,10 @@ func (p *pfile) int32s(col int, row, n int64) ([]int32, error) {
 // copies reads a byte-array column into one shared allocation.
 func (p *pfile) copies(col int, row, n int64) ([][]byte, error) {
 	dst := make([][]byte, n)
-	var arena []byte
-	var ends []int
+	// Most byte-array columns read this way are 8-byte span IDs: sized for those, the arena is
+	// allocated once instead of doubling through garbage.
+	arena := make([]byte, 0, 8*n)
+	ends := make([]int, 0, n)
 	err := p.readColumn(col, row, n, func(i int64, v parquet.Value) {
 		arena = append(arena, v.ByteArray()...)
 		ends = append(ends, len(arena))

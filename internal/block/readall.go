@@ -148,24 +148,18 @@ func (r *Reader) readBatch(row, n int64, groups []*otlpwire.Group) ([]Trace, err
 		traceID := ids[t][:]
 		spans := wire[first:last:last]
 		for i := first; i < last; i++ {
-			if err := c.span(&s, i, first, last, uint64(starts[t]), traceID); err != nil {
+			if err := c.span(&s, i, c.spanID[first:last], uint64(starts[t]), traceID); err != nil {
 				return nil, fmt.Errorf("trace %x: %w", ids[t], err)
 			}
 			gi := c.group[i]
 			if gi < 0 || int(gi) >= len(groups) {
 				return nil, fmt.Errorf("span row %d: group %d out of range", span[0]+i, gi)
 			}
-			// Spans keep slices of the arena, so it must never be grown by copying: the old
-			// array would stay alive beside the new one. A full chunk is left to its spans.
-			size := marshalSpan.Size(&s)
-			if cap(arena)-len(arena) < size {
-				arena = make([]byte, 0, max(arenaChunk, size))
+			raw, err := encodeSpan(&arena, &s)
+			if err != nil {
+				return nil, fmt.Errorf("trace %x: %w", ids[t], err)
 			}
-			from := len(arena)
-			if arena, err = marshalSized.MarshalAppend(arena, &s); err != nil {
-				return nil, fmt.Errorf("trace %x: encode span: %w", ids[t], err)
-			}
-			spans[i-first] = Span{Group: groups[gi], Raw: arena[from:len(arena):len(arena)]}
+			spans[i-first] = Span{Group: groups[gi], Raw: raw}
 		}
 		// Write treats 0 as "kept unconditionally", which is what 1 stores.
 		ratio := ratios[t]
@@ -178,6 +172,23 @@ func (r *Reader) readBatch(row, n int64, groups []*otlpwire.Group) ([]Trace, err
 		return nil, errors.New("child rows do not line up with spans")
 	}
 	return out, nil
+}
+
+// encodeSpan appends the encoding of s to *arena and returns it. Spans keep slices of the
+// arena, so it is never grown by copying (the old array would stay alive beside the new one): a
+// full chunk is left to its spans and a new one started.
+func encodeSpan(arena *[]byte, s *tracepb.Span) ([]byte, error) {
+	size := marshalSpan.Size(s)
+	if cap(*arena)-len(*arena) < size {
+		*arena = make([]byte, 0, max(arenaChunk, size))
+	}
+	from := len(*arena)
+	b, err := marshalSized.MarshalAppend(*arena, s)
+	if err != nil {
+		return nil, fmt.Errorf("encode span: %w", err)
+	}
+	*arena = b
+	return b[from:len(b):len(b)], nil
 }
 
 // spanCols is every column of a run of span rows, and of their children, in memory.
@@ -273,10 +284,11 @@ func (r *Reader) readSpanCols(spans, attrs, events, eventAttrs, links, linkAttrs
 	return c, errors.Join(errs...)
 }
 
-// span rebuilds span i of the batch into s, as rebuild does. [first, last) are the batch
-// indexes of the span's trace, which parent indexes are relative to. It must be called for the
-// spans in row order: it consumes the attribute, event and link rows as it goes.
-func (c *spanCols) span(s *tracepb.Span, i, first, last int64, traceStart uint64, traceID []byte) error {
+// span rebuilds span i of the batch into s, as rebuild does. traceSpans are the span IDs of
+// the span's whole trace, which parent indexes point into (the batch may hold only part of it).
+// It must be called for the spans in row order: it consumes the attribute, event and link rows
+// as it goes.
+func (c *spanCols) span(s *tracepb.Span, i int64, traceSpans [][]byte, traceStart uint64, traceID []byte) error {
 	spanRow := c.row + i
 	start := traceStart + uint64(c.startOff[i])
 	s.Reset()
@@ -291,9 +303,9 @@ func (c *spanCols) span(s *tracepb.Span, i, first, last int64, traceStart uint64
 	s.DroppedAttributesCount = uint32(c.dAttrs[i])
 	s.DroppedEventsCount = uint32(c.dEvents[i])
 	s.DroppedLinksCount = uint32(c.dLinks[i])
-	switch p := int64(c.parent[i]); {
-	case p > 0 && p <= last-first:
-		s.ParentSpanId = c.spanID[first+p-1]
+	switch p := int(c.parent[i]); {
+	case p > 0 && p <= len(traceSpans):
+		s.ParentSpanId = traceSpans[p-1]
 	case p > 0:
 		return fmt.Errorf("span row %d: parent index %d out of range", spanRow, p)
 	case len(c.parentID[i]) > 0:

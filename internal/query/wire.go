@@ -8,6 +8,7 @@ import (
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
@@ -50,25 +51,12 @@ func (q *Querier) FindTraceWire(ctx context.Context, id [16]byte, tr TimeRange, 
 	for _, t := range q.src.Head().Get(id) {
 		var err error
 		t.Spans(func(g *otlpwire.Group, raw []byte) {
-			if err != nil {
-				return
+			if err == nil {
+				err = w.addGroupSpan(g, raw)
 			}
-			ws, ok := w.byGroup[g]
-			if !ok {
-				if ws, err = w.groupScope(g); err != nil {
-					return
-				}
-				w.byGroup[g] = ws
-			}
-			var s otlpwire.Span
-			if err = otlpwire.ScanSpan(raw, &s); err != nil {
-				err = fmt.Errorf("query: head span: %w", err)
-				return
-			}
-			w.add(ws, s.SpanID, s.Start, raw)
 		})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("query: head: %w", err)
 		}
 	}
 	blocks, release := q.src.AcquireBlocks()
@@ -78,7 +66,14 @@ func (q *Querier) FindTraceWire(ctx context.Context, id [16]byte, tr TimeRange, 
 		if !tr.overlaps(meta.MinStart, meta.MaxEnd) {
 			continue
 		}
-		bt, err := b.FindTraceEncoded(ctx, id)
+		_, err := b.FindTraceEncoded(ctx, id, func(spans []block.Span) error {
+			for _, sp := range spans {
+				if err := w.addGroupSpan(sp.Group, sp.Raw); err != nil {
+					return fmt.Errorf("span: %w", err)
+				}
+			}
+			return nil
+		})
 		if block.SkipDamaged(ctx, err) {
 			continue
 		}
@@ -88,23 +83,6 @@ func (q *Querier) FindTraceWire(ctx context.Context, id [16]byte, tr TimeRange, 
 				continue
 			}
 			return nil, err
-		}
-		if bt == nil {
-			continue
-		}
-		for _, sp := range bt.Spans {
-			ws, ok := w.byGroup[sp.Group]
-			if !ok {
-				if ws, err = w.groupScope(sp.Group); err != nil {
-					return nil, err
-				}
-				w.byGroup[sp.Group] = ws
-			}
-			var s otlpwire.Span
-			if err := otlpwire.ScanSpan(sp.Raw, &s); err != nil {
-				return nil, fmt.Errorf("query: block %s span: %w", meta.ID, err)
-			}
-			w.add(ws, s.SpanID, s.Start, sp.Raw)
 		}
 	}
 	if q.remote != nil {
@@ -138,7 +116,38 @@ func (q *Querier) FindTraceWire(ctx context.Context, id [16]byte, tr TimeRange, 
 	return w.out, ctx.Err()
 }
 
+// Decode builds the trace's OTLP objects, resources and scopes in the same order.
+func (wt *WireTrace) Decode() (*tracepb.TracesData, error) {
+	td := &tracepb.TracesData{}
+	for _, r := range wt.Resources {
+		rs := &tracepb.ResourceSpans{Resource: r.Resource, SchemaUrl: r.SchemaURL}
+		for _, sc := range r.Scopes {
+			if len(sc.Spans) == 0 {
+				continue
+			}
+			ss := &tracepb.ScopeSpans{Scope: sc.Scope, SchemaUrl: sc.SchemaURL, Spans: make([]*tracepb.Span, len(sc.Spans))}
+			for i, raw := range sc.Spans {
+				sp := &tracepb.Span{}
+				if err := otlpwire.Unmarshal(raw, sp); err != nil {
+					return nil, fmt.Errorf("query: decode span: %w", err)
+				}
+				ss.Spans[i] = sp
+			}
+			rs.ScopeSpans = append(rs.ScopeSpans, ss)
+		}
+		if len(rs.ScopeSpans) > 0 {
+			td.ResourceSpans = append(td.ResourceSpans, rs)
+		}
+	}
+	return td, nil
+}
+
 func sortByStart(s *WireScope) {
+	// Blocks give a trace's spans in start order, so a large trace is usually sorted already.
+	if slices.IsSorted(s.starts) {
+		s.starts = nil
+		return
+	}
 	idx := make([]int, len(s.Spans))
 	for i := range idx {
 		idx[i] = i
@@ -158,6 +167,24 @@ type wireMerger struct {
 	scopes    map[string]*WireScope
 	seen      map[[8]byte]struct{}
 	byGroup   map[*otlpwire.Group]*WireScope
+}
+
+// addGroupSpan adds one encoded span of group g (the head's and the blocks' form).
+func (w *wireMerger) addGroupSpan(g *otlpwire.Group, raw []byte) error {
+	ws, ok := w.byGroup[g]
+	if !ok {
+		var err error
+		if ws, err = w.groupScope(g); err != nil {
+			return err
+		}
+		w.byGroup[g] = ws
+	}
+	var s otlpwire.Span
+	if err := otlpwire.ScanSpan(raw, &s); err != nil {
+		return fmt.Errorf("scan span: %w", err)
+	}
+	w.add(ws, s.SpanID, s.Start, raw)
+	return nil
 }
 
 func (w *wireMerger) groupScope(g *otlpwire.Group) (*WireScope, error) {
