@@ -209,6 +209,7 @@ func (sw *StreamWriter) Abort() {
 	if sw.w == nil {
 		return
 	}
+	sw.w.stopPipeline()
 	for _, sf := range sw.files {
 		sf.f.Close()
 		sf.fw.resetTo(io.Discard, 1)

@@ -48,7 +48,7 @@ const (
 	// dictionaryMaxBytes caps a column chunk's dictionary; past it the column falls back to
 	// plain, so a high-cardinality column never makes FindTrace read a huge dictionary page.
 	dictionaryMaxBytes = 256 << 10
-	batchRows          = 128
+	batchRows          = 512
 	// noID marks a span ID that is not 8 bytes. All-zero IDs are invalid in OTLP, so using
 	// zero as the marker never hides a real parent link.
 	noID = 0
@@ -152,7 +152,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func saturate(ns uint64) int64 { return int64(min(ns, math.MaxInt64)) }
 
 // fileWriter accumulates one Parquet file. Rows are staged column by column in vals and handed
-// to parquet-go a batch at a time, which keeps parquet-go on its typed column-buffer path.
+// to parquet-go a batch at a time, which keeps parquet-go on its typed column-buffer path. With
+// a pipeline (pipeline.go) full batches go to the file's encoder goroutine instead.
 type fileWriter struct {
 	name    string
 	fs      *fileSchema
@@ -163,10 +164,16 @@ type fileWriter struct {
 	rows    int64           // rows written in total
 	rgRows  int64           // rows in the current row group
 	rgLimit int64
+
+	bg      *fileEncoder  // the encoder goroutine while a pipelined block is written
+	batches []*valueBatch // the pipeline's batches, kept from block to block
+	cur     *valueBatch   // the batch vals belongs to, while pipelined
 }
 
 func newFileWriter(name string, fs *fileSchema, pageSize int) *fileWriter {
-	f := &fileWriter{name: name, fs: fs, vals: make([]parquet.Value, len(fs.cols)*batchRows)}
+	f := &fileWriter{name: name, fs: fs}
+	f.batches = []*valueBatch{{vals: make([]parquet.Value, len(fs.cols)*batchRows)}}
+	f.cur, f.vals = f.batches[0], f.batches[0].vals
 	opts := []parquet.WriterOption{
 		fs.schema,
 		parquet.PageBufferSize(pageSize),
@@ -217,27 +224,65 @@ func (f *fileWriter) flushBatch() error {
 	if f.n == 0 {
 		return nil
 	}
+	n, endRG := f.n, f.rgRows >= f.rgLimit
+	f.n = 0
+	if endRG {
+		f.rgRows = 0
+	}
+	if f.bg != nil {
+		f.submit(n, endRG)
+		return nil
+	}
+	return f.encode(f.vals, n, endRG)
+}
+
+// encode hands n rows of vals to parquet-go, and ends the row group after them with endRG.
+func (f *fileWriter) encode(vals []parquet.Value, n int, endRG bool) error {
 	cws := f.w.ColumnWriters()
 	for i := range f.fs.cols {
-		vs := f.vals[i*batchRows : i*batchRows+f.n]
+		vs := vals[i*batchRows : i*batchRows+n]
 		if _, err := cws[f.fs.leaf[i]].WriteRowValues(vs); err != nil {
 			return fmt.Errorf("%s: column %s: %w", f.name, f.fs.cols[i].name, err)
 		}
 	}
-	f.n = 0
-	if f.rgRows >= f.rgLimit {
+	if endRG {
 		if err := f.w.Flush(); err != nil {
 			return fmt.Errorf("%s: flush row group: %w", f.name, err)
 		}
-		f.rgRows = 0
 	}
 	return nil
 }
 
-func (f *fileWriter) close() error {
+// finish hands over the last rows and, without a pipeline, completes the file; wait then
+// returns once the file is complete. Split in two so that the pipelined files finish at once.
+func (f *fileWriter) finish() error {
 	if err := f.flushBatch(); err != nil {
 		return err
 	}
+	if f.bg != nil {
+		e := f.bg
+		e.close = true
+		close(e.work)
+		return nil
+	}
+	return f.closeParquet()
+}
+
+func (f *fileWriter) wait() error {
+	if f.bg == nil {
+		return nil
+	}
+	e := f.bg
+	<-e.done
+	f.bg = nil
+	f.cur, f.vals = f.batches[0], f.batches[0].vals
+	for _, b := range f.batches {
+		clear(b.vals)
+	}
+	return e.err
+}
+
+func (f *fileWriter) closeParquet() error {
 	if err := f.w.Close(); err != nil {
 		return fmt.Errorf("%s: close: %w", f.name, err)
 	}
@@ -255,6 +300,8 @@ type writer struct {
 	traces, spans, attrs, events, eventAttrs, links, linkAttrs, groups *fileWriter
 	bloomBuf                                                           bytes.Buffer
 	idx                                                                indexBuilder
+	idxQ                                                               *indexFeed // the index goroutine, while pipelined
+	idxChunks                                                          []*idxChunk
 	indexBuf                                                           bytes.Buffer
 
 	keys     []sortKey
@@ -307,6 +354,7 @@ func getWriter(pageSize int) *writer {
 // release returns w to the pool without references to the caller's spans and groups, which
 // the pool would otherwise keep alive until the next block.
 func (w *writer) release() {
+	w.stopPipeline()
 	d := &w.dec
 	for _, a := range [][]attrRec{d.attrs, d.eventAttrs, d.linkAttrs} {
 		clear(a[:cap(a)])
@@ -392,6 +440,7 @@ func (w *writer) begin(opts WriteOptions, traces int) {
 	w.bf = bloom.NewWithEstimates(uint(max(traces, 1)), opts.BloomFPRate)
 	w.first = true
 	w.idx.reset()
+	w.startPipeline()
 }
 
 // add writes the entries of one trace ID (indexes into traces), in ID order across calls.
@@ -431,16 +480,24 @@ func (w *writer) end() (Meta, error) {
 	if err := w.writeGroups(); err != nil {
 		return Meta{}, err
 	}
+	// Pipelined, the files and the index complete on their goroutines while the bloom filter
+	// is encoded here.
+	var errs []error
 	for _, f := range w.fileWriters() {
-		if err := f.close(); err != nil {
-			return Meta{}, err
-		}
+		errs = append(errs, f.finish())
 	}
+	w.finishIndex()
 	w.bloomBuf.Reset()
 	if _, err := w.bf.WriteTo(&w.bloomBuf); err != nil {
-		return Meta{}, fmt.Errorf("bloom: %w", err)
+		errs = append(errs, fmt.Errorf("bloom: %w", err))
 	}
-	w.idx.encode(&w.indexBuf)
+	w.waitIndex()
+	for _, f := range w.fileWriters() {
+		errs = append(errs, f.wait())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Meta{}, err
+	}
 	meta.Traces = w.traces.rows
 	meta.Spans = w.spans.rows
 	meta.Attrs = w.attrs.rows
@@ -673,13 +730,12 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 			if err := appendAttrRow(w.attrs, spanRow, &a); err != nil {
 				return 0, 0, 0, err
 			}
-			w.idx.addAttr(&a)
 		}
 		code := int32(0)
 		if s.hasStatus {
 			code = s.statusCode
 		}
-		w.idx.addSpan(s.group, s.name, code, s.kind, s.start, s.end)
+		w.indexSpan(s, code, d.attrs[s.attr0:s.attr1])
 		for _, e := range d.events[s.event0:s.event1] {
 			ev := w.events
 			for _, a := range d.eventAttrs[e.attr0:e.attr1] {
