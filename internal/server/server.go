@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -424,6 +425,9 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 	s.API.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if cfg.PprofEnabled {
 		// Go's profiler, as Prometheus and Tempo expose it: how BENCHMARKS.md's profiles are taken.
+		// Lock contention (ingest against queries) is sampled too, one event in 20: cheap, and
+		// only while the profiler is on.
+		runtime.SetMutexProfileFraction(20)
 		s.API.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
 		s.API.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 		s.API.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
