@@ -359,27 +359,32 @@ func (h *Head) MarkTruncated(id [16]byte) {
 	}
 }
 
-// Each calls fn with every trace held, live and flushing, for search. fn must not block: it runs
-// under a shard lock.
+// Each calls fn with every trace held, live and flushing, for search, until fn returns false.
+// fn runs outside the shard locks, on snapshots taken a shard at a time (see Trace.snapshot),
+// so a slow reader never holds up ingest, whose every request takes most shards' locks; a
+// snapshot is reused after fn returns.
 func (h *Head) Each(fn func(t *Trace) bool) {
+	var snaps []Trace
 	for i := range h.shards {
 		sh := &h.shards[i]
+		snaps = snaps[:0]
 		sh.mu.Lock()
 		for _, t := range sh.live {
-			if !fn(t) {
-				sh.mu.Unlock()
-				return
-			}
+			snaps = append(snaps, *t)
+			s := &snaps[len(snaps)-1]
+			s.buf, s.groups = t.buf[:len(t.buf):len(t.buf)], t.groups[:len(t.groups):len(t.groups)]
 		}
 		for _, ts := range sh.flushing {
 			for _, t := range ts {
-				if !fn(t) {
-					sh.mu.Unlock()
-					return
-				}
+				snaps = append(snaps, *t) // no longer appended to
 			}
 		}
 		sh.mu.Unlock()
+		for j := range snaps {
+			if !fn(&snaps[j]) {
+				return
+			}
+		}
 	}
 }
 

@@ -227,3 +227,37 @@ func TestSplitMarks(t *testing.T) {
 	}
 	h.CheckSplits(func(id [16]byte) bool { t.Fatalf("asked again about %x", id); return false })
 }
+
+// A reader of the whole head runs its callback outside the shard locks, so ingest can append
+// to the very trace being read meanwhile (under a held lock this would deadlock), and what the
+// reader was handed stays as it was when read.
+func TestReadersDoNotHoldShardLocks(t *testing.T) {
+	h := New()
+	g := &otlpwire.Group{Resource: []byte("res"), ServiceName: []byte("svc")}
+	a := h.Appender(1)
+	a.Append(g, testSpan(1, 1, false, "root", 0, 1e9, 2e9))
+	a.Commit()
+	next := byte(2)
+	appendOne := func() {
+		a := h.Appender(1)
+		a.Append(g, testSpan(1, next, true, "child", 0, 1e9, 2e9))
+		a.Commit()
+		next++
+	}
+	h.Each(func(tr *Trace) bool {
+		before := tr.SpanCount
+		appendOne()
+		n := 0
+		tr.Spans(func(*otlpwire.Group, []byte) { n++ })
+		if tr.SpanCount != before || n != before {
+			t.Errorf("snapshot changed under the reader: %d spans, %d read, %d before", tr.SpanCount, n, before)
+		}
+		return true
+	})
+	h.EachSummary(func(*Summary) { appendOne() })
+	h.SummariesAt(1, func(*Summary) { appendOne() })
+	h.SplitSummaries(func(*Summary) { appendOne() })
+	if got := h.SpanCount([16]byte(bytes.Repeat([]byte{1}, 16))); got != int(next)-1 {
+		t.Fatalf("trace has %d spans, want %d", got, next-1)
+	}
+}

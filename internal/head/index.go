@@ -613,32 +613,37 @@ func (s *Summary) merge(t *Trace) {
 }
 
 // EachSummary calls fn with the summary of every trace held, one call per trace ID. fn runs
-// under a shard lock and must not block; the summary is reused after it returns.
+// outside the shard locks: the summaries are taken a shard at a time, so a slow reader never
+// holds up ingest. The summary is reused after fn returns.
 func (h *Head) EachSummary(fn func(s *Summary)) {
-	var s Summary
+	var sums []Summary
 	for i := range h.shards {
 		sh := &h.shards[i]
+		sums = sums[:0]
 		sh.mu.Lock()
 		for id, t := range sh.live {
-			s = Summary{ID: id}
+			s := Summary{ID: id}
 			s.merge(t)
 			if len(sh.flushing) > 0 {
 				for _, f := range sh.flushing[id] {
 					s.merge(f)
 				}
 			}
-			fn(&s)
+			sums = append(sums, s)
 		}
 		for id, ts := range sh.flushing {
 			if _, ok := sh.live[id]; ok {
 				continue
 			}
-			s = Summary{ID: id}
+			s := Summary{ID: id}
 			for _, t := range ts {
 				s.merge(t)
 			}
-			fn(&s)
+			sums = append(sums, s)
 		}
 		sh.mu.Unlock()
+		for j := range sums {
+			fn(&sums[j])
+		}
 	}
 }

@@ -91,38 +91,50 @@ func (h *Head) StartSeconds() []int64 {
 // SummariesAt calls fn with the summary of each trace listed under second s (see
 // StartSeconds), once per trace ID the head still holds; a trace may also be listed under
 // another second (a late part), and a caller that reads several seconds sees it again. fn runs
-// under a shard lock and must not block; the summary is reused after it returns.
+// outside the shard locks (the summaries are taken a shard at a time) so a search never holds
+// up ingest; the summary is reused after it returns.
 func (h *Head) SummariesAt(s int64, fn func(s *Summary)) {
-	var sum Summary
+	var sums []Summary
 	for i := range h.shards {
 		sh := &h.shards[i]
+		sums = sums[:0]
 		sh.mu.Lock()
 		for _, id := range sh.byStart[s] {
+			var sum Summary
 			if sh.summary(id, &sum) {
-				fn(&sum)
+				sums = append(sums, sum)
 			}
 		}
 		sh.mu.Unlock()
+		for j := range sums {
+			fn(&sums[j])
+		}
 	}
 }
 
 // SplitSummaries calls fn with the summary of every trace that has or may have parts outside
-// the head (Summary.Split or Unchecked), without reading the others.
+// the head (Summary.Split or Unchecked), without reading the others. fn runs outside the shard
+// locks, as SummariesAt's.
 func (h *Head) SplitSummaries(fn func(s *Summary)) {
-	var sum Summary
+	var sums []Summary
 	seen := map[[16]byte]bool{}
 	for i := range h.shards {
 		sh := &h.shards[i]
+		sums = sums[:0]
 		sh.mu.Lock()
 		for _, ids := range [][][16]byte{sh.unchecked, keysOf(sh.splitIDs)} {
 			for _, id := range ids {
+				var sum Summary
 				if !seen[id] && sh.summary(id, &sum) && (sum.Split || sum.Unchecked) {
 					seen[id] = true
-					fn(&sum)
+					sums = append(sums, sum)
 				}
 			}
 		}
 		sh.mu.Unlock()
+		for j := range sums {
+			fn(&sums[j])
+		}
 	}
 }
 
