@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -79,7 +80,17 @@ func (b *Builder) consume(ctx context.Context, pt *part, from uint64) (uint64, e
 	}()
 	lag := b.l.m.lag.WithLabelValues(strconv.Itoa(pt.p))
 	for {
-		msg, err := it.Next()
+		msg, err := it.Next(jetstream.NextMaxWait(stallCheck))
+		if errors.Is(err, nats.ErrTimeout) {
+			// Nothing for a while: an idle partition, or a consumer that no longer delivers
+			// (seen after a NATS server's kill -9: the ordered consumer's server gone and its
+			// own reset never resuming). Ask the server; if it cannot say, or holds messages
+			// it is not delivering, start a new consumer where this one stopped.
+			if stuck := b.stalled(ctx, cons); stuck != nil {
+				return from, stuck
+			}
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return from, nil
@@ -133,6 +144,26 @@ func (b *Builder) consume(ctx context.Context, pt *part, from uint64) (uint64, e
 		lag.Set(float64(meta.NumPending))
 		from = seq + 1
 	}
+}
+
+// stallCheck is how long a consumer may deliver nothing before the server is asked why.
+const stallCheck = 2 * time.Second
+
+// stalled says why a consumer that delivered nothing for stallCheck must be replaced: the
+// server does not know it, or has messages for it that it did not deliver. nil: idle.
+func (b *Builder) stalled(ctx context.Context, cons jetstream.Consumer) error {
+	ictx, cancel := context.WithTimeout(ctx, stallCheck)
+	defer cancel()
+	info, err := cons.Info(ictx)
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case err != nil:
+		return fmt.Errorf("consumer delivers nothing and cannot be asked why: %w", err)
+	case info.NumPending > 0:
+		return fmt.Errorf("consumer delivers nothing with %d messages pending", info.NumPending)
+	}
+	return nil
 }
 
 // refreshLag reads the partition's lag from the server while consumption waits: the messages
