@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
@@ -27,17 +28,18 @@ const (
 	FileEventAttrs                       // owner (event row), key, type, ...
 )
 
-// ColumnReader reads whole columns of one block file. Its buffers are reused: a slice it
-// returns is valid until the next call that returns the same kind of slice for the same
-// column. It is not safe for concurrent use; make one per goroutine.
+// ColumnReader reads whole columns of one block file. Values are appended to slices the caller
+// passes, so that a caller reading many blocks reuses its buffers rather than growing new ones
+// for every row group. It is not safe for concurrent use; make one per goroutine.
 type ColumnReader struct {
-	p    *pfile
-	i64  map[int][]int64
-	i32  map[int][]int32
-	f64  map[int][]float64
-	bits map[int][]bool
-	strs map[int]*StringColumn
+	r *Reader
+	p *pfile
+	// bytes adds up the sizes of the pages read.
+	bytes int64
 }
+
+// Bytes is how many bytes of decoded pages the reader has read.
+func (c *ColumnReader) Bytes() int64 { return c.bytes }
 
 // Columns returns a reader of whole columns of file f.
 func (r *Reader) Columns(f ColumnFile) *ColumnReader {
@@ -54,8 +56,7 @@ func (r *Reader) Columns(f ColumnFile) *ColumnReader {
 	case FileEventAttrs:
 		p = r.eventAttrs
 	}
-	return &ColumnReader{p: p, i64: map[int][]int64{}, i32: map[int][]int32{}, f64: map[int][]float64{},
-		bits: map[int][]bool{}, strs: map[int]*StringColumn{}}
+	return &ColumnReader{r: r, p: p}
 }
 
 // RowGroups is how many row groups the file has.
@@ -96,67 +97,55 @@ func (c *ColumnReader) pages(rg int, name string, fn func(col int, kind colKind,
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return col, fmt.Errorf("%s: column %s: %w", c.p.name, name, err)
+			return col, c.r.wrap(fmt.Errorf("%s: column %s: %w", c.p.name, name, err))
 		}
 		got += page.NumRows()
+		c.bytes += page.Size()
 		err = fn(col, kind, page)
 		if err != nil {
-			return col, fmt.Errorf("%s: column %s: %w", c.p.name, name, err)
+			return col, c.r.wrap(fmt.Errorf("%s: column %s: %w", c.p.name, name, err))
 		}
 	}
 	return col, nil
 }
 
-// Int64s reads an integer column (start_unix_nano, span_row, duration_nano, start_offset,
-// status, owner, span, int, ...) of row group rg.
-func (c *ColumnReader) Int64s(rg int, name string) ([]int64, error) {
-	var dst []int64
-	col, err := c.pages(rg, name, func(col int, kind colKind, page parquet.Page) error {
+// Int64s appends an integer column (start_unix_nano, span_row, duration_nano, start_offset,
+// status, owner, span, int, ...) of row group rg to dst.
+func (c *ColumnReader) Int64s(rg int, name string, dst []int64) ([]int64, error) {
+	dst = slices.Grow(dst, c.rgRows(rg))
+	_, err := c.pages(rg, name, func(col int, kind colKind, page parquet.Page) error {
 		if kind != kDelta && kind != kInt64 {
 			return errors.New("not an int64 column")
-		}
-		if dst == nil {
-			dst = c.i64[col][:0]
 		}
 		dst = append(dst, pageData(page).Int64()...)
 		parquet.Release(page)
 		return nil
 	})
-	if err == nil {
-		c.i64[col] = dst
-	}
 	return dst, err
 }
 
-// Int32s reads an enum or count column (kind, group, type, ...) of row group rg.
-func (c *ColumnReader) Int32s(rg int, name string) ([]int32, error) {
-	var dst []int32
-	col, err := c.pages(rg, name, func(col int, kind colKind, page parquet.Page) error {
+func (c *ColumnReader) rgRows(rg int) int { return int(c.p.f.RowGroups()[rg].NumRows()) }
+
+// Int32s appends an enum or count column (kind, group, type, ...) of row group rg to dst.
+func (c *ColumnReader) Int32s(rg int, name string, dst []int32) ([]int32, error) {
+	dst = slices.Grow(dst, c.rgRows(rg))
+	_, err := c.pages(rg, name, func(col int, kind colKind, page parquet.Page) error {
 		if kind != kInt32 {
 			return errors.New("not an int32 column")
-		}
-		if dst == nil {
-			dst = c.i32[col][:0]
 		}
 		dst = append(dst, pageData(page).Int32()...)
 		parquet.Release(page)
 		return nil
 	})
-	if err == nil {
-		c.i32[col] = dst
-	}
 	return dst, err
 }
 
-// Doubles reads the double column of an attributes file; rows of other types are 0.
-func (c *ColumnReader) Doubles(rg int, name string) ([]float64, error) {
-	var dst []float64
-	col, err := c.pages(rg, name, func(col int, kind colKind, page parquet.Page) error {
+// Doubles appends the double column of an attributes file to dst; rows of other types are 0.
+func (c *ColumnReader) Doubles(rg int, name string, dst []float64) ([]float64, error) {
+	dst = slices.Grow(dst, c.rgRows(rg))
+	_, err := c.pages(rg, name, func(col int, kind colKind, page parquet.Page) error {
 		if kind != kDouble {
 			return errors.New("not a double column")
-		}
-		if dst == nil {
-			dst = c.f64[col][:0]
 		}
 		vals := pageData(page).Double()
 		levels := page.DefinitionLevels()
@@ -174,21 +163,15 @@ func (c *ColumnReader) Doubles(rg int, name string) ([]float64, error) {
 		parquet.Release(page)
 		return nil
 	})
-	if err == nil {
-		c.f64[col] = dst
-	}
 	return dst, err
 }
 
-// Bools reads a boolean column of row group rg.
-func (c *ColumnReader) Bools(rg int, name string) ([]bool, error) {
-	var dst []bool
-	col, err := c.pages(rg, name, func(col int, kind colKind, page parquet.Page) error {
+// Bools appends a boolean column of row group rg to dst.
+func (c *ColumnReader) Bools(rg int, name string, dst []bool) ([]bool, error) {
+	dst = slices.Grow(dst, c.rgRows(rg))
+	_, err := c.pages(rg, name, func(col int, kind colKind, page parquet.Page) error {
 		if kind != kBool {
 			return errors.New("not a boolean column")
-		}
-		if dst == nil {
-			dst = c.bits[col][:0]
 		}
 		packed := pageData(page).Boolean()
 		for i := range int(page.NumValues()) {
@@ -197,9 +180,6 @@ func (c *ColumnReader) Bools(rg int, name string) ([]bool, error) {
 		parquet.Release(page)
 		return nil
 	})
-	if err == nil {
-		c.bits[col] = dst
-	}
 	return dst, err
 }
 
@@ -231,19 +211,11 @@ func (s *StringColumn) Bytes(e int32) []byte {
 // String returns entry e as a string, invalid UTF-8 replaced as every other read does.
 func (s *StringColumn) String(e int32) string { return validString(s.Bytes(e)) }
 
-// Strings reads a string column (name, key, str, ...) of row group rg as entries.
-func (c *ColumnReader) Strings(rg int, name string) (*StringColumn, error) {
-	col, err := c.col(name)
-	if err != nil {
-		return nil, err
-	}
-	s := c.strs[col]
-	if s == nil {
-		s = &StringColumn{}
-		c.strs[col] = s
-	}
-	s.Index, s.Dict, s.dict, s.data, s.offs = s.Index[:0], 0, nil, s.data[:0], s.offs[:0]
-	_, err = c.pages(rg, name, func(_ int, kind colKind, page parquet.Page) error {
+// Strings reads a string column (name, key, str, ...) of row group rg as entries into s,
+// reusing its buffers.
+func (c *ColumnReader) Strings(rg int, name string, s *StringColumn) error {
+	s.Index, s.Dict, s.dict, s.data, s.offs = slices.Grow(s.Index[:0], c.rgRows(rg)), 0, nil, s.data[:0], s.offs[:0]
+	_, err := c.pages(rg, name, func(_ int, kind colKind, page parquet.Page) error {
 		if kind != kDict && kind != kBytes && kind != kRandom {
 			return errors.New("not a string column")
 		}
@@ -279,12 +251,13 @@ func (c *ColumnReader) Strings(rg int, name string) (*StringColumn, error) {
 		parquet.Release(page)
 		return nil
 	})
-	return s, err
+	return err
 }
 
-// IDs16 reads a 16-byte column (trace_id) of row group rg: value i is dst[16*i : 16*i+16].
+// IDs16 appends a 16-byte column (trace_id) of row group rg to dst: value i is
+// dst[16*i : 16*i+16].
 func (c *ColumnReader) IDs16(rg int, name string, dst []byte) ([]byte, error) {
-	dst = dst[:0]
+	dst = slices.Grow(dst, 16*c.rgRows(rg))
 	_, err := c.pages(rg, name, func(_ int, kind colKind, page parquet.Page) error {
 		if kind != kID16 {
 			return errors.New("not a 16-byte column")

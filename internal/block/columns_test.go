@@ -75,11 +75,12 @@ func TestColumnsMatchScan(t *testing.T) {
 	var gotSpans []spanRow
 	sc := br.Columns(FileSpans)
 	for rg := range sc.RowGroups() {
-		names, err1 := sc.Strings(rg, "name")
-		durs, err2 := sc.Int64s(rg, "duration_nano")
-		kinds, err3 := sc.Int32s(rg, "kind")
-		status, err4 := sc.Int64s(rg, "status")
-		groups, err5 := sc.Int32s(rg, "group")
+		names := &StringColumn{}
+		err1 := sc.Strings(rg, "name", names)
+		durs, err2 := sc.Int64s(rg, "duration_nano", nil)
+		kinds, err3 := sc.Int32s(rg, "kind", nil)
+		status, err4 := sc.Int64s(rg, "status", nil)
+		groups, err5 := sc.Int32s(rg, "group", nil)
 		for _, err := range []error{err1, err2, err3, err4, err5} {
 			if err != nil {
 				t.Fatal(err)
@@ -97,14 +98,15 @@ func TestColumnsMatchScan(t *testing.T) {
 	ac := br.Columns(FileSpanAttrs)
 	plain := false
 	for rg := range ac.RowGroups() {
-		owner, err1 := ac.Int64s(rg, "owner")
-		keys, err2 := ac.Strings(rg, "key")
-		types, err3 := ac.Int32s(rg, "type")
-		strs, err4 := ac.Strings(rg, "str")
-		ints, err5 := ac.Int64s(rg, "int")
-		dbls, err6 := ac.Doubles(rg, "double")
-		bools, err7 := ac.Bools(rg, "bool")
-		raws, err8 := ac.Strings(rg, "raw")
+		keys, strs, raws := &StringColumn{}, &StringColumn{}, &StringColumn{}
+		owner, err1 := ac.Int64s(rg, "owner", nil)
+		err2 := ac.Strings(rg, "key", keys)
+		types, err3 := ac.Int32s(rg, "type", nil)
+		err4 := ac.Strings(rg, "str", strs)
+		ints, err5 := ac.Int64s(rg, "int", nil)
+		dbls, err6 := ac.Doubles(rg, "double", nil)
+		bools, err7 := ac.Bools(rg, "bool", nil)
+		err8 := ac.Strings(rg, "raw", raws)
 		for _, err := range []error{err1, err2, err3, err4, err5, err6, err7, err8} {
 			if err != nil {
 				t.Fatal(err)

@@ -3,11 +3,13 @@
 // and event attribute value by how much more often the selection has it than the baseline, and
 // every numeric attribute by how far its distribution shifts.
 //
-// Spans are read through the search engine's span scan (search.Engine.ScanSpans), which reads
-// the block columns a comparison needs and evaluates both filters with the same code as
-// /api/search. Counting is one pass; what is kept per value is a count and a few example
-// traces, so memory grows with the distinct values, which are capped per key: a key with more
-// distinct values than that is an identifier, not a cause, and is left out.
+// Blocks are read by their columns (columns.go): dictionary entries are counted, not spans, and
+// strings are built only for the values counted. The head, traces split across places and
+// filters the columns cannot answer are read through the search engine's span scan
+// (search.Engine.ScanSpans), which evaluates both filters with the same code as /api/search.
+// What is kept per value is a count and a few example traces, so memory grows with the distinct
+// values, which are capped per key: a key with more distinct values than that is an identifier,
+// not a cause, and is left out.
 package compare
 
 import (
@@ -100,16 +102,28 @@ const (
 	alpha = 0.01
 	// maxDistinct values are counted per key and side before the key is taken for an ID.
 	maxDistinct = 1000
-	// reservoir is how many values of a numeric key one side keeps for its distribution.
-	reservoir = 4096
-	examples  = 3
+	examples    = 3
 )
 
-// Compare runs a comparison over e's spans.
+// Compare runs a comparison over e's spans. Blocks are read by their columns when both filters
+// are simple span conditions (columns.go); otherwise every span is read as a search reads it.
 func Compare(ctx context.Context, e *search.Engine, req Request) (*Result, error) {
 	if req.Selection == nil {
 		return nil, errors.New("compare: no selection")
 	}
+	selF := compileFilter(req.Selection)
+	var baseF *colFilter
+	if req.Baseline != nil {
+		baseF = compileFilter(req.Baseline)
+	}
+	if selF != nil && (req.Baseline == nil || baseF != nil) {
+		return compareByColumns(ctx, e, req, selF, baseF)
+	}
+	return compareByScan(ctx, e, req)
+}
+
+// compareByScan reads every span in range through the search engine's span scan.
+func compareByScan(ctx context.Context, e *search.Engine, req Request) (*Result, error) {
 	sel := newSide()
 	baseByName := map[string]*side{}
 	selNames := map[string]bool{}
@@ -135,54 +149,14 @@ func Compare(ctx context.Context, e *search.Engine, req Request) (*Result, error
 			return res, nil
 		}
 	}
-	seed := uint64(1)
-	// The span being counted and its side, for addAttr: one closure for the whole scan rather
-	// than one per span.
-	var cur *side
-	var curSpan *search.ScannedSpan
-	addAttr := func(scope search.AttrScope, key string, v search.Value) {
-		cur.add(attrKey{scope: scopeOf[scope], name: key}, v, curSpan.TraceID, nil, 1, &seed)
-	}
-	m2, err := e.ScanSpans(ctx, search.SpanScanRequest{Selection: req.Selection, Baseline: req.Baseline, Start: req.Start, End: req.End},
-		func(s *search.ScannedSpan) {
-			var sd *side
-			switch {
-			case s.Selected:
-				sd = sel
-				selNames[s.Name] = true
-			case s.InBaseline && (req.Baseline != nil || selNames[s.Name]):
-				sd = baseByName[s.Name]
-				if sd == nil {
-					sd = newSide()
-					baseByName[s.Name] = sd
-				}
-			default:
-				return
-			}
-			cur, curSpan = sd, s
-			sd.spans++
-			sd.seen = sd.seen[:0]
-			sd.add(keyName, search.Value{Type: "string", String: s.Name}, s.TraceID, nil, 1, &seed)
-			sd.add(keyStatus, search.Value{Type: "status", String: s.Status()}, s.TraceID, nil, 1, &seed)
-			sd.add(keyKind, search.Value{Type: "kind", String: s.Kind()}, s.TraceID, nil, 1, &seed)
-			sd.add(keyDuration, search.Value{Type: "duration", Int: s.DurationNanos}, s.TraceID, nil, 1, &seed)
-			if r := s.Resource(); r != nil {
-				ra := sd.res[r]
-				if ra == nil {
-					ra = &resAcc{}
-					sd.res[r] = ra
-				}
-				ra.spans++
-				addExample(&ra.examples, s.TraceID)
-			}
-			s.Attributes(addAttr)
-		})
+	c := &spanCounter{sel: sel, baseByName: baseByName, selNames: selNames, given: req.Baseline != nil}
+	m2, err := e.ScanSpans(ctx, search.SpanScanRequest{Selection: req.Selection, Baseline: req.Baseline, Start: req.Start, End: req.End}, c.count)
 	if err != nil {
 		return nil, fmt.Errorf("compare: %w", err)
 	}
-	sel.addResources(&seed)
+	sel.addResources()
 	for _, sd := range baseByName {
-		sd.addResources(&seed)
+		sd.addResources()
 	}
 	base := newSide()
 	for name, sd := range baseByName {
@@ -193,6 +167,65 @@ func Compare(ctx context.Context, e *search.Engine, req Request) (*Result, error
 	res := rank(sel, base, testedKeys(req.Selection), cmp.Or(req.Limit, 20))
 	res.Metrics = addMetrics(m, m2)
 	return res, nil
+}
+
+// spanCounter counts the spans a span scan hands it, each to the selection or to its name's
+// share of the baseline.
+type spanCounter struct {
+	sel        *side
+	baseByName map[string]*side
+	selNames   map[string]bool
+	// given: the baseline is a query's, not the selection's span names.
+	given bool
+	// all counts the baseline spans of every name, for a caller that learns the selection's
+	// names only afterwards.
+	all bool
+	// The span being counted and its side, for addAttr: one closure for the whole scan rather
+	// than one per span.
+	cur     *side
+	curSpan *search.ScannedSpan
+	addAttr func(scope search.AttrScope, key string, v search.Value)
+}
+
+func (c *spanCounter) count(s *search.ScannedSpan) {
+	if c.addAttr == nil {
+		c.addAttr = func(scope search.AttrScope, key string, v search.Value) {
+			c.cur.add(attrKey{scope: scopeOf[scope], name: key}, v, c.curSpan.TraceID)
+		}
+	}
+	var sd *side
+	switch {
+	case s.Selected:
+		sd = c.sel
+		if !c.selNames[s.Name] {
+			c.selNames[strings.Clone(s.Name)] = true
+		}
+	case s.InBaseline && (c.given || c.all || c.selNames[s.Name]):
+		sd = c.baseByName[s.Name]
+		if sd == nil {
+			sd = newSide()
+			c.baseByName[strings.Clone(s.Name)] = sd
+		}
+	default:
+		return
+	}
+	c.cur, c.curSpan = sd, s
+	sd.spans++
+	sd.seen = sd.seen[:0]
+	sd.add(keyName, search.Value{Type: "string", String: s.Name}, s.TraceID)
+	sd.add(keyStatus, search.Value{Type: "status", String: s.Status()}, s.TraceID)
+	sd.add(keyKind, search.Value{Type: "kind", String: s.Kind()}, s.TraceID)
+	sd.add(keyDuration, search.Value{Type: "duration", Int: s.DurationNanos}, s.TraceID)
+	if r := s.Resource(); r != nil {
+		ra := sd.res[r]
+		if ra == nil {
+			ra = &resAcc{}
+			sd.res[r] = ra
+		}
+		ra.spans++
+		addExample(&ra.examples, s.TraceID)
+	}
+	s.Attributes(c.addAttr)
 }
 
 // addMetrics adds up what two passes read.
@@ -319,18 +352,14 @@ type valueAcc struct {
 	examples [][16]byte
 }
 
-type sample struct {
-	v, w float64
-}
-
 type keyAcc struct {
 	// values is nil once the key has had more than maxDistinct values.
 	values   map[valueKey]*valueAcc
 	highCard bool
-	// numeric: the values seen of an int, float or duration key, a uniform sample of them and
-	// a few example traces.
+	// numeric: how many values of an int, float or duration key were seen, their histogram
+	// and a few example traces.
 	numSeen  int64
-	samples  []sample
+	hist     histogram
 	examples [][16]byte
 }
 
@@ -358,38 +387,38 @@ type seenKey struct {
 
 func newSide() *side { return &side{keys: map[attrKey]*keyAcc{}, res: map[any]*resAcc{}} }
 
-// add counts value v of key for weight spans (1, or a resource's spans) of trace id.
-// more are further example traces of the value (a resource's), beside id.
-func (sd *side) add(key attrKey, v search.Value, id [16]byte, more [][16]byte, weight int64, seed *uint64) {
+func (sd *side) key(key attrKey) *keyAcc {
 	k := sd.keys[key]
 	if k == nil {
 		k = &keyAcc{values: map[valueKey]*valueAcc{}}
 		sd.keys[key] = k
 	}
-	var num float64
-	numeric := true
-	switch v.Type {
-	case "int", "duration":
-		num = float64(v.Int)
-	case "float":
-		num = v.Float
-	default:
-		numeric = false
-	}
-	if numeric {
-		k.numSeen += weight
-		switch {
-		case weight != 1 || len(k.samples) < reservoir:
-			// A resource's value stands for all its spans at once: one sample, weighted.
-			k.samples = append(k.samples, sample{v: num, w: float64(weight)})
-		default:
-			if j := randN(seed, uint64(k.numSeen)); j < reservoir {
-				k.samples[j] = sample{v: num, w: 1}
-			}
+	return k
+}
+
+// add counts value v of key for one span of trace id. Event values are counted once per span:
+// the caller resets seen per span.
+func (sd *side) add(key attrKey, v search.Value, id [16]byte) {
+	if key.scope == scopeEvent || key.scope == scopeEventName {
+		sk := seenKey{key, keyOf(v)}
+		if slices.Contains(sd.seen, sk) {
+			return
 		}
-		addExample(&k.examples, id)
-		for _, m := range more {
-			addExample(&k.examples, m)
+		sd.seen = append(sd.seen, sk)
+	}
+	ex := [1][16]byte{id}
+	sd.addN(key, v, 1, ex[:])
+}
+
+// addN counts value v of key for weight spans (one, or a resource's spans, or a value's count
+// in a block), with up to a few example traces.
+func (sd *side) addN(key attrKey, v search.Value, weight int64, examples [][16]byte) {
+	k := sd.key(key)
+	if num, ok := numeric(v); ok {
+		k.numSeen += weight
+		k.hist.add(num, weight)
+		for _, id := range examples {
+			addExample(&k.examples, id)
 		}
 	}
 	// Floats and durations are measurements, compared only by distribution; ints may be codes
@@ -397,14 +426,11 @@ func (sd *side) add(key attrKey, v search.Value, id [16]byte, more [][16]byte, w
 	if v.Type == "float" || v.Type == "duration" || k.values == nil {
 		return
 	}
-	vk := keyOf(v)
-	if key.scope == scopeEvent || key.scope == scopeEventName {
-		sk := seenKey{key, vk}
-		if slices.Contains(sd.seen, sk) {
-			return
-		}
-		sd.seen = append(sd.seen, sk)
-	}
+	k.addValue(keyOf(v), v, weight, examples)
+}
+
+// addValue counts weight spans with value vk (v) of a counted key.
+func (k *keyAcc) addValue(vk valueKey, v search.Value, weight int64, examples [][16]byte) {
 	va := k.values[vk]
 	if va == nil {
 		if len(k.values) >= maxDistinct {
@@ -415,17 +441,27 @@ func (sd *side) add(key attrKey, v search.Value, id [16]byte, more [][16]byte, w
 		k.values[vk] = va
 	}
 	va.spans += weight
-	addExample(&va.examples, id)
-	for _, m := range more {
-		addExample(&va.examples, m)
+	for _, id := range examples {
+		addExample(&va.examples, id)
 	}
 }
 
+// numeric is v's number when it is an int, float or duration.
+func numeric(v search.Value) (float64, bool) {
+	switch v.Type {
+	case "int", "duration":
+		return float64(v.Int), true
+	case "float":
+		return v.Float, true
+	}
+	return 0, false
+}
+
 // addResources adds each counted resource's attributes, weighted by its spans.
-func (sd *side) addResources(seed *uint64) {
+func (sd *side) addResources() {
 	for r, ra := range sd.res {
 		search.ResourceAttributes(r, func(key string, v search.Value) {
-			sd.add(attrKey{scopeResource, key}, v, ra.examples[0], ra.examples[1:], ra.spans, seed)
+			sd.addN(attrKey{scopeResource, key}, v, ra.spans, ra.examples)
 		})
 	}
 	sd.res = map[any]*resAcc{}
@@ -435,16 +471,6 @@ func addExample(ex *[][16]byte, id [16]byte) {
 	if len(*ex) < examples && !slices.Contains(*ex, id) {
 		*ex = append(*ex, id)
 	}
-}
-
-// randN is a splitmix64 step, for reservoir sampling that gives the same answer every run.
-func randN(seed *uint64, n uint64) uint64 {
-	*seed += 0x9e3779b97f4a7c15
-	z := *seed
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	z ^= z >> 31
-	return z % n
 }
 
 func valueText(v search.Value) string {
@@ -459,24 +485,12 @@ func valueText(v search.Value) string {
 	return v.String
 }
 
-// merge adds o's counts to sd. Samples keep their weight (values each stands for), so that a
-// busy span name counts for more than a rare one in the merged distribution.
+// merge adds o's counts to sd.
 func (sd *side) merge(o *side) {
 	sd.spans += o.spans
 	for key, ok := range o.keys {
-		k := sd.keys[key]
-		if k == nil {
-			k = &keyAcc{values: map[valueKey]*valueAcc{}}
-			sd.keys[key] = k
-		}
-		if len(ok.samples) > 0 {
-			// Each sample stands for numSeen/total of the values seen (1 until the reservoir
-			// overflowed; a resource's sample already carries its spans).
-			w := float64(ok.numSeen) / total(ok.samples)
-			for _, s := range ok.samples {
-				k.samples = append(k.samples, sample{v: s.v, w: s.w * w})
-			}
-		}
+		k := sd.key(key)
+		k.hist.merge(&ok.hist)
 		k.numSeen += ok.numSeen
 		for _, id := range ok.examples {
 			addExample(&k.examples, id)
@@ -534,7 +548,7 @@ func rank(sel, base *side, tested map[string]bool, limit int) *Result {
 		if bk == nil {
 			bk = empty
 		}
-		if len(sk.samples) >= minShiftSize && len(bk.samples) >= minShiftSize {
+		if sk.numSeen >= minShiftSize && bk.numSeen >= minShiftSize {
 			tests++
 			res.Shifts = append(res.Shifts, shiftOf(key, sk, bk))
 		}
@@ -640,46 +654,101 @@ func normalTailScore(z float64) float64 {
 }
 
 func shiftOf(key string, sk, bk *keyAcc) Shift {
-	a, b := slices.Clone(sk.samples), slices.Clone(bk.samples)
-	byV := func(x, y sample) int { return cmp.Compare(x.v, y.v) }
-	slices.SortFunc(a, byV)
-	slices.SortFunc(b, byV)
+	a, b := sk.hist.sorted(), bk.hist.sorted()
 	s := Shift{Key: key, Selection: quantiles(a, sk.numSeen), Baseline: quantiles(b, bk.numSeen), ExampleTraceIDs: hexIDs(sk.examples)}
 	s.D = ksD(a, b)
-	na, nb := float64(len(a)), float64(len(b))
+	na, nb := float64(sk.numSeen), float64(bk.numSeen)
 	ne := na * nb / (na + nb)
 	s.Score = ksScore(s.D, ne)
 	return s
 }
 
-func total(ss []sample) float64 {
-	var w float64
-	for _, s := range ss {
-		w += s.w
+// histogram counts a numeric key's values: small integers exactly, anything else in bins
+// 0.5% wide (log scale), so that a distribution over millions of spans costs a few thousand
+// bins and quantiles and the KS statistic are within 0.5% of the values'.
+type histogram struct {
+	bins map[float64]int64
+}
+
+const histAccuracy = 0.005
+
+var histGamma = math.Log1p(2 * histAccuracy)
+
+func binOf(x float64) float64 {
+	if x == math.Trunc(x) && math.Abs(x) <= 1<<20 {
+		return x
+	}
+	if math.IsInf(x, 0) {
+		return x
+	}
+	i := math.Round(math.Log(math.Abs(x)) / histGamma)
+	return math.Copysign(math.Exp(i*histGamma), x)
+}
+
+func (h *histogram) add(x float64, w int64) {
+	if math.IsNaN(x) {
+		return
+	}
+	if h.bins == nil {
+		h.bins = map[float64]int64{}
+	}
+	h.bins[binOf(x)] += w
+}
+
+func (h *histogram) merge(o *histogram) {
+	for v, w := range o.bins {
+		if h.bins == nil {
+			h.bins = map[float64]int64{}
+		}
+		h.bins[v] += w
+	}
+}
+
+type bin struct {
+	v float64
+	w int64
+}
+
+func (h *histogram) sorted() []bin {
+	out := make([]bin, 0, len(h.bins))
+	for v, w := range h.bins {
+		out = append(out, bin{v, w})
+	}
+	slices.SortFunc(out, func(x, y bin) int { return cmp.Compare(x.v, y.v) })
+	return out
+}
+
+func total(bs []bin) int64 {
+	var w int64
+	for _, b := range bs {
+		w += b.w
 	}
 	return w
 }
 
-func quantiles(ss []sample, seen int64) Quantiles {
+func quantiles(bs []bin, seen int64) Quantiles {
 	q := Quantiles{Count: seen}
-	w := total(ss)
+	if len(bs) == 0 {
+		return q
+	}
+	w := float64(total(bs))
 	at := func(p float64) float64 {
 		var acc float64
-		for _, s := range ss {
-			acc += s.w
+		for _, b := range bs {
+			acc += float64(b.w)
 			if acc >= p*w {
-				return s.v
+				return b.v
 			}
 		}
-		return ss[len(ss)-1].v
+		return bs[len(bs)-1].v
 	}
 	q.P50, q.P90, q.P99 = at(0.5), at(0.9), at(0.99)
 	return q
 }
 
-// ksD is the two-sample Kolmogorov–Smirnov statistic of weighted, sorted samples.
-func ksD(a, b []sample) float64 {
-	wa, wb := total(a), total(b)
+// ksD is the two-sample Kolmogorov–Smirnov statistic of two sorted histograms.
+func ksD(a, b []bin) float64 {
+	wa, wb := float64(total(a)), float64(total(b))
 	var i, j int
 	var fa, fb, d float64
 	for i < len(a) || j < len(b) {
@@ -691,11 +760,11 @@ func ksD(a, b []sample) float64 {
 			v = b[j].v
 		}
 		for i < len(a) && a[i].v == v {
-			fa += a[i].w / wa
+			fa += float64(a[i].w) / wa
 			i++
 		}
 		for j < len(b) && b[j].v == v {
-			fb += b[j].w / wb
+			fb += float64(b[j].w) / wb
 			j++
 		}
 		d = max(d, math.Abs(fa-fb))
