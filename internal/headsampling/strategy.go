@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 )
@@ -184,11 +185,17 @@ func (s *Strategies) For(service string) Response {
 // ServeHTTP answers GET ?service=<name>. A request without a service gets 400 and a message, as
 // Jaeger's collector answers it; an unknown service gets the default strategy.
 func (s *Strategies) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	service := r.URL.Query().Get("service")
-	if service == "" {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		http.Error(w, "malformed query string: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	// Two services in one request would get one of them silently; say so instead.
+	if len(q["service"]) != 1 || q.Get("service") == "" {
 		http.Error(w, "'service' parameter must be provided once, e.g. "+r.URL.Path+"?service=checkout", http.StatusBadRequest)
 		return
 	}
+	service := q.Get("service")
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(s.For(service))
 }

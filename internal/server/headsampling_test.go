@@ -254,6 +254,11 @@ func TestHeadSamplingBadInputAndDefaults(t *testing.T) {
 	if code != 400 || !strings.Contains(string(body), "service") {
 		t.Fatalf("no service: %d %s", code, body)
 	}
+	for _, q := range []string{"?service=", "?service=a&service=b", "?service=%zz"} {
+		if code, body := httpGet(t, base+q, ""); code != 400 || len(body) == 0 {
+			t.Errorf("%s: %d %s, want 400 and a message", q, code, body)
+		}
+	}
 	code, body = httpGet(t, base+"?service=never-seen", "")
 	if code != 200 || !strings.Contains(string(body), `"strategyType":"PROBABILISTIC"`) || !strings.Contains(string(body), `"samplingRate":0.1`) {
 		t.Fatalf("unknown service: %d %s", code, body)
