@@ -11,12 +11,18 @@ import (
 // BenchmarkBuildBlocks measures the flush path alone: each op appends 300k spans of a load
 // generator profile to the store (untimed), then Flush cuts them and builds, publishes (fsync'd)
 // and opens their blocks at the default 16 MiB (timed). Run with -cpu 1,2: spans/s at -cpu 2
-// over spans/s at -cpu 1 is how well block building uses a second core.
+// over spans/s at -cpu 1 is how well block building uses a second core. writers=1 is one
+// block at a time, as before the concurrent writers.
 func BenchmarkBuildBlocks(b *testing.B) {
-	for _, profile := range []string{"small", "guide"} {
-		b.Run(profile, func(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		profile string
+		writers int
+	}{{"small", "small", 0}, {"small/writers=1", "small", 1}, {"guide", "guide", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			profile := bc.profile
 			s, err := Open(Options{Dir: b.TempDir(), TraceIdle: time.Hour, TraceMaxAge: time.Hour,
-				HeadMaxBytes: 1 << 30, FlushInterval: time.Hour, CompactMinBlocks: -1})
+				HeadMaxBytes: 1 << 30, FlushInterval: time.Hour, CompactMinBlocks: -1, BlockWriters: bc.writers})
 			if err != nil {
 				b.Fatal(err)
 			}

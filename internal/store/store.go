@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,11 @@ type Options struct {
 	BlockMaxBytes int64         // cut traces are collected into one block up to this many span bytes (default 16 MiB)
 	BlockMaxWait  time.Duration // or until the oldest has waited this long (default 1m)
 	FlushInterval time.Duration // how often the loop looks for complete traces (default 250ms)
+	// BlockWriters is how many blocks may be built at once (default GOMAXPROCS/2, at least 2):
+	// past one, the flush loop goes on cutting, and a block encodes while the one before it is
+	// fsync'd, opened and released. Each writer is itself a pipeline of about two cores
+	// (block/pipeline.go), hence half the cores.
+	BlockWriters int
 
 	Retention time.Duration // blocks whose newest span is older are deleted (default 14 days)
 
@@ -89,6 +95,9 @@ func (o *Options) defaults() {
 	}
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = 250 * time.Millisecond
+	}
+	if o.BlockWriters <= 0 {
+		o.BlockWriters = max(2, runtime.GOMAXPROCS(0)/2)
 	}
 	if o.Retention <= 0 {
 		o.Retention = 14 * 24 * time.Hour
@@ -143,13 +152,19 @@ type Store struct {
 	compactBackoff time.Duration
 	compactAfter   time.Time
 
-	pending []*head.Trace // cut, kept, waiting to fill a block
-	ratios  []float64     // the sampling ratio of each pending trace
-	// Reused by writeBlock under flushMu.
-	scratchTraces []block.Trace
-	scratchSpans  []block.Span
-	pendingBytes  int64
-	pendingSince  time.Time
+	pending      []*head.Trace // cut, kept, waiting to fill a block
+	ratios       []float64     // the sampling ratio of each pending trace
+	pendingBytes int64
+	pendingSince time.Time
+
+	// Blocks are built concurrently, up to Options.BlockWriters at once (see writers.go):
+	// the flush loop hands a full batch to a writer and goes on cutting.
+	writers   chan struct{}  // one token per writer at work
+	writing   sync.WaitGroup // writers at work
+	scratch   sync.Pool      // *writeScratch
+	failedMu  sync.Mutex
+	failed    []blockJob // batches whose block failed, back to pending at the next flush
+	failedErr error
 
 	now func() time.Time // the clock retention reads; tests move it
 	// retention is Options.Retention, changed by SetRetention while the store runs (per-tenant
@@ -277,6 +292,7 @@ func OpenWith(opts Options, objs objstore.Store) (*Store, error) {
 }
 
 func (s *Store) startLoops() {
+	s.writers = make(chan struct{}, s.opts.BlockWriters)
 	s.compactCtx, s.compactCancel = context.WithCancel(context.Background())
 	s.compactStopped = make(chan struct{})
 	go s.loop()
@@ -503,12 +519,9 @@ func (s *Store) flush(all bool) error {
 		s.head.Release(dropped)
 		s.stats.tracesDropped.Add(int64(len(dropped)))
 	}
-	var err error
-	if len(s.pending) > 0 && (all || s.pendingBytes >= s.opts.BlockMaxBytes || time.Since(s.pendingSince) >= s.opts.BlockMaxWait) {
-		err = s.writeBlock()
-		if err != nil {
-			setErr(&s.stats.lastFlushError, err)
-		}
+	err := s.dispatchBlocks(all)
+	if err != nil {
+		setErr(&s.stats.lastFlushError, err)
 	}
 	if len(dropped) > 0 || err == nil {
 		if terr := s.trimWAL(); terr != nil && err == nil {
@@ -522,65 +535,6 @@ func (s *Store) flush(all bool) error {
 		err = berr
 	}
 	return err
-}
-
-func (s *Store) writeBlock() error {
-	// One slab of spans for the whole block, reused from block to block: a slice per trace
-	// would be a heap object per trace for the collector to track.
-	total := 0
-	for _, t := range s.pending {
-		total += t.SpanCount
-	}
-	traces := slices.Grow(s.scratchTraces[:0], len(s.pending))[:len(s.pending)]
-	slab := slices.Grow(s.scratchSpans[:0], total)
-	for i, t := range s.pending {
-		from := len(slab)
-		t.Spans(func(g *otlpwire.Group, raw []byte) {
-			slab = append(slab, block.Span{Group: g, Raw: raw})
-		})
-		traces[i] = block.Trace{ID: t.ID, Spans: slab[from:len(slab):len(slab)], SampleRatio: s.ratios[i], Truncated: t.Truncated, Split: t.Split}
-	}
-	spans := len(slab)
-	defer func() {
-		// Drop the references so released traces can be collected, keep the capacity.
-		clear(traces)
-		clear(slab)
-		s.scratchTraces, s.scratchSpans = traces[:0], slab[:0]
-	}()
-	ctx := context.Background()
-	start := time.Now()
-	meta, err := block.Write(ctx, s.objs, traces, block.WriteOptions{})
-	if err != nil {
-		return fmt.Errorf("store: write block: %w", err)
-	}
-	r, err := s.openBlock(ctx, meta.ID)
-	if err != nil {
-		// Unopened, the block must not linger: a restart would load it beside the WAL's copy.
-		derr := block.Delete(ctx, s.objs, meta.ID)
-		return errors.Join(fmt.Errorf("store: open new block %s: %w", meta.ID, err), derr)
-	}
-	s.modifyBlocks(func(cur []*block.Reader) []*block.Reader { return append(cur, r) })
-	if s.opts.BlockWritten != nil {
-		minSeq := s.pending[0].FirstSeq()
-		for _, t := range s.pending[1:] {
-			minSeq = min(minSeq, t.FirstSeq())
-		}
-		// Before the release: at every moment a trace's log position is held by the head or
-		// by a block the caller knows of, so the caller never acknowledges its log too early.
-		s.opts.BlockWritten(meta.ID, minSeq)
-	}
-	// Only now, with the block readable, do the traces leave the head: a reader always finds
-	// them in one place or the other.
-	s.head.Release(s.pending)
-	s.log.Debug("block written", "id", meta.ID, "traces", len(traces), "spans", spans, "took", time.Since(start))
-	s.stats.blocksWritten.Add(1)
-	s.stats.tracesFlushed.Add(int64(len(traces)))
-	s.stats.spansFlushed.Add(int64(spans))
-	clear(s.pending)
-	s.pending = s.pending[:0]
-	s.ratios = s.ratios[:0]
-	s.pendingBytes = 0
-	return nil
 }
 
 // inBlocks reports whether some block holds part of trace id. A block that cannot be read
