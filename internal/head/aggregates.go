@@ -129,16 +129,19 @@ func (a *Appender) aggregate() {
 	st.mu.Unlock()
 }
 
-// unaggregate takes a released trace's spans out of the aggregates.
-func (h *Head) unaggregate(t *Trace) {
-	if noIndex {
+// unaggregate takes a released trace's spans out of the aggregates: those in its first
+// indexed bytes, the ones that were counted (see lazy.go).
+func (h *Head) unaggregate(t *Trace, indexed int) {
+	if noIndex || indexed == 0 {
 		return
 	}
 	st := h.stripe(&t.ID)
 	var s otlpwire.Span
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	t.Spans(func(g *otlpwire.Group, raw []byte) {
+	part := *t
+	part.buf = t.buf[:indexed]
+	part.Spans(func(g *otlpwire.Group, raw []byte) {
 		// The bytes scanned when they were appended; they are the same bytes now.
 		if otlpwire.ScanSpan(raw, &s) == nil {
 			st.add(g, &s, -1)
@@ -191,6 +194,14 @@ func (h *Head) sweepAggregates() {
 func (h *Head) Aggregates(fn func(c *AggCell)) bool {
 	if noIndex {
 		return false
+	}
+	h.markRead()
+	for i := range h.shards {
+		// Spans appended while the index was kept lazily are counted first (see lazy.go).
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		h.catchUp(sh)
+		sh.mu.Unlock()
 	}
 	for i := range h.aggs.stripes {
 		st := &h.aggs.stripes[i]

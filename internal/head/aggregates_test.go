@@ -2,7 +2,10 @@ package head
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -124,4 +127,45 @@ func mustMarshalReq(t *testing.T, spans ...*tracepb.Span) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// Whether spans were indexed as they came (a head being searched) or only once read (one that
+// was not), readers see the same index and aggregates, and a release takes out exactly what
+// was counted of a trace: nothing, part of it or all.
+func TestLazyIndexReadsAsEager(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	lazy, eager := New(), New()
+	lazy.now, eager.now = c.now, c.now
+	eager.SpanNames() // a read: from now on its appends index as they go
+	state := func(h *Head) string {
+		// Values of released traces may linger until a sweep (the index may say more than the
+		// head holds, never less): only the held trace's value is compared.
+		names, _ := h.SpanNames()
+		slices.Sort(names)
+		vals := slices.Contains(h.SpanAttributeValues("method").Values, StringKey("PUT"))
+		aggs, _ := aggTotals(t, h)
+		var sigs []string
+		h.EachSummary(func(s *Summary) { sigs = append(sigs, fmt.Sprintf("%x:%x", s.ID[0], s.Signature)) })
+		slices.Sort(sigs)
+		return fmt.Sprint(names, vals, aggs, sigs)
+	}
+	both := func(f func(h *Head)) { f(lazy); f(eager) }
+	var cut [2][]*Trace
+	both(func(h *Head) {
+		appendReq(t, h, span(1, 1, "GET", kvStr("method", "GET")), span(2, 1, "db", kvInt("rows", 3)))
+	})
+	cut[0], cut[1] = lazy.Cut(CutPolicy{All: true}), eager.Cut(CutPolicy{All: true})
+	both(func(h *Head) { appendReq(t, h, span(1, 2, "late", kvStr("method", "PUT")), span(3, 1, "GET")) })
+	lazy.Release(cut[0]) // never indexed
+	eager.Release(cut[1])
+	if l, e := state(lazy), state(eager); l != e || !strings.Contains(l, "true map[GET:1 late:1]") {
+		t.Fatalf("lazy head reads %s, eager head %s", l, e)
+	}
+	// Long unread, the lazy head stops indexing as it goes: trace 3 is then half indexed.
+	c.t = c.t.Add(2 * eagerFor)
+	appendReq(t, lazy, span(3, 2, "more"))
+	lazy.Release(lazy.Cut(CutPolicy{All: true}))
+	if got, ok := aggTotals(t, lazy); !ok || len(got) != 0 {
+		t.Fatalf("empty head aggregates %v %v", got, ok)
+	}
 }

@@ -38,6 +38,7 @@ type Head struct {
 	now    func() time.Time
 
 	lastSweep atomic.Int64 // unix nanos of the last index sweep
+	readAt    atomic.Int64 // unix nanos of the last read of the index (see lazy.go)
 }
 
 type shard struct {
@@ -47,6 +48,8 @@ type shard struct {
 	// unchecked are the live traces begun since the last CheckSplits.
 	unchecked [][16]byte
 	index     shardIndex
+	// dirty are the traces (live or flushing) with spans not yet indexed (see lazy.go).
+	dirty []*Trace
 	// byStart and splitIDs list traces for newest-first search (see startorder.go).
 	byStart  map[int64][][16]byte
 	splitIDs map[[16]byte]struct{}
@@ -84,6 +87,10 @@ type Trace struct {
 	SplitChecked bool
 
 	sig Signature // span names and attribute values, for search (see index.go)
+	// indexed is how much of buf is in the index and the aggregates; dirtyAt is the trace's
+	// place in its shard's dirty list, plus one (0: not listed). See lazy.go.
+	indexed int
+	dirtyAt int32
 
 	firstSeq    uint64 // oldest WAL segment holding one of its spans
 	firstAppend int64
@@ -119,6 +126,7 @@ type Appender struct {
 	h       *Head
 	seq     uint64
 	now     int64
+	eager   bool // index the spans as they are appended (see lazy.go)
 	last    *otlpwire.Group
 	lastRes []byte
 	lastSc  []byte
@@ -135,7 +143,8 @@ type pendingSpan struct {
 
 // Appender returns an appender for spans that the WAL stored in segment seq.
 func (h *Head) Appender(seq uint64) *Appender {
-	return &Appender{h: h, seq: seq, now: h.now().UnixNano()}
+	now := h.now().UnixNano()
+	return &Appender{h: h, seq: seq, now: now, eager: h.eager(now)}
 }
 
 // Append adds one validated span. g and s may be reused by the caller after the call, but the
@@ -183,11 +192,18 @@ func (a *Appender) Commit() {
 	sec := startSecond(t.Start)
 	for i := range a.pending {
 		t.add(a.pending[i].g, &a.pending[i].s, a.seq, a.now)
-		if !noIndex {
-			sh.index.indexSpan(t, &a.pending[i].s, a.now)
-		}
 	}
-	a.aggregate()
+	if a.eager && t.indexed == before {
+		if !noIndex {
+			for i := range a.pending {
+				sh.index.indexSpan(t, &a.pending[i].s, a.now)
+			}
+		}
+		a.aggregate()
+		t.indexed = len(t.buf)
+	} else {
+		sh.listDirty(t)
+	}
 	if created || startSecond(t.Start) != sec {
 		sh.listStart(t)
 	}
@@ -280,10 +296,20 @@ func (h *Head) Get(id [16]byte) []*Trace {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	var out []*Trace
+	// A reader of a trace may read its signature: bring its parts' index up to date (a few
+	// spans, not the shard's backlog).
 	if t := sh.live[id]; t != nil {
+		if t.dirtyAt != 0 {
+			h.indexRest(sh, t)
+		}
 		out = append(out, t.snapshot())
 	}
-	out = append(out, sh.flushing[id]...)
+	for _, t := range sh.flushing[id] {
+		if t.dirtyAt != 0 {
+			h.indexRest(sh, t)
+		}
+		out = append(out, t)
+	}
 	return out
 }
 
@@ -490,8 +516,10 @@ func (h *Head) Release(ts []*Trace) {
 				break
 			}
 		}
+		indexed := t.indexed
 		if held {
 			sh.minDirty = true
+			sh.unlistDirty(t)
 		}
 		if len(list) == 0 {
 			delete(sh.flushing, t.ID)
@@ -500,7 +528,7 @@ func (h *Head) Release(ts []*Trace) {
 		}
 		sh.mu.Unlock()
 		if held {
-			h.unaggregate(t)
+			h.unaggregate(t, indexed)
 		}
 		h.bytes.Add(-int64(len(t.buf)))
 		h.spans.Add(-int64(t.SpanCount))

@@ -481,11 +481,13 @@ type KeyValues struct {
 // SpanAttributeValues returns the distinct values of a span attribute key over the traces the
 // head holds (and possibly some it held recently).
 func (h *Head) SpanAttributeValues(key string) KeyValues {
+	h.markRead()
 	out := KeyValues{Complete: true}
 	seen := map[string]bool{}
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
+		h.catchUp(sh)
 		if kv := sh.index.keys[key]; kv != nil {
 			if kv.full != 0 {
 				out.Complete = false
@@ -506,9 +508,11 @@ func (h *Head) SpanAttributeValues(key string) KeyValues {
 // with one of the value keys given: false only when every shard's list of the key is complete
 // and lacks them all.
 func (h *Head) HasSpanAttributeValue(key string, values ...string) bool {
+	h.markRead()
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
+		h.catchUp(sh)
 		kv := sh.index.keys[key]
 		found := kv != nil && kv.full != 0
 		if kv != nil && !found {
@@ -530,6 +534,7 @@ func (h *Head) HasSpanAttributeValue(key string, values ...string) bool {
 // AttributeKeys returns the span, event and link attribute keys of the head's traces (and
 // possibly of some it held recently). Event and link keys past a few hundred per shard are left out.
 func (h *Head) AttributeKeys() (span, event, link []string) {
+	h.markRead()
 	seen := [3]map[string]bool{{}, {}, {}}
 	add := func(i int, out *[]string, k string) {
 		if !seen[i][k] {
@@ -540,6 +545,7 @@ func (h *Head) AttributeKeys() (span, event, link []string) {
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
+		h.catchUp(sh)
 		for k := range sh.index.keys {
 			add(0, &span, k)
 		}
@@ -569,11 +575,13 @@ func (h *Head) Groups(fn func(g *otlpwire.Group)) {
 // SpanNames returns the span names of the head's traces (and possibly some it held recently);
 // complete is false when there were too many to keep.
 func (h *Head) SpanNames() (names []string, complete bool) {
+	h.markRead()
 	seen := map[string]bool{}
 	complete = true
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
+		h.catchUp(sh)
 		if sh.index.namesFull != 0 {
 			complete = false
 		}
@@ -616,11 +624,13 @@ func (s *Summary) merge(t *Trace) {
 // outside the shard locks: the summaries are taken a shard at a time, so a slow reader never
 // holds up ingest. The summary is reused after fn returns.
 func (h *Head) EachSummary(fn func(s *Summary)) {
+	h.markRead()
 	var sums []Summary
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sums = sums[:0]
 		sh.mu.Lock()
+		h.catchUp(sh)
 		for id, t := range sh.live {
 			s := Summary{ID: id}
 			s.merge(t)

@@ -12,6 +12,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ariadne-tracing/ariadne/internal/loadgen"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 )
 
@@ -169,44 +170,41 @@ func TestTooManyValuesMarksKeyIncomplete(t *testing.T) {
 	}
 }
 
-// BenchmarkAppend appends requests shaped like the load generator's small profile (52 traces of
-// 10 spans, two attributes each) and reports the cost per span, index upkeep included; with
-// HEAD_BENCH_NOINDEX=1 the index is not kept, for comparison.
+// BenchmarkAppend appends the load generator's requests (512 spans, new traces in each) and
+// reports the cost per span, index upkeep included; with HEAD_BENCH_NOINDEX=1 the index is not
+// kept, for comparison.
 func BenchmarkAppend(b *testing.B) {
-	var spans []*tracepb.Span
-	for ti := range 52 {
-		for si := range 10 {
-			s := span(byte(ti), byte(si), []string{"GET /api/tasks", "authenticate", "load_user", "query_tasks", "serialize_task",
-				"cache.get", "cache.set", "render", "publish_event", "record_metrics"}[si],
-				kvStr("http.request.method", "GET"), kvInt("task.count", int64((ti*7+si)%50)))
-			spans = append(spans, s)
-		}
-	}
-	req, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
-		Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{kvStr("service.name", "loadgen-small")}},
-		ScopeSpans: []*tracepb.ScopeSpans{{Spans: spans}},
-	}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	noIndex = os.Getenv("HEAD_BENCH_NOINDEX") != ""
-	defer func() { noIndex = false }()
-	b.ReportAllocs()
-	n := 0
-	for b.Loop() {
-		// A fresh head every 200 requests keeps memory flat; trace IDs repeat per head.
-		h := New()
-		for range 200 {
-			a := h.Appender(1)
-			if err := otlpwire.ScanRequest(req, func(g *otlpwire.Group, s *otlpwire.Span) error {
-				a.Append(g, s)
-				return nil
-			}); err != nil {
+	for _, profile := range []string{"small", "guide"} {
+		b.Run(profile, func(b *testing.B) {
+			next, _, err := loadgen.Requests(profile, 512, 1)
+			if err != nil {
 				b.Fatal(err)
 			}
-			a.Commit()
-			n += len(spans)
-		}
+			reqs := make([][]byte, 64)
+			for i := range reqs {
+				reqs[i] = next(nil)
+			}
+			noIndex = os.Getenv("HEAD_BENCH_NOINDEX") != ""
+			defer func() { noIndex = false }()
+			b.ReportAllocs()
+			h, n := New(), 0
+			for i := 0; b.Loop(); i++ {
+				// The head is emptied every 64 requests, as the flush loop would, to keep memory
+				// flat; its index keeps what it learnt, as in a running server.
+				if i%len(reqs) == 0 {
+					h.Release(h.Cut(CutPolicy{All: true}))
+				}
+				a := h.Appender(1)
+				if err := otlpwire.ScanRequest(reqs[i%len(reqs)], func(g *otlpwire.Group, s *otlpwire.Span) error {
+					a.Append(g, s)
+					n++
+					return nil
+				}); err != nil {
+					b.Fatal(err)
+				}
+				a.Commit()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/span")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/span")
 }

@@ -94,11 +94,13 @@ func (h *Head) StartSeconds() []int64 {
 // outside the shard locks (the summaries are taken a shard at a time) so a search never holds
 // up ingest; the summary is reused after it returns.
 func (h *Head) SummariesAt(s int64, fn func(s *Summary)) {
+	h.markRead()
 	var sums []Summary
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sums = sums[:0]
 		sh.mu.Lock()
+		h.catchUp(sh)
 		for _, id := range sh.byStart[s] {
 			var sum Summary
 			if sh.summary(id, &sum) {
@@ -116,12 +118,14 @@ func (h *Head) SummariesAt(s int64, fn func(s *Summary)) {
 // the head (Summary.Split or Unchecked), without reading the others. fn runs outside the shard
 // locks, as SummariesAt's.
 func (h *Head) SplitSummaries(fn func(s *Summary)) {
+	h.markRead()
 	var sums []Summary
 	seen := map[[16]byte]bool{}
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sums = sums[:0]
 		sh.mu.Lock()
+		h.catchUp(sh)
 		for _, ids := range [][][16]byte{sh.unchecked, keysOf(sh.splitIDs)} {
 			for _, id := range ids {
 				var sum Summary
