@@ -10,25 +10,14 @@ import (
 	"time"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
-	"github.com/ariadne-tracing/ariadne/internal/head"
-	"github.com/ariadne-tracing/ariadne/internal/objstore"
-	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+	"github.com/ariadne-tracing/ariadne/internal/blocktest"
 	"github.com/ariadne-tracing/ariadne/internal/search"
 	"github.com/ariadne-tracing/ariadne/internal/traceql"
 )
-
-type benchSource struct {
-	h      *head.Head
-	blocks []*block.Reader
-}
-
-func (s *benchSource) Head() *head.Head                         { return s.h }
-func (s *benchSource) AcquireBlocks() ([]*block.Reader, func()) { return s.blocks, func() {} }
 
 func kv(k string, v any) *commonpb.KeyValue {
 	switch v := v.(type) {
@@ -48,81 +37,51 @@ var benchStart = time.Unix(1_700_000_000, 0)
 // an HTTP method, status code, route and a per-request ID (high cardinality), log-normal
 // durations; 1 span in 20 of checkout runs a slow query (db.statement on an unindexed column)
 // and takes 10x longer: the planted cause.
-func benchBlocks(b *testing.B, spans int) *benchSource {
+func benchBlocks(b *testing.B, spans int) *blocktest.Source {
 	b.Helper()
-	ctx := context.Background()
-	store, err := objstore.NewLocal(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	services := []string{"frontend", "cart", "checkout", "payment", "shipping", "email", "currency", "ad"}
-	groups := make([]*otlpwire.Group, len(services))
-	for i, s := range services {
-		res, _ := proto.Marshal(&resourcepb.Resource{Attributes: []*commonpb.KeyValue{kv("service.name", s), kv("host.name", s+"-7d9f8"),
-			kv("service.version", "1.4."+strconv.Itoa(i%3))}})
-		scope, _ := proto.Marshal(&commonpb.InstrumentationScope{Name: "otel-go", Version: "1.30.0"})
-		groups[i] = &otlpwire.Group{Resource: res, Scope: scope, ServiceName: []byte(s)}
-	}
+	services := blocktest.Services
+	groups := blocktest.ShopGroups(func(i int) []*commonpb.KeyValue {
+		return []*commonpb.KeyValue{kv("service.version", "1.4."+strconv.Itoa(i%3))}
+	})
 	r := rand.New(rand.NewPCG(1, 2))
 	methods := []string{"GET", "POST", "PUT"}
-	const perBlock = 200_000
-	nblocks := (spans + perBlock - 1) / perBlock
-	src := &benchSource{h: head.New()}
+	nblocks := (spans + blocktest.PerBlock - 1) / blocktest.PerBlock
 	base := uint64(benchStart.UnixNano())
 	width := uint64(time.Hour) / uint64(nblocks)
-	for blk := range nblocks {
-		var traces []block.Trace
-		for range perBlock / 10 {
-			var t block.Trace
-			for i := range t.ID {
-				t.ID[i] = byte(r.Uint32())
+	return blocktest.ShopBlocks(b, spans, r, func(blk int, t *block.Trace) {
+		start := base + uint64(blk)*width + r.Uint64N(width-uint64(10*time.Second))
+		for i := range blocktest.SpansPerTrace {
+			svc := r.IntN(len(services))
+			if i == 0 {
+				svc = 0
 			}
-			start := base + uint64(blk)*width + r.Uint64N(width-uint64(10*time.Second))
-			for i := range 10 {
-				svc := r.IntN(len(services))
-				if i == 0 {
-					svc = 0
-				}
-				method := methods[r.IntN(len(methods))]
-				attrs := []*commonpb.KeyValue{kv("http.request.method", method), kv("http.response.status_code", 200),
-					kv("http.route", "/api/v1/"+services[svc]+"/"+strconv.Itoa(r.IntN(6))), kv("request.id", strconv.FormatUint(r.Uint64(), 16))}
-				dur := math.Exp(r.NormFloat64()*0.5 + 16)
-				if services[svc] == "checkout" && r.IntN(20) == 0 {
-					attrs = append(attrs, kv("db.statement", "SELECT * FROM orders WHERE note = ?"))
-					dur *= 10
-				} else if services[svc] == "checkout" {
-					attrs = append(attrs, kv("db.statement", "SELECT * FROM orders WHERE id = ?"))
-				}
-				s := &tracepb.Span{SpanId: make([]byte, 8), Name: method + " /api/v1/" + services[svc],
-					Kind: tracepb.Span_SpanKind(1 + r.IntN(3)), Attributes: attrs}
-				for j := range s.SpanId {
-					s.SpanId[j] = byte(r.Uint32())
-				}
-				s.StartTimeUnixNano = start + uint64(i)*uint64(time.Millisecond)
-				s.EndTimeUnixNano = s.StartTimeUnixNano + uint64(dur)
-				if r.IntN(50) == 0 {
-					s.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR}
-				}
-				raw, err := proto.Marshal(s)
-				if err != nil {
-					b.Fatal(err)
-				}
-				t.Spans = append(t.Spans, block.Span{Group: groups[svc], Raw: raw})
+			method := methods[r.IntN(len(methods))]
+			attrs := []*commonpb.KeyValue{kv("http.request.method", method), kv("http.response.status_code", 200),
+				kv("http.route", "/api/v1/"+services[svc]+"/"+strconv.Itoa(r.IntN(6))), kv("request.id", strconv.FormatUint(r.Uint64(), 16))}
+			dur := math.Exp(r.NormFloat64()*0.5 + 16)
+			if services[svc] == "checkout" && r.IntN(20) == 0 {
+				attrs = append(attrs, kv("db.statement", "SELECT * FROM orders WHERE note = ?"))
+				dur *= 10
+			} else if services[svc] == "checkout" {
+				attrs = append(attrs, kv("db.statement", "SELECT * FROM orders WHERE id = ?"))
 			}
-			traces = append(traces, t)
+			s := &tracepb.Span{SpanId: make([]byte, 8), Name: method + " /api/v1/" + services[svc],
+				Kind: tracepb.Span_SpanKind(1 + r.IntN(3)), Attributes: attrs}
+			for j := range s.SpanId {
+				s.SpanId[j] = byte(r.Uint32())
+			}
+			s.StartTimeUnixNano = start + uint64(i)*uint64(time.Millisecond)
+			s.EndTimeUnixNano = s.StartTimeUnixNano + uint64(dur)
+			if r.IntN(50) == 0 {
+				s.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR}
+			}
+			raw, err := proto.Marshal(s)
+			if err != nil {
+				b.Fatal(err)
+			}
+			t.Spans = append(t.Spans, block.Span{Group: groups[svc], Raw: raw})
 		}
-		meta, err := block.Write(ctx, store, traces, block.WriteOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		rd, err := block.Open(ctx, store, meta.ID)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { rd.Close() })
-		src.blocks = append(src.blocks, rd)
-	}
-	return src
+	})
 }
 
 // BenchmarkCompare compares the slow checkout spans with the rest of checkout over one hour of

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
+	"github.com/ariadne-tracing/ariadne/internal/blocktest"
 	"github.com/ariadne-tracing/ariadne/internal/head"
 	"github.com/ariadne-tracing/ariadne/internal/objstore"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
@@ -111,7 +112,7 @@ func appendHead(t testing.TB, h *head.Head, rss []*tracepb.ResourceSpans) {
 
 // mixedSource holds mixed traces in two blocks (small row groups and pages, so that columns
 // cross them) and the head, with one trace split between a block and the head.
-func mixedSource(t testing.TB, base time.Time) *benchSource {
+func mixedSource(t testing.TB, base time.Time) *blocktest.Source {
 	t.Helper()
 	ctx := context.Background()
 	store, err := objstore.NewLocal(t.TempDir())
@@ -119,9 +120,8 @@ func mixedSource(t testing.TB, base time.Time) *benchSource {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(5, 6))
-	src := &benchSource{h: head.New()}
+	src := &blocktest.Source{H: head.New()}
 	all := mixedTraces(r, 900, base)
-	split := all[0].ScopeSpans[0].Spans
 	for k, part := range [][]*tracepb.ResourceSpans{all[:300], all[300:600]} {
 		h := head.New()
 		appendHead(t, h, part)
@@ -140,7 +140,7 @@ func mixedSource(t testing.TB, base time.Time) *benchSource {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { rd.Close() })
-		src.blocks = append(src.blocks, rd)
+		src.Blocks = append(src.Blocks, rd)
 	}
 	// The first trace's spans again, later ones with new span IDs: a trace split between the
 	// first block and the head, which the engine judges whole.
@@ -148,8 +148,7 @@ func mixedSource(t testing.TB, base time.Time) *benchSource {
 	for _, s := range late.ScopeSpans[0].Spans {
 		s.SpanId = append([]byte{0xee}, s.SpanId[1:]...)
 	}
-	_ = split
-	appendHead(t, src.h, append(all[600:], late))
+	appendHead(t, src.H, append(all[600:], late))
 	return src
 }
 

@@ -9,14 +9,12 @@ import (
 	"testing"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
+	"github.com/ariadne-tracing/ariadne/internal/blocktest"
 	"github.com/ariadne-tracing/ariadne/internal/head"
-	"github.com/ariadne-tracing/ariadne/internal/objstore"
-	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
 	"github.com/ariadne-tracing/ariadne/internal/traceql"
 )
 
@@ -38,86 +36,55 @@ func strKV(k, v string) *commonpb.KeyValue {
 // http.method DELETE (the selective attribute).
 func benchBlocks(b *testing.B, spans int) *benchSource {
 	b.Helper()
-	ctx := context.Background()
-	store, err := objstore.NewLocal(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	services := []string{"frontend", "cart", "checkout", "payment", "shipping", "email", "currency", "ad"}
-	groups := make([]*otlpwire.Group, len(services))
-	for i, s := range services {
-		res, _ := proto.Marshal(&resourcepb.Resource{Attributes: []*commonpb.KeyValue{strKV("service.name", s), strKV("host.name", s+"-7d9f8")}})
-		scope, _ := proto.Marshal(&commonpb.InstrumentationScope{Name: "otel-go", Version: "1.30.0"})
-		groups[i] = &otlpwire.Group{Resource: res, Scope: scope, ServiceName: []byte(s)}
-	}
+	services := blocktest.Services
+	groups := blocktest.ShopGroups(nil)
 	r := rand.New(rand.NewPCG(1, 2))
 	methods := []string{"GET", "POST", "PUT"}
-	const perBlock = 200_000
-	src := &benchSource{h: head.New()}
 	base := uint64(1_700_000_000_000_000_000)
-	for blk := 0; blk*perBlock < spans; blk++ {
-		var traces []block.Trace
-		for range perBlock / 10 {
-			var t block.Trace
-			for i := range t.ID {
-				t.ID[i] = byte(r.Uint32())
-			}
-			start := base + uint64(blk)*60e9 + r.Uint64N(60e9)
-			type node struct {
-				id         []byte
-				start, end uint64
-			}
-			var nodes []node
-			for i := range 10 {
-				svc := r.IntN(len(services))
-				method := methods[r.IntN(len(methods))]
-				if r.IntN(2000) == 0 {
-					method = "DELETE"
-				}
-				s := &tracepb.Span{
-					SpanId: make([]byte, 8),
-					Name:   method + " /api/v1/" + services[svc],
-					Kind:   tracepb.Span_SpanKind(1 + r.IntN(3)),
-					Attributes: []*commonpb.KeyValue{strKV("http.method", method),
-						{Key: "http.status_code", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: 200}}}},
-				}
-				for j := range s.SpanId {
-					s.SpanId[j] = byte(r.Uint32())
-				}
-				if i == 0 {
-					svc = 0
-					s.StartTimeUnixNano = start
-					s.EndTimeUnixNano = start + uint64(math.Exp(r.NormFloat64()+17))
-				} else {
-					p := nodes[r.IntN(len(nodes))]
-					s.ParentSpanId = p.id
-					s.StartTimeUnixNano = p.start + r.Uint64N((p.end-p.start)/2+1)
-					s.EndTimeUnixNano = s.StartTimeUnixNano + r.Uint64N(p.end-s.StartTimeUnixNano+1)
-				}
-				if r.IntN(50) == 0 {
-					s.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR}
-				}
-				nodes = append(nodes, node{s.SpanId, s.StartTimeUnixNano, s.EndTimeUnixNano})
-				raw, err := proto.Marshal(s)
-				if err != nil {
-					b.Fatal(err)
-				}
-				t.Spans = append(t.Spans, block.Span{Group: groups[svc], Raw: raw})
-			}
-			traces = append(traces, t)
+	src := blocktest.ShopBlocks(b, spans, r, func(blk int, t *block.Trace) {
+		start := base + uint64(blk)*60e9 + r.Uint64N(60e9)
+		type node struct {
+			id         []byte
+			start, end uint64
 		}
-		meta, err := block.Write(ctx, store, traces, block.WriteOptions{})
-		if err != nil {
-			b.Fatal(err)
+		var nodes []node
+		for i := range blocktest.SpansPerTrace {
+			svc := r.IntN(len(services))
+			method := methods[r.IntN(len(methods))]
+			if r.IntN(2000) == 0 {
+				method = "DELETE"
+			}
+			s := &tracepb.Span{
+				SpanId:     make([]byte, 8),
+				Name:       method + " /api/v1/" + services[svc],
+				Kind:       tracepb.Span_SpanKind(1 + r.IntN(3)),
+				Attributes: []*commonpb.KeyValue{strKV("http.method", method), blocktest.IntKV("http.status_code", 200)},
+			}
+			for j := range s.SpanId {
+				s.SpanId[j] = byte(r.Uint32())
+			}
+			if i == 0 {
+				svc = 0
+				s.StartTimeUnixNano = start
+				s.EndTimeUnixNano = start + uint64(math.Exp(r.NormFloat64()+17))
+			} else {
+				p := nodes[r.IntN(len(nodes))]
+				s.ParentSpanId = p.id
+				s.StartTimeUnixNano = p.start + r.Uint64N((p.end-p.start)/2+1)
+				s.EndTimeUnixNano = s.StartTimeUnixNano + r.Uint64N(p.end-s.StartTimeUnixNano+1)
+			}
+			if r.IntN(50) == 0 {
+				s.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR}
+			}
+			nodes = append(nodes, node{s.SpanId, s.StartTimeUnixNano, s.EndTimeUnixNano})
+			raw, err := proto.Marshal(s)
+			if err != nil {
+				b.Fatal(err)
+			}
+			t.Spans = append(t.Spans, block.Span{Group: groups[svc], Raw: raw})
 		}
-		rd, err := block.Open(ctx, store, meta.ID)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { rd.Close() })
-		src.blocks = append(src.blocks, rd)
-	}
-	return src
+	})
+	return &benchSource{h: src.H, blocks: src.Blocks}
 }
 
 // BenchmarkSearch measures a search over 1M stored spans (SEARCH_BENCH_SPANS=10000000 for 10M)
