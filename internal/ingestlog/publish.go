@@ -22,38 +22,28 @@ const HeaderTenant = "Ariadne-Tenant"
 func (l *Log) Publish(ctx context.Context, tenant string, payload []byte) error {
 	start := time.Now()
 	n := l.cfg.Partitions
-	var parts []int // partitions present, in order of first appearance
-	seen := make(map[int]bool, 4)
-	err := otlpwire.ScanRequest(payload, func(_ *otlpwire.Group, s *otlpwire.Span) error {
-		if p := Partition(s.TraceID, n); !seen[p] {
-			seen[p] = true
-			parts = append(parts, p)
-		}
-		return nil
-	})
+	// One walk over the request splits it (a walk per partition cost a quarter of a node's
+	// CPU at 16 partitions). Each part is the request with only that partition's spans;
+	// resources, scopes and every other field are copied byte for byte.
+	parts, err := otlpwire.SplitRequest(payload, n, func(id []byte) int { return Partition(id, n) })
 	if err != nil {
-		return fmt.Errorf("ingestlog: scan request: %w", err)
+		return fmt.Errorf("ingestlog: split request: %w", err)
 	}
 	if len(parts) == 0 {
 		return nil
+	}
+	if len(parts) == 1 {
+		parts[0].Data = payload // as it arrived
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
 	defer cancel()
 	futures := make([]jetstream.PubAckFuture, 0, len(parts))
 	hdr := nats.Header{HeaderTenant: []string{tenant}}
 	for _, p := range parts {
-		data := payload
-		if len(parts) > 1 {
-			// Each part is the request with only this partition's spans; resources, scopes and
-			// every other field are copied byte for byte.
-			if data, err = otlpwire.FilterRequest(nil, payload, func(s *otlpwire.Span) bool { return Partition(s.TraceID, n) == p }); err != nil {
-				return fmt.Errorf("ingestlog: split request: %w", err)
-			}
-		}
-		f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: l.subject(tenant, p), Header: hdr, Data: data})
+		f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: l.subject(tenant, p.P), Header: hdr, Data: p.Data})
 		if err != nil {
 			l.m.publishErrors.Inc()
-			return fmt.Errorf("ingestlog: publish to partition %d: %w", p, err)
+			return fmt.Errorf("ingestlog: publish to partition %d: %w", p.P, err)
 		}
 		futures = append(futures, f)
 	}

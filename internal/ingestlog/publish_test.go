@@ -3,6 +3,7 @@ package ingestlog
 import (
 	"context"
 	"encoding/binary"
+	"hash/fnv"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +116,23 @@ func TestTenantToken(t *testing.T) {
 	for in, want := range map[string]string{"default": "default", "a.b": "x-612e62", "x-1": "x-782d31", "": "x-"} {
 		if got := tenantToken(in); got != want {
 			t.Errorf("tenantToken(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Partition is FNV-1a 64 of the trace ID: a stream written by one version is read by the next
+// with every trace in the same partition.
+func TestPartitionIsFNV1a(t *testing.T) {
+	for i := 0; i < 1000; i++ {
+		id := make([]byte, 16)
+		binary.BigEndian.PutUint64(id, uint64(i)*0x9e3779b97f4a7c15)
+		binary.BigEndian.PutUint64(id[8:], uint64(i))
+		h := fnv.New64a()
+		h.Write(id)
+		for _, n := range []int{1, 16, 4096} {
+			if got, want := Partition(id, n), int(h.Sum64()%uint64(n)); got != want {
+				t.Fatalf("Partition(%x, %d) = %d, want %d", id, n, got, want)
+			}
 		}
 	}
 }
