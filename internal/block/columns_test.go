@@ -18,7 +18,7 @@ func TestColumnsMatchScan(t *testing.T) {
 	store := newStore(t)
 	r := rand.New(rand.NewPCG(31, 32))
 	var rss []*tracepb.ResourceSpans
-	for i := range 300 {
+	for i := range 100 {
 		trace := richTrace(r, traceID(r), 1+i%9)
 		for _, rs := range trace {
 			for _, ss := range rs.ScopeSpans {

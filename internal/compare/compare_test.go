@@ -121,8 +121,8 @@ func mixedSource(t testing.TB, base time.Time) *blocktest.Source {
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	src := &blocktest.Source{H: head.New()}
-	all := mixedTraces(r, 900, base)
-	for k, part := range [][]*tracepb.ResourceSpans{all[:300], all[300:600]} {
+	all := mixedTraces(r, 450, base)
+	for k, part := range [][]*tracepb.ResourceSpans{all[:150], all[150:300]} {
 		h := head.New()
 		appendHead(t, h, part)
 		var traces []block.Trace
@@ -131,7 +131,7 @@ func mixedSource(t testing.TB, base time.Time) *blocktest.Source {
 			ht.Spans(func(g *otlpwire.Group, raw []byte) { bt.Spans = append(bt.Spans, block.Span{Group: g, Raw: raw}) })
 			traces = append(traces, bt)
 		}
-		meta, err := block.Write(ctx, store, traces, block.WriteOptions{PageSize: 2048, RowGroupRows: 500 + int64(k)*300})
+		meta, err := block.Write(ctx, store, traces, block.WriteOptions{PageSize: 2048, RowGroupRows: 300 + int64(k)*200})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func mixedSource(t testing.TB, base time.Time) *blocktest.Source {
 	for _, s := range late.ScopeSpans[0].Spans {
 		s.SpanId = append([]byte{0xee}, s.SpanId[1:]...)
 	}
-	appendHead(t, src.H, append(all[600:], late))
+	appendHead(t, src.H, append(all[300:], late))
 	return src
 }
 
