@@ -927,9 +927,9 @@ func countBlock(h hooked, b *bufs, selF, baseF *colFilter, inSel map[string]bool
 	if ex.err != nil {
 		return blockResult{err: ex.err}
 	}
-	for i := range sideOf {
-		if sideOf[i] != sideNone {
-			r.m.InspectedSpans++
+	for _, in := range bs.in {
+		if in {
+			r.m.InspectedSpans++ // read, whichever side it counts on
 		}
 	}
 	r.m.InspectedBytes = bs.bytes
