@@ -342,6 +342,9 @@ func mergeSearch(docs []map[string]any, limit int) map[string]any {
 // (equal timestamps), with the operation the query's function allows.
 func mergeMetrics(r *http.Request, docs []map[string]any) (map[string]any, error) {
 	q, err := traceql.Parse(r.URL.Query().Get("q"))
+	if err == nil && q.Math != nil {
+		return nil, fmt.Errorf("federated reads (X-Scope-OrgID a|b) do not join metrics arithmetic: ask each tenant")
+	}
 	if err != nil || q.Metrics == nil {
 		return nil, fmt.Errorf("invalid TraceQL metrics query") // each tenant would have refused it first
 	}

@@ -164,6 +164,9 @@ func (e *Engine) QueryRange(ctx context.Context, req MetricsRequest) (*MetricsRe
 	if !req.End.After(req.Start) {
 		return nil, errors.New("search: end must be after start")
 	}
+	if q.Math != nil {
+		return e.queryMath(ctx, req)
+	}
 	step := req.Step
 	if step <= 0 {
 		step = req.End.Sub(req.Start)

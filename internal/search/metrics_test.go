@@ -3,6 +3,7 @@ package search_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -135,6 +136,38 @@ func TestMetricsSemantics(t *testing.T) {
 			s = run(`{ name = "sleep" } | max_over_time(duration)`, 5)
 			if len(s) != 1 || len(s[0].Exemplars) != 1 || s[0].Exemplars[0].Value != 1.9 || nameOf(s[0].Exemplars[0].TraceID) != "slow" {
 				t.Errorf("max_over_time exemplar %+v, want the sleep span, 1.9s", s)
+			}
+
+			// Arithmetic: a number applies to every sample, series pair by labels, an
+			// unlabelled series with each of the other side's, and thresholds and topk apply
+			// to the result.
+			if s := run(`({ } | count_over_time()) * 2 > 6`, 0); len(s) != 1 || s[0].PromLabels() != `{__name__="(count_over_time * 2)"}` ||
+				!slices.Equal(s[0].Samples, []search.Sample{{ms(time.Second), 8}, {ms(3 * time.Second), 10}}) {
+				t.Errorf("count_over_time() * 2 > 6: %+v", s)
+			}
+			if s := run(`({ } | count_over_time()) - ({ } | count_over_time())`, 0); len(s) != 1 || sum(s[0]) != 0 || len(s[0].Samples) != 6 {
+				t.Errorf("a query minus itself: %+v", s)
+			}
+			shares := map[int64]float64{}
+			byName := run(`({ } | count_over_time() by (resource.service.name)) / ({ } | count_over_time())`, 0)
+			for _, sr := range byName {
+				if strings.Contains(sr.PromLabels(), "__name__") {
+					t.Errorf("a labelled share is named: %s", sr.PromLabels())
+				}
+				for _, smp := range sr.Samples {
+					shares[smp.TimestampMs] += smp.Value
+				}
+			}
+			if len(byName) != 4 || len(shares) != 6 {
+				t.Errorf("shares by service: %d series over %d steps, want 4 over 6", len(byName), len(shares))
+			}
+			for ts, v := range shares {
+				if math.Abs(v-1) > 1e-9 {
+					t.Errorf("shares by service at %d add up to %v, want 1", ts, v)
+				}
+			}
+			if s := run(`100 * ({ } | count_over_time() by (resource.service.name)) / ({ } | count_over_time()) | topk(1)`, 0); len(s) == 0 {
+				t.Errorf("topk after arithmetic kept nothing")
 			}
 
 			// compare(): every attribute value split into the selection and the baseline.

@@ -15,7 +15,9 @@
 //	│     *Coalesce           coalesce()
 //	├── Metrics *MetricsAggregate   rate(), quantile_over_time(...) by (...), compare(...)
 //	├── MetricsStages []MetricsStage  > 10, | topk(5), | bottomk(5), after Metrics
-//	└── Hints []Hint                with(sample=true)
+//	├── Hints []Hint                with(sample=true)
+//	└── Math *MetricsMath           ({ } | rate()) * 100, ({ } | rate()) / ({ } | count_over_time())
+//	                                (instead of Stages and Metrics)
 //
 // A pipeline that starts with an aggregate, by() or select() reads as if
 // it started with "{ } |", which is how it is stored and printed. A
@@ -59,7 +61,33 @@ type Query struct {
 	MetricsStages []MetricsStage
 	// Hints are the with(...) options, in source order.
 	Hints []Hint
+	// Math, when set, is arithmetic over parenthesised metrics queries and numbers, as in
+	// "({ } | rate()) / ({ } | count_over_time())"; the query then has no Stages or
+	// Metrics of its own, and MetricsStages apply to what Math computes.
+	Math *MetricsMath
 }
+
+// MetricsMath is one arithmetic operation (+, -, *, /) between metrics queries
+// and numbers. Series of two queries are paired by their labels (__name__
+// aside); a series without labels pairs with every series of the other side.
+type MetricsMath struct {
+	Op       Operator // OpAdd, OpSub, OpMul or OpDiv
+	LHS, RHS MetricsOperand
+}
+
+// MetricsOperand is a side of MetricsMath: a metrics *Query, a *MetricsMath or
+// a MetricsNumber.
+type MetricsOperand interface {
+	String() string
+	metricsOperand()
+}
+
+// MetricsNumber is a number in metrics arithmetic.
+type MetricsNumber float64
+
+func (*Query) metricsOperand()        {}
+func (*MetricsMath) metricsOperand()  {}
+func (MetricsNumber) metricsOperand() {}
 
 // Hint returns the value of the last hint called name.
 func (q *Query) Hint(name string) (Static, bool) {
@@ -72,7 +100,7 @@ func (q *Query) Hint(name string) (Static, bool) {
 }
 
 // IsMetrics reports whether q is a TraceQL metrics query.
-func (q *Query) IsMetrics() bool { return q.Metrics != nil }
+func (q *Query) IsMetrics() bool { return q.Metrics != nil || q.Math != nil }
 
 // Stage is one step of the pipeline. It is implemented by SpansetExpr
 // (*SpansetFilter, *SpansetOp), *ScalarFilter, *GroupBy, *Select and

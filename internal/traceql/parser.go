@@ -35,6 +35,8 @@ type parser struct {
 	tok   token // current, not yet consumed
 	prev  token // last consumed, for "after X" messages
 	depth int   // current nesting, see enter
+	// sawMetrics: a parenthesised metrics query was read as an operand of arithmetic.
+	sawMetrics bool
 }
 
 // maxDepth bounds the depth of the AST: parentheses, unary operators and
@@ -97,27 +99,27 @@ func (p *parser) expect(kind tokenKind, what string) token {
 func (p *parser) isIdent(word string) bool { return p.tok.kind == tIdent && p.tok.text == word }
 
 func (p *parser) query() *Query {
-	q := &Query{}
-	if p.startsStage() {
-		// "count() > 1 | ...", "by(.a) | ...", "select(.a)": a pipeline over
-		// every span of the trace, as if written after "{ } |".
-		q.Stages = []Stage{&SpansetFilter{}, p.stage(nil)}
-	} else {
-		q.Stages = []Stage{p.spansetExpr(1)}
-	}
-	for p.tok.kind == tPipe {
-		p.next()
-		if q.Metrics != nil {
-			if !p.isIdent("topk") && !p.isIdent("bottomk") {
-				p.failAt(p.tok.pos, nil, "only topk() or bottomk() may follow %s(), found %s", q.Metrics.Func, describe(p.tok))
-			}
-			q.MetricsStages = append(q.MetricsStages, p.topK())
-			q.MetricsStages = append(q.MetricsStages, p.metricsFilters()...)
-			continue
+	var q *Query
+	switch p.tok.kind {
+	case tInt, tFloat, tMinus:
+		// Only metrics arithmetic starts with a number: "100 * ({ } | rate())".
+		q = p.mathQuery()
+	case tLParen:
+		// "(" opens a spanset operand, "({ } | count() > 1) && { .a }", or metrics
+		// arithmetic, "({ } | rate()) * 100": try the arithmetic and fall back.
+		saved := *p
+		mathErr := p.try(func() { q = p.mathQuery() })
+		if mathErr == nil {
+			break
 		}
-		if stage := p.stage(q); stage != nil {
-			q.Stages = append(q.Stages, stage)
+		// Once a parenthesised metrics query was read, arithmetic was meant.
+		if p.sawMetrics {
+			panic(mathErr)
 		}
+		*p = saved
+		q = p.pipeline(&Query{})
+	default:
+		q = p.pipeline(&Query{})
 	}
 	if q.Metrics != nil && q.Metrics.Func == MetricsCompare && len(q.MetricsStages) > 0 {
 		// compare()'s series are selection/baseline counts per attribute value:
@@ -131,6 +133,153 @@ func (p *parser) query() *Query {
 		p.failAt(p.tok.pos, nil, "unexpected %s after the end of the query", describe(p.tok))
 	}
 	return q
+}
+
+// try runs fn and returns the parse error it raised, if any.
+func (p *parser) try(fn func()) (pe *ParseError) {
+	defer func() {
+		if r := recover(); r != nil {
+			var ok bool
+			if pe, ok = r.(*ParseError); !ok {
+				panic(r)
+			}
+		}
+	}()
+	fn()
+	return nil
+}
+
+// mathQuery parses metrics arithmetic and the thresholds and topk/bottomk after it. A lone
+// parenthesised metrics query, "({ } | rate()) > 10", is that query.
+func (p *parser) mathQuery() *Query {
+	start := p.tok
+	var q *Query
+	switch e := p.mathExpr(1).(type) {
+	case *Query:
+		q = e
+	case *MetricsMath:
+		if !hasQuery(e) {
+			p.failAt(start.pos, nil, "arithmetic needs a metrics query, as in \"({ } | rate()) * 100\"")
+		}
+		q = &Query{Math: e}
+	default:
+		p.failAt(start.pos, nil, "expected \"{\" to start a spanset, found %s", describe(start))
+	}
+	q.MetricsStages = append(q.MetricsStages, p.metricsFilters()...)
+	p.metricsTail(q)
+	return q
+}
+
+func hasQuery(o MetricsOperand) bool {
+	switch o := o.(type) {
+	case *Query:
+		return true
+	case *MetricsMath:
+		return hasQuery(o.LHS) || hasQuery(o.RHS)
+	}
+	return false
+}
+
+var mathOperators = map[tokenKind]Operator{tPlus: OpAdd, tMinus: OpSub, tStar: OpMul, tSlash: OpDiv}
+
+// mathExpr parses arithmetic over metrics operands by precedence climbing, left-associative.
+func (p *parser) mathExpr(minPrec int) MetricsOperand {
+	lhs := p.mathPrimary()
+	levels := 0
+	for {
+		op, ok := mathOperators[p.tok.kind]
+		if !ok || op.precedence() < minPrec {
+			p.depth -= levels
+			return lhs
+		}
+		p.enter()
+		levels++
+		p.next()
+		lhs = &MetricsMath{Op: op, LHS: lhs, RHS: p.mathExpr(op.precedence() + 1)}
+	}
+}
+
+func (p *parser) mathPrimary() MetricsOperand {
+	p.enter()
+	defer p.leave()
+	t := p.tok
+	switch t.kind {
+	case tInt:
+		p.next()
+		return MetricsNumber(t.i)
+	case tFloat:
+		p.next()
+		return MetricsNumber(t.f)
+	case tMinus:
+		p.next()
+		o := p.mathPrimary()
+		if n, ok := o.(MetricsNumber); ok {
+			return -n
+		}
+		return &MetricsMath{Op: OpMul, LHS: MetricsNumber(-1), RHS: o}
+	case tLParen:
+		p.next()
+		var o MetricsOperand
+		if p.tok.kind == tLBrace || p.startsStage() {
+			q := p.pipeline(&Query{})
+			p.sawMetrics = p.sawMetrics || q.Metrics != nil
+			if q.Metrics == nil {
+				p.failAt(t.pos, nil, "arithmetic applies to metrics queries, as in \"({ } | rate()) * 100\": this one has no metrics function")
+			}
+			if q.Metrics.Func == MetricsCompare {
+				p.failAt(t.pos, nil, "compare() cannot be used in arithmetic")
+			}
+			o = q
+		} else {
+			o = p.mathExpr(1)
+		}
+		if p.tok.kind != tRParen {
+			p.failAt(p.tok.pos, nil, "expected \")\" to close \"(\" at %s, found %s", p.where(t.pos), describe(p.tok))
+		}
+		p.next()
+		return o
+	}
+	p.failAt(t.pos, nil, "expected a number or a parenthesised metrics query after %s, found %s", describe(p.prev), describe(t))
+	return nil
+}
+
+// pipeline parses stages separated by "|", a metrics function and what follows it, into q.
+func (p *parser) pipeline(q *Query) *Query {
+	if p.startsStage() {
+		// "count() > 1 | ...", "by(.a) | ...", "select(.a)": a pipeline over
+		// every span of the trace, as if written after "{ } |".
+		q.Stages = []Stage{&SpansetFilter{}, p.stage(nil)}
+	} else {
+		q.Stages = []Stage{p.spansetExpr(1)}
+	}
+	for p.tok.kind == tPipe {
+		if q.Metrics != nil {
+			p.metricsTail(q)
+			break
+		}
+		p.next()
+		if stage := p.stage(q); stage != nil {
+			q.Stages = append(q.Stages, stage)
+		}
+	}
+	return q
+}
+
+// metricsTail parses "| topk(n)" and "| bottomk(n)", each with its thresholds, after a
+// metrics function or arithmetic.
+func (p *parser) metricsTail(q *Query) {
+	for p.tok.kind == tPipe {
+		p.next()
+		if !p.isIdent("topk") && !p.isIdent("bottomk") {
+			what := "arithmetic"
+			if q.Metrics != nil {
+				what = q.Metrics.Func.String() + "()"
+			}
+			p.failAt(p.tok.pos, nil, "only topk() or bottomk() may follow %s, found %s", what, describe(p.tok))
+		}
+		q.MetricsStages = append(q.MetricsStages, p.topK())
+		q.MetricsStages = append(q.MetricsStages, p.metricsFilters()...)
+	}
 }
 
 // startsStage reports whether the current token opens a pipeline stage that
@@ -213,7 +362,7 @@ func (p *parser) metricsFilters() []MetricsStage {
 		}
 		p.next()
 		valTok := p.tok
-		v, isStatic := p.unary().(Static)
+		v, isStatic := foldNumber(p.field(OpAdd.precedence()))
 		if !isStatic || !isNumeric(v.Type) {
 			p.failAt(valTok.pos, nil, "expected a number or a duration after %s in a metrics threshold, found %s", op, describe(valTok))
 		}
@@ -765,4 +914,52 @@ func describeExpr(e FieldExpr) string {
 		return "attribute " + e.String()
 	}
 	return e.StaticType().String() + " expression " + e.String()
+}
+
+// foldNumber computes arithmetic over number literals, as in "rate() > 1 / 2". A lone
+// literal of any type comes back as it is; arithmetic over durations is not folded.
+func foldNumber(e FieldExpr) (Static, bool) {
+	if st, ok := e.(Static); ok {
+		return st, true
+	}
+	f, ok := foldFloat(e)
+	if !ok {
+		return Static{}, false
+	}
+	return Static{Type: TypeFloat, Float: f}, true
+}
+
+func foldFloat(e FieldExpr) (float64, bool) {
+	switch e := e.(type) {
+	case Static:
+		switch e.Type {
+		case TypeInt:
+			return float64(e.Int), true
+		case TypeFloat:
+			return e.Float, true
+		}
+	case *UnaryOp:
+		if v, ok := foldFloat(e.Expr); ok && e.Op == OpNeg {
+			return -v, true
+		}
+	case *BinaryOp:
+		l, ok1 := foldFloat(e.LHS)
+		r, ok2 := foldFloat(e.RHS)
+		if !ok1 || !ok2 {
+			return 0, false
+		}
+		switch e.Op {
+		case OpAdd:
+			return l + r, true
+		case OpSub:
+			return l - r, true
+		case OpMul:
+			return l * r, true
+		case OpDiv:
+			if r != 0 {
+				return l / r, true
+			}
+		}
+	}
+	return 0, false
 }

@@ -172,6 +172,9 @@ func nameOr[K ~int](m map[K]string, k K) string {
 // String prints the canonical form of the query.
 func (q *Query) String() string {
 	var b strings.Builder
+	if q.Math != nil {
+		b.WriteString(q.Math.String())
+	}
 	for i, s := range q.Stages {
 		if i > 0 {
 			b.WriteString(" | ")
@@ -447,3 +450,17 @@ func (u *UnaryOp) String() string {
 	}
 	return u.Op.String() + u.Expr.String()
 }
+
+// String prints the operation with every operand but numbers in parentheses.
+func (m *MetricsMath) String() string {
+	return mathOperand(m.LHS) + " " + m.Op.String() + " " + mathOperand(m.RHS)
+}
+
+func mathOperand(o MetricsOperand) string {
+	if n, ok := o.(MetricsNumber); ok {
+		return n.String()
+	}
+	return "(" + o.String() + ")"
+}
+
+func (n MetricsNumber) String() string { return strconv.FormatFloat(float64(n), 'f', -1, 64) }
