@@ -50,6 +50,8 @@ type shard struct {
 	index     shardIndex
 	// dirty are the traces (live or flushing) with spans not yet indexed (see lazy.go).
 	dirty []*Trace
+	// idleQ and ageQ order the live traces by last and first append, for Cut (cutqueue.go).
+	idleQ, ageQ cutQueue
 	// byStart and splitIDs list traces for newest-first search (see startorder.go).
 	byStart  map[int64][][16]byte
 	splitIDs map[[16]byte]struct{}
@@ -190,6 +192,12 @@ func (a *Appender) Commit() {
 	}
 	before := len(t.buf)
 	sec := startSecond(t.Start)
+	if created {
+		sh.ageQ.push(id, a.now)
+	}
+	if created || t.lastAppend != a.now {
+		sh.idleQ.push(id, a.now)
+	}
 	for i := range a.pending {
 		t.add(a.pending[i].g, &a.pending[i].s, a.seq, a.now)
 	}
@@ -266,7 +274,9 @@ func (t *Trace) add(g *otlpwire.Group, s *otlpwire.Span, seq uint64, now int64) 
 	if seq < t.firstSeq {
 		t.firstSeq = seq
 	}
-	t.lastAppend = now
+	// Appends are stamped when their request began, so they may commit out of order: the
+	// trace's last append is the latest of them (Cut's queue has an entry for it).
+	t.lastAppend = max(t.lastAppend, now)
 }
 
 // Bytes is the size of the span data held.
@@ -433,15 +443,22 @@ func (h *Head) Cut(p CutPolicy) []*Trace {
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
-		for id, t := range sh.live {
-			if p.All || t.lastAppend <= idleBefore || (p.MaxAge > 0 && t.firstAppend <= ageBefore) {
-				delete(sh.live, id)
-				sh.liveBytes -= int64(len(t.buf))
-				sh.flushing[id] = append(sh.flushing[id], t)
-				out = append(out, t)
-				cutBytes += int64(len(t.buf))
-			}
+		if !p.All {
+			var n int64
+			out, n = sh.cutDue(idleBefore, ageBefore, p.MaxAge > 0, out)
+			cutBytes += n
+			sh.mu.Unlock()
+			continue
 		}
+		for id, t := range sh.live {
+			delete(sh.live, id)
+			sh.liveBytes -= int64(len(t.buf))
+			sh.flushing[id] = append(sh.flushing[id], t)
+			out = append(out, t)
+			cutBytes += int64(len(t.buf))
+		}
+		sh.idleQ.reset()
+		sh.ageQ.reset()
 		sh.mu.Unlock()
 	}
 	if p.MaxBytes > 0 {

@@ -2,6 +2,7 @@ package head
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -259,5 +260,54 @@ func TestReadersDoNotHoldShardLocks(t *testing.T) {
 	h.SplitSummaries(func(*Summary) { appendOne() })
 	if got := h.SpanCount([16]byte(bytes.Repeat([]byte{1}, 16))); got != int(next)-1 {
 		t.Fatalf("trace has %d spans, want %d", got, next-1)
+	}
+}
+
+// Cut reads its queues instead of walking the head: whatever the order of appends (stamped
+// when their request began, so commits may come out of order) and cuts, every trace it takes
+// is due, and no trace stays live once due by more than the stamps' spread.
+func TestCutByQueuesTakesWhatAWalkWould(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	h := New()
+	h.now = c.now
+	g := &otlpwire.Group{Resource: []byte("r")}
+	r := rand.New(rand.NewPCG(1, 2))
+	p := CutPolicy{Idle: 5 * time.Second, MaxAge: 20 * time.Second}
+	for step := range 3000 {
+		var held []*Appender
+		for range 1 + r.IntN(4) {
+			a := h.Appender(1)
+			for range 1 + r.IntN(3) {
+				a.Append(g, testSpan(byte(r.IntN(256)), byte(step), true, "s", 0, 1, 2))
+			}
+			held = append(held, a)
+			c.t = c.t.Add(time.Duration(r.IntN(400)) * time.Millisecond)
+		}
+		for _, i := range r.Perm(len(held)) {
+			held[i].Commit()
+		}
+		if step%7 != 0 {
+			continue
+		}
+		now := c.t.UnixNano()
+		due := func(tr *Trace, late time.Duration) bool {
+			return tr.lastAppend <= now-int64(p.Idle+late) || tr.firstAppend <= now-int64(p.MaxAge+late)
+		}
+		cut := h.Cut(p)
+		for _, tr := range cut {
+			if !due(tr, 0) {
+				t.Fatalf("step %d: cut a trace that was not due", step)
+			}
+		}
+		// A trace whose entry sits behind a later-stamped one of its shard may wait for the
+		// next Cut, by no more than the spread of the stamps (1.2 s here).
+		for i := range h.shards {
+			for _, tr := range h.shards[i].live {
+				if due(tr, 1200*time.Millisecond) {
+					t.Fatalf("step %d: a due trace stayed live", step)
+				}
+			}
+		}
+		h.Release(cut)
 	}
 }
