@@ -112,6 +112,9 @@ type indexBuilder struct {
 	nameOf  []string
 	combos  map[comboKey]int32
 	list    []AggCombo
+	// last is, per combo, the bucket its latest span fell in: spans of one combo mostly share
+	// a bucket, and this saves the buckets map a lookup per span.
+	last    []lastBucket
 	buckets map[bucketKey]*aggAcc
 	values  map[string]*valueAcc
 	scratch []byte
@@ -124,6 +127,11 @@ type bucketKey struct {
 	bucket int64
 }
 
+type lastBucket struct {
+	bucket int64
+	acc    *aggAcc
+}
+
 type aggAcc struct {
 	count    uint64
 	sum      float64
@@ -132,6 +140,9 @@ type aggAcc struct {
 }
 
 type valueAcc struct {
+	// last is the latest value key listed: a span attribute often repeats its value from
+	// span to span, and this saves the value map a lookup.
+	last     []byte
 	vals     map[string]struct{}
 	complete bool
 	raw      bool
@@ -143,6 +154,8 @@ func (x *indexBuilder) reset() {
 	x.nameOf = x.nameOf[:0]
 	x.combos = map[comboKey]int32{}
 	x.list = x.list[:0]
+	clear(x.last)
+	x.last = x.last[:0]
 	x.buckets = map[bucketKey]*aggAcc{}
 	x.values = map[string]*valueAcc{}
 }
@@ -170,21 +183,26 @@ func (x *indexBuilder) addSpan(group int32, name []byte, status, kind int32, sta
 		ci = int32(len(x.list))
 		x.combos[ck] = ci
 		x.list = append(x.list, AggCombo{Group: group, Name: x.nameOf[ni], Status: status, Kind: kind})
+		x.last = append(x.last, lastBucket{})
 	}
 	// As search reads them: a start past 2262 saturates, and the duration is end−start as int64.
 	st := saturate(start)
 	d := float64(int64(end-start)) / 1e9
 	bk := bucketKey{ci, bucketOf(st, x.width)}
-	a := x.buckets[bk]
-	if a == nil {
-		if len(x.buckets) >= maxAggBuckets && x.coarsen() {
-			bk.bucket = bucketOf(st, x.width)
-			a = x.buckets[bk]
-		}
+	a := x.last[ci].acc
+	if a == nil || x.last[ci].bucket != bk.bucket {
+		a = x.buckets[bk]
 		if a == nil {
-			a = &aggAcc{min: d, max: d, sketch: quantilesketch.New(SketchAccuracy)}
-			x.buckets[bk] = a
+			if len(x.buckets) >= maxAggBuckets && x.coarsen() {
+				bk.bucket = bucketOf(st, x.width)
+				a = x.buckets[bk]
+			}
+			if a == nil {
+				a = &aggAcc{min: d, max: d, sketch: quantilesketch.New(SketchAccuracy)}
+				x.buckets[bk] = a
+			}
 		}
+		x.last[ci] = lastBucket{bk.bucket, a}
 	}
 	a.count++
 	a.sum += d
@@ -201,6 +219,8 @@ func (x *indexBuilder) coarsen() bool {
 	}
 	m := aggWidths[i+1] / x.width
 	x.width = aggWidths[i+1]
+	// Merged buckets leave the accumulators the cache points to.
+	clear(x.last)
 	old := x.buckets
 	x.buckets = make(map[bucketKey]*aggAcc, len(old)/2)
 	for k, a := range old {
@@ -253,6 +273,10 @@ func (x *indexBuilder) addAttr(a *attrRec) {
 		return
 	}
 	x.scratch = k
+	if bytes.Equal(k, v.last) && v.last != nil {
+		return
+	}
+	v.last = append(v.last[:0], k...)
 	if _, ok := v.vals[string(k)]; ok {
 		return
 	}
