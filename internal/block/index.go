@@ -107,11 +107,11 @@ const (
 
 // indexBuilder accumulates a block's index as traces are written.
 type indexBuilder struct {
-	width   int64 // seconds
-	names   map[string]int32
-	nameOf  []string
-	combos  map[comboKey]int32
-	list    []AggCombo
+	width  int64 // seconds
+	names  map[string]int32
+	nameOf []string
+	combos map[comboKey]int32
+	list   []AggCombo
 	// last is, per combo, the bucket its latest span fell in: spans of one combo mostly share
 	// a bucket, and this saves the buckets map a lookup per span.
 	last    []lastBucket
