@@ -117,7 +117,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, cost int64, h htt
 		return
 	}
 	defer release()
-	h.ServeHTTP(w, r.WithContext(ctx))
+	h.ServeHTTP(w, r.WithContext(s.sched.Pace(ctx)))
 }
 
 // queryFailed answers a query that returned err: 504 when it ran out of time, nothing when its

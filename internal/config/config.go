@@ -317,6 +317,9 @@ type Query struct {
 	// MaxOutstandingPerTenant queries may wait; past it the API answers 429 with Retry-After.
 	MaxOutstandingPerTenant int      `yaml:"max_outstanding_per_tenant"`
 	Timeout                 Duration `yaml:"timeout"`
+	// CPUShare is the fraction of the time each running query works while ingest is busy; the
+	// rest it pauses, so that ingest keeps its throughput under any query load. 1: no pausing.
+	CPUShare float64 `yaml:"cpu_share"`
 
 	MaxResultLimit            int      `yaml:"max_result_limit"`
 	MaxSpansPerSpanSet        int      `yaml:"max_spans_per_span_set"`
@@ -380,6 +383,7 @@ func Default() Config {
 		Query: Query{
 			MaxMemoryBytes:            64 << 20,
 			MaxOutstandingPerTenant:   100,
+			CPUShare:                  0.5,
 			Timeout:                   Duration(30 * time.Second),
 			MaxResultLimit:            1000,
 			MaxSpansPerSpanSet:        100,

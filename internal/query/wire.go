@@ -12,6 +12,7 @@ import (
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+	"github.com/ariadne-tracing/ariadne/internal/queryscheduler"
 )
 
 // WireTrace is a trace merged from the head and the blocks with its spans kept as encoded Span
@@ -67,6 +68,7 @@ func (q *Querier) FindTraceWire(ctx context.Context, id [16]byte, tr TimeRange, 
 			continue
 		}
 		_, err := b.FindTraceEncoded(ctx, id, func(spans []block.Span) error {
+			queryscheduler.Yield(ctx) // a large trace leaves ingest its share of the CPU
 			for _, sp := range spans {
 				if err := w.addGroupSpan(sp.Group, sp.Raw); err != nil {
 					return fmt.Errorf("span: %w", err)

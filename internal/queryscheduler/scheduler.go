@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,9 @@ type Config struct {
 	// MaxQueuedPerTenant is how many queries a tenant may have waiting; past it Acquire fails
 	// with ErrQueueFull. 0 means 100.
 	MaxQueuedPerTenant int
+	// CPUShare is the fraction of the time each running query works while ingest is busy
+	// (see Yield); 0 means 0.5, 1 or more turns pacing off.
+	CPUShare float64
 }
 
 // Stats is a snapshot of the scheduler, for metrics.
@@ -38,6 +42,8 @@ type Stats struct {
 	Queued        int
 	ReservedBytes int64
 	Rejected      int64
+	// Paused is the time queries have spent pausing for ingest, added up.
+	Paused time.Duration
 }
 
 // Scheduler is safe for concurrent use.
@@ -54,6 +60,9 @@ type Scheduler struct {
 	rejected int64
 	// avgRun is a moving average of how long queries run, for Retry-After.
 	avgRun time.Duration
+
+	ingestAt atomic.Int64 // nanotime of the last NoteIngest
+	paused   atomic.Int64 // nanoseconds queries spent in Yield's pauses
 }
 
 type waiter struct {
@@ -69,6 +78,9 @@ func New(cfg Config) *Scheduler {
 	}
 	if cfg.MaxQueuedPerTenant <= 0 {
 		cfg.MaxQueuedPerTenant = 100
+	}
+	if cfg.CPUShare <= 0 {
+		cfg.CPUShare = 0.5
 	}
 	return &Scheduler{cfg: cfg, queues: map[string]*[]*waiter{}, avgRun: 100 * time.Millisecond}
 }
@@ -233,5 +245,6 @@ func (s *Scheduler) RetryAfter() time.Duration {
 func (s *Scheduler) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Running: s.running, Queued: s.queued, ReservedBytes: s.reserved, Rejected: s.rejected}
+	return Stats{Running: s.running, Queued: s.queued, ReservedBytes: s.reserved, Rejected: s.rejected,
+		Paused: time.Duration(s.paused.Load())}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ariadne-tracing/ariadne/internal/block"
 	"github.com/ariadne-tracing/ariadne/internal/otlpwire"
+	"github.com/ariadne-tracing/ariadne/internal/queryscheduler"
 	"github.com/ariadne-tracing/ariadne/internal/traceql"
 )
 
@@ -395,6 +396,7 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 		if whole[c.id] {
 			continue
 		}
+		queryscheduler.Yield(ctx) // ingest's share of the CPU, between traces
 		hts := h.Get(c.id)
 		if len(hts) == 0 {
 			continue // released to a block since the summary was taken: the block has it
@@ -464,6 +466,7 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 		scan := func(opts block.ScanOptions) error {
 			var last int64
 			return b.Scan(ctx, opts, func(sb *block.ScanBatch) bool {
+				queryscheduler.Yield(ctx) // ingest's share of the CPU, between batches
 				m.InspectedBytes += sb.Bytes - last
 				last = sb.Bytes
 				_, err := batchTraces(sb, res, func(t *trace) bool {

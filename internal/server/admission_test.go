@@ -170,3 +170,28 @@ func TestSchedulerTimeoutWhileQueued(t *testing.T) {
 		t.Fatalf("echo while queries are full: %d %s", resp.StatusCode, body)
 	}
 }
+
+// A query that runs while ingest is busy pauses between its units of work (here the chunks of
+// a large trace read from a block) to leave ingest its share of the CPU, and says so in
+// ariadne_query_paused_seconds_total; the answer is whole all the same.
+func TestQueriesPauseForIngest(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.Ingest.MaxRequestBytes = 16 << 20
+	cfg.Ingest.MaxSpansPerTrace = -1
+	s := startServer(t, cfg)
+	id := bigTrace(t, s, 20_000, 3)
+	if err := s.Store.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if v := metricValue(scrape(t, s), "ariadne_query_paused_seconds_total", nil); v != 0 {
+		t.Fatalf("paused %v s before any query", v)
+	}
+	bigTrace(t, s, 1, 4) // ingest is busy as the query runs
+	resp, body := tenantGet(t, "http://"+s.HTTPAddr+"/api/v2/traces/"+hex.EncodeToString(id[:]), "a")
+	if resp.StatusCode != 200 || strings.Count(body, `"spanId"`) != 20_000 {
+		t.Fatalf("trace read while pausing: %d, %d spans", resp.StatusCode, strings.Count(body, `"spanId"`))
+	}
+	if v := metricValue(scrape(t, s), "ariadne_query_paused_seconds_total", nil); v <= 0 {
+		t.Fatalf("paused %v s reading 20,000 spans while ingest was busy", v)
+	}
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"runtime"
 	"time"
 
@@ -9,17 +10,19 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/api"
 	"github.com/ariadne-tracing/ariadne/internal/config"
 	"github.com/ariadne-tracing/ariadne/internal/queryscheduler"
+	"github.com/ariadne-tracing/ariadne/internal/receive"
 )
 
 // newQueryScheduler is the process's query scheduler, its state exported on reg. By default half
-// the CPUs run queries, so ingest keeps the rest whatever the query load.
+// the CPUs run queries, each working half the time while ingest is busy, so ingest keeps most
+// of the CPU whatever the query load.
 func newQueryScheduler(qc config.Query, reg prometheus.Registerer) *queryscheduler.Scheduler {
 	concurrent := qc.MaxConcurrentQueries
 	if concurrent <= 0 {
 		concurrent = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	sch := queryscheduler.New(queryscheduler.Config{MaxConcurrent: concurrent, MaxMemoryBytes: qc.MaxMemoryBytes,
-		MaxQueuedPerTenant: qc.MaxOutstandingPerTenant})
+		MaxQueuedPerTenant: qc.MaxOutstandingPerTenant, CPUShare: qc.CPUShare})
 	stat := func(f func(queryscheduler.Stats) float64) func() float64 {
 		return func() float64 { return f(sch.Stats()) }
 	}
@@ -32,6 +35,8 @@ func newQueryScheduler(qc config.Query, reg prometheus.Registerer) *queryschedul
 			stat(func(s queryscheduler.Stats) float64 { return float64(s.ReservedBytes) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ariadne_query_rejected_total", Help: "Queries refused with 429 because their tenant's queue was full."},
 			stat(func(s queryscheduler.Stats) float64 { return float64(s.Rejected) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ariadne_query_paused_seconds_total", Help: "Time running queries paused to leave ingest its share of the CPU."},
+			stat(func(s queryscheduler.Stats) float64 { return s.Paused.Seconds() })),
 	)
 	return sch
 }
@@ -52,4 +57,16 @@ func queryLimits(qc config.Query) api.Limits {
 		MaxResponseSeries: qc.MaxResponseSeries, MaxBytesPerTrace: qc.MaxBytesPerTrace,
 		MaxBytesPerTagValuesQuery: qc.MaxBytesPerTagValuesQuery, MaxTracesPerLintReport: qc.MaxTracesPerLintReport,
 	}
+}
+
+// pacingConsumer tells the scheduler that ingest is busy on every request it hands on, so that
+// running queries yield the CPU to it (queryscheduler.Yield).
+type pacingConsumer struct {
+	next receive.Consumer
+	sch  *queryscheduler.Scheduler
+}
+
+func (c pacingConsumer) ConsumeTraces(ctx context.Context, body []byte) (receive.Result, error) {
+	c.sch.NoteIngest()
+	return c.next.ConsumeTraces(ctx, body)
 }

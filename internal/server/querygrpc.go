@@ -69,6 +69,14 @@ func admitStreams(sch *queryscheduler.Scheduler, timeout time.Duration) grpc.Str
 			return status.FromContextError(ctx.Err()).Err()
 		}
 		defer release()
-		return handler(srv, ss)
+		return handler(srv, pacedStream{ss, sch.Pace(ctx)})
 	}
 }
+
+// pacedStream is a stream whose context carries its query's pacing (queryscheduler.Yield).
+type pacedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s pacedStream) Context() context.Context { return s.ctx }

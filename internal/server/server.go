@@ -397,6 +397,13 @@ func Start(cfg config.Config, build api.BuildInfo, log *slog.Logger, opts ...Opt
 		}
 		c, consume, refused = consumer{co.in}, co.in.Consume, co.in.RefusedRequest
 	}
+	// Queries pace themselves while ingest is busy; every receiver says when it is.
+	c = pacingConsumer{next: c, sch: s.Queries}
+	consumeAll := consume
+	consume = func(ctx context.Context, tenant string, body []byte) (ingest.Result, error) {
+		s.Queries.NoteIngest()
+		return consumeAll(ctx, tenant, body)
+	}
 	st := closer{s}
 	s.Store, s.API, s.HeadSampling = s.core.Store, s.core.API, s.core.headSampling
 	if cl := o.cluster; cl != nil {
