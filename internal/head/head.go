@@ -491,11 +491,29 @@ func (h *Head) cutOldest(bytes int64) []*Trace {
 	// called concurrently: the store's flush holds its lock).
 	cands := h.cands[:0]
 	defer func() { h.cands = cands[:0] }()
+	// The least recently appended traces are at the fronts of the shards' idle queues (see
+	// cutqueue.go). Traces spread evenly over the shards, so each offers its oldest up to twice
+	// its share of the bytes to cut, rather than every trace it holds; what a skewed shard
+	// leaves over is cut at the next tick.
+	share := 2*bytes/shardCount + 1
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
-		for id, t := range sh.live {
-			cands = append(cands, cutCand{id, t.lastAppend})
+		var offered int64
+		for j := 0; j < sh.idleQ.len() && offered < share; {
+			e := &sh.idleQ.e[sh.idleQ.head+j]
+			t := sh.live[e.id]
+			if t == nil || t.lastAppend != e.at {
+				if j == 0 {
+					sh.idleQ.pop() // stale and first: nothing stands for it
+				} else {
+					j++
+				}
+				continue
+			}
+			cands = append(cands, cutCand{e.id, e.at})
+			offered += int64(len(t.buf))
+			j++
 		}
 		sh.mu.Unlock()
 	}
@@ -507,7 +525,7 @@ func (h *Head) cutOldest(bytes int64) []*Trace {
 		}
 		sh := h.shard(&c.id)
 		sh.mu.Lock()
-		if t := sh.live[c.id]; t != nil {
+		if t := sh.live[c.id]; t != nil && t.lastAppend == c.last {
 			delete(sh.live, c.id)
 			sh.liveBytes -= int64(len(t.buf))
 			sh.flushing[c.id] = append(sh.flushing[c.id], t)

@@ -309,5 +309,15 @@ func TestCutByQueuesTakesWhatAWalkWould(t *testing.T) {
 			}
 		}
 		h.Release(cut)
+		if step%35 == 0 {
+			// Over the budget, a few ticks bring the live bytes under it.
+			target := h.liveBytes() / 2
+			for range 3 {
+				h.Release(h.Cut(CutPolicy{Idle: time.Hour, MaxBytes: target}))
+			}
+			if lb := h.liveBytes(); lb > target {
+				t.Fatalf("step %d: %d live bytes after three cuts to %d", step, lb, target)
+			}
+		}
 	}
 }
