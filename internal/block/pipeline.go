@@ -2,24 +2,26 @@ package block
 
 import (
 	"runtime"
+	"sync/atomic"
 
 	"github.com/parquet-go/parquet-go"
 )
 
-// Writing a block is three kinds of work of similar size (CPU profile of BenchmarkWrite):
-// decoding the spans and laying out their rows (~40%), building the index file's aggregates
-// and value lists (~35%), and Parquet column encoding and compression (~25%, spread over
-// eight files). With more than one core they run as a pipeline: the caller's goroutine
-// decodes and lays out rows, hands each file's full batches of values to that file's encoder
-// goroutine and each chunk of span summaries to the index goroutine, and goes on. The files
-// stay separate byte streams, each written by one goroutine in row order, so the bytes
-// written are exactly those of the sequential writer; only the wall time changes. A block
-// then takes about as long as its largest stage instead of the sum of all three, which is
-// what lets one block use two cores, and it keeps memory to one block in flight (blocks in
-// parallel would hold one batch of traces per writer in the head).
+// Writing a block is a few kinds of work of similar size (CPU profile of BenchmarkWrite):
+// decoding the spans and laying out their rows, the index file's span aggregates, the span
+// attribute rows and value lists, and Parquet column encoding and compression (spread over
+// eight files). With more than one core they run as a pipeline: the caller's goroutine decodes
+// and lays out the trace, span, event and link rows, hands each file's full batches of values
+// to that file's encoder goroutine and each chunk of span summaries (with their attributes) to
+// the index goroutine and the attribute goroutine, and goes on. The files stay separate byte
+// streams, each written by one goroutine in row order, so the bytes written are exactly those
+// of the sequential writer; only the wall time changes. A block then takes about as long as
+// its largest stage instead of the sum of all of them, which is what lets one block use two
+// cores, and it keeps memory to one block in flight per writer (blocks in parallel would hold
+// one batch of traces each in the head).
 //
-// Batches are recycled through a small free list per file (pipelineBatches), so a slow stage
-// holds the producer back instead of queueing memory.
+// Batches and chunks are recycled through small free lists, so a slow stage holds the producer
+// back instead of queueing memory.
 
 const (
 	pipelineBatches = 3    // value batches per file: one being filled, up to two queued
@@ -93,35 +95,54 @@ func (f *fileWriter) stopEncoder() {
 	f.wait()
 }
 
-// idxSpan is what the index needs of one span; attrs is its range in idxChunk.attrs.
+// idxSpan is what the index and the span attribute rows need of one span; attrs is its range
+// in idxChunk.attrs, row its row in the spans file.
 type idxSpan struct {
 	group, status, kind int32
 	attr0, attr1        int32
 	name                []byte
 	start, end          uint64
+	row                 int64
 }
 
+// idxChunk is a run of spans handed to two consumers, the index goroutine and the attribute
+// goroutine (which lays out the span attribute rows, the producer's largest single task); the
+// last to finish with it puts it back on the free list.
 type idxChunk struct {
 	spans []idxSpan
 	attrs []attrRec
+	refs  atomic.Int32
 }
 
-// indexFeed is the index goroutine and its queues.
+// indexFeed is the index and attribute goroutines and their queues.
 type indexFeed struct {
-	work chan *idxChunk
-	free chan *idxChunk
-	done chan struct{}
-	cur  *idxChunk
+	work  chan *idxChunk // to the index goroutine
+	attrs chan *idxChunk // to the attribute goroutine
+	free  chan *idxChunk
+	done  chan struct{} // the index goroutine ended
+	adone chan struct{} // the attribute goroutine ended
+	cur   *idxChunk
 	// encode the index file once the queue is drained (end), rather than drop it (an error);
 	// set before work closes.
 	encode bool
+	aerr   error // the attribute goroutine's first error; read after adone
+}
+
+func (q *indexFeed) put(c *idxChunk) {
+	if c.refs.Add(-1) == 0 {
+		clear(c.attrs)
+		clear(c.spans)
+		c.attrs, c.spans = c.attrs[:0], c.spans[:0]
+		q.free <- c // never blocks: free holds every chunk
+	}
 }
 
 func (w *writer) startIndex() {
 	for len(w.idxChunks) < idxChunks {
 		w.idxChunks = append(w.idxChunks, &idxChunk{})
 	}
-	q := &indexFeed{work: make(chan *idxChunk, idxChunks), free: make(chan *idxChunk, idxChunks), done: make(chan struct{}),
+	q := &indexFeed{work: make(chan *idxChunk, idxChunks), attrs: make(chan *idxChunk, idxChunks),
+		free: make(chan *idxChunk, idxChunks), done: make(chan struct{}), adone: make(chan struct{}),
 		cur: w.idxChunks[0]}
 	for _, c := range w.idxChunks[1:] {
 		q.free <- c
@@ -130,50 +151,91 @@ func (w *writer) startIndex() {
 	go func() {
 		defer close(q.done)
 		for c := range q.work {
-			w.idx.addChunk(c)
-			q.free <- c
+			w.idx.addSpans(c)
+			q.put(c)
 		}
 		if q.encode {
+			<-q.adone // the attribute values are the attribute goroutine's
 			w.idx.encode(&w.indexBuf)
+		}
+	}()
+	go func() {
+		defer close(q.adone)
+		for c := range q.attrs {
+			if q.aerr == nil {
+				q.aerr = w.attrRows(c)
+			}
+			q.put(c)
 		}
 	}()
 }
 
-// indexSpan records one span (and its attributes) for the index: directly, or through the
-// index goroutine.
-func (w *writer) indexSpan(s *spanRec, status int32, attrs []attrRec) {
+// attrRows lays out the span attribute rows of a chunk and lists their values in the index
+// (indexBuilder.addAttr shares nothing with addSpan, which runs on the index goroutine).
+func (w *writer) attrRows(c *idxChunk) error {
+	for i := range c.spans {
+		s := &c.spans[i]
+		for j := s.attr0; j < s.attr1; j++ {
+			if err := appendAttrRow(w.attrs, s.row, &c.attrs[j]); err != nil {
+				return err
+			}
+			w.idx.addAttr(&c.attrs[j])
+		}
+	}
+	return nil
+}
+
+func (q *indexFeed) send() {
+	c := q.cur
+	c.refs.Store(2)
+	q.work <- c
+	q.attrs <- c
+	q.cur = <-q.free
+}
+
+// spanAttrs writes one span's attribute rows (row is the span's row) and records the span and
+// its attributes for the index: directly, or through the index and attribute goroutines.
+func (w *writer) spanAttrs(s *spanRec, row int64, status int32, attrs []attrRec) error {
+	w.attrRowCount += int64(len(attrs))
 	q := w.idxQ
 	if q == nil {
 		for i := range attrs {
+			if err := appendAttrRow(w.attrs, row, &attrs[i]); err != nil {
+				return err
+			}
 			w.idx.addAttr(&attrs[i])
 		}
 		w.idx.addSpan(s.group, s.name, status, s.kind, s.start, s.end)
-		return
+		return nil
 	}
 	c := q.cur
 	a0 := int32(len(c.attrs))
 	c.attrs = append(c.attrs, attrs...)
 	c.spans = append(c.spans, idxSpan{group: s.group, status: status, kind: s.kind, attr0: a0, attr1: int32(len(c.attrs)),
-		name: s.name, start: s.start, end: s.end})
+		name: s.name, start: s.start, end: s.end, row: row})
 	if len(c.spans) >= idxChunkSpans {
-		q.work <- c
-		q.cur = <-q.free
+		q.send()
 	}
+	return nil
 }
 
-// finishIndex hands over the last chunk and lets the index goroutine encode the index file;
-// waitIndex waits for it. Without a pipeline finishIndex encodes it.
-func (w *writer) finishIndex() {
+// finishIndex hands over the last chunk, waits for the attribute rows and lets the index
+// goroutine encode the index file; waitIndex waits for that. Without a pipeline finishIndex
+// encodes it.
+func (w *writer) finishIndex() error {
 	q := w.idxQ
 	if q == nil {
 		w.idx.encode(&w.indexBuf)
-		return
+		return nil
 	}
 	if len(q.cur.spans) > 0 {
-		q.work <- q.cur
+		q.send()
 	}
 	q.encode = true
 	close(q.work)
+	close(q.attrs)
+	<-q.adone
+	return q.aerr
 }
 
 func (w *writer) waitIndex() {
@@ -190,17 +252,11 @@ func (w *writer) waitIndex() {
 	}
 }
 
-func (x *indexBuilder) addChunk(c *idxChunk) {
+func (x *indexBuilder) addSpans(c *idxChunk) {
 	for i := range c.spans {
 		s := &c.spans[i]
-		for j := s.attr0; j < s.attr1; j++ {
-			x.addAttr(&c.attrs[j])
-		}
 		x.addSpan(s.group, s.name, s.status, s.kind, s.start, s.end)
 	}
-	clear(c.attrs)
-	clear(c.spans)
-	c.attrs, c.spans = c.attrs[:0], c.spans[:0]
 }
 
 // startPipeline starts the encoder and index goroutines for one block when there is a core to
@@ -218,6 +274,8 @@ func (w *writer) startPipeline() {
 func (w *writer) stopPipeline() {
 	if q := w.idxQ; q != nil {
 		close(q.work)
+		close(q.attrs)
+		<-q.adone
 		w.waitIndex()
 	}
 	for _, f := range w.fileWriters() {

@@ -302,7 +302,10 @@ type writer struct {
 	idx                                                                indexBuilder
 	idxQ                                                               *indexFeed // the index goroutine, while pipelined
 	idxChunks                                                          []*idxChunk
-	indexBuf                                                           bytes.Buffer
+	// attrRowCount is the attribute rows laid out so far, which the attribute goroutine may
+	// not have written yet.
+	attrRowCount int64
+	indexBuf     bytes.Buffer
 
 	keys     []sortKey
 	order    []int32 // trace entries sorted by ID
@@ -439,6 +442,7 @@ func (w *writer) begin(opts WriteOptions, traces int) {
 	w.meta = Meta{ID: opts.ID, Version: FormatVersion, Created: opts.Now.UTC(), Level: opts.Level}
 	w.bf = bloom.NewWithEstimates(uint(max(traces, 1)), opts.BloomFPRate)
 	w.first = true
+	w.attrRowCount = 0
 	w.idx.reset()
 	w.startPipeline()
 }
@@ -480,13 +484,12 @@ func (w *writer) end() (Meta, error) {
 	if err := w.writeGroups(); err != nil {
 		return Meta{}, err
 	}
-	// Pipelined, the files and the index complete on their goroutines while the bloom filter
-	// is encoded here.
-	var errs []error
+	// Pipelined, the attribute rows are all laid out once finishIndex returns; then the files
+	// and the index complete on their goroutines while the bloom filter is encoded here.
+	errs := []error{w.finishIndex()}
 	for _, f := range w.fileWriters() {
 		errs = append(errs, f.finish())
 	}
-	w.finishIndex()
 	w.bloomBuf.Reset()
 	if _, err := w.bf.WriteTo(&w.bloomBuf); err != nil {
 		errs = append(errs, fmt.Errorf("bloom: %w", err))
@@ -705,7 +708,7 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 	t.set(tSpanCount, parquet.Int64Value(int64(n)))
 	t.set(tErrorCount, parquet.Int32Value(nErr))
 	t.set(tSpanRow, parquet.Int64Value(w.spans.rows))
-	t.set(tAttrRow, parquet.Int64Value(w.attrs.rows))
+	t.set(tAttrRow, parquet.Int64Value(w.attrRowCount))
 	t.set(tEventRow, parquet.Int64Value(w.events.rows))
 	t.set(tEventAttrRow, parquet.Int64Value(w.eventAttrs.rows))
 	t.set(tLinkRow, parquet.Int64Value(w.links.rows))
@@ -726,16 +729,13 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 	for pos, si := range perm {
 		s := &spans[si]
 		spanRow := w.spans.rows
-		for _, a := range d.attrs[s.attr0:s.attr1] {
-			if err := appendAttrRow(w.attrs, spanRow, &a); err != nil {
-				return 0, 0, 0, err
-			}
-		}
 		code := int32(0)
 		if s.hasStatus {
 			code = s.statusCode
 		}
-		w.indexSpan(s, code, d.attrs[s.attr0:s.attr1])
+		if err := w.spanAttrs(s, spanRow, code, d.attrs[s.attr0:s.attr1]); err != nil {
+			return 0, 0, 0, err
+		}
 		for _, e := range d.events[s.event0:s.event1] {
 			ev := w.events
 			for _, a := range d.eventAttrs[e.attr0:e.attr1] {
