@@ -199,25 +199,34 @@ func crashRequest(rng *rand.Rand, traces, spans int) (*coltracepb.ExportTraceSer
 // spanIDs reads a trace through the API and returns its span IDs, sorted.
 func spanIDs(t *testing.T, httpAddr, traceID string) []string {
 	t.Helper()
+	ids, err := readSpanIDs(httpAddr, traceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// readSpanIDs is spanIDs for goroutines other than the test's, which must not call t.Fatal.
+func readSpanIDs(httpAddr, traceID string) ([]string, error) {
 	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/api/v2/traces/%s", httpAddr, traceID), nil)
 	req.Header.Set("Accept", "application/protobuf")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode == 404 {
-		return nil
+		return nil, nil
 	}
 	if resp.StatusCode != 200 {
-		t.Fatalf("trace %s: %d %s", traceID, resp.StatusCode, body)
+		return nil, fmt.Errorf("trace %s: %d %s", traceID, resp.StatusCode, body)
 	}
 	_, _, n := protowire.ConsumeTag(body)
 	inner, _ := protowire.ConsumeBytes(body[n:])
 	td := &tracepb.TracesData{}
 	if err := proto.Unmarshal(inner, td); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var ids []string
 	for _, rs := range td.ResourceSpans {
@@ -228,7 +237,7 @@ func spanIDs(t *testing.T, httpAddr, traceID string) []string {
 		}
 	}
 	sort.Strings(ids)
-	return ids
+	return ids, nil
 }
 
 func checkAcknowledged(t *testing.T, httpAddr string, acked map[string][]string) {

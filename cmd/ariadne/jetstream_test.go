@@ -18,6 +18,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/ariadne-tracing/ariadne/internal/guidetrace"
+	"github.com/ariadne-tracing/ariadne/internal/ingestlog"
 	"github.com/ariadne-tracing/ariadne/internal/miniotest"
 	"github.com/ariadne-tracing/ariadne/internal/natstest"
 )
@@ -37,15 +38,32 @@ type jsCluster struct {
 func startJSCluster(t *testing.T, natsServers int, extraYAML string) *jsCluster {
 	t.Helper()
 	c := &jsCluster{nats: natstest.Start(t, natsServers), s3: miniotest.Start(t)}
-	replicas := 1
+	// One second makes a dead node's partitions move within a test's seconds; with three
+	// servers a leader election may hold heartbeats up for about that long, so two.
+	replicas, ttl := 1, "1s"
 	if natsServers == 3 {
-		replicas = 3
+		replicas, ttl = 3, "2s"
+	}
+	// The stream and its buckets are made before any node starts: on a loaded machine a new
+	// three-server cluster may take longer to elect its leaders than a node waits at start.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for {
+		l, err := ingestlog.Open(ctx, ingestlog.Config{URLs: strings.Split(c.nats.URLs(), ","), Replicas: replicas, Partitions: partitions})
+		if err == nil {
+			l.Close()
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("JetStream cluster not ready: %v", err)
+		}
+		time.Sleep(time.Second)
 	}
 	cfgPath := filepath.Join(t.TempDir(), "ariadne.yaml")
 	cfgYAML := "storage:\n  trace_idle: 300ms\n  block_max_wait: 300ms\n" +
 		"cluster:\n  poll_interval: 100ms\n  upload_hold: 30s\n" +
 		"ingest:\n  log: jetstream\n" +
-		fmt.Sprintf("nats:\n  urls: [%s]\n  replicas: %d\n  partitions: 8\n  member_ttl: 1s\n", c.nats.URLs(), replicas) +
+		fmt.Sprintf("nats:\n  urls: [%s]\n  replicas: %d\n  partitions: %d\n  member_ttl: %s\n", c.nats.URLs(), replicas, partitions, ttl) +
 		extraYAML
 	if err := os.WriteFile(cfgPath, []byte(cfgYAML), 0o644); err != nil {
 		t.Fatal(err)
@@ -174,5 +192,5 @@ func TestJetStreamServeEndToEnd(t *testing.T) {
 		return metricValue(t, n.http, "ariadne_uploaded_blocks_total") > 0 && metricValue(t, n.http, "ariadne_ingestlog_committed_sequence") > 0
 	})
 	check("in the bucket")
-	checkStatusCommand(t, n.http, 8)
+	checkStatusCommand(t, n.http, partitions)
 }

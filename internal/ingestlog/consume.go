@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -69,34 +69,56 @@ func (b *Builder) consume(ctx context.Context, pt *part, from uint64) (uint64, e
 	if err != nil {
 		return from, fmt.Errorf("messages: %w", err)
 	}
+	// The ordered consumer resets itself when its server goes away, but after a NATS server's
+	// kill -9 some never delivered again, retrying inside the library without a word. So a
+	// watchdog: when nothing was delivered for stallCheck, it asks the stream whether the
+	// partition has messages after the last one consumed (or cannot say), and if so stops the
+	// iterator, and the consumer is started anew where it stopped.
+	var progress atomic.Int64 // Unix nanoseconds of the last delivery (or head wait)
+	var next atomic.Uint64    // the stream sequence to consume next
+	var stalled atomic.Value  // error: why the watchdog stopped the iterator
+	progress.Store(time.Now().UnixNano())
+	next.Store(from)
 	stopped := make(chan struct{})
 	defer close(stopped)
 	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stopped:
+		defer it.Stop()
+		t := time.NewTicker(stallCheck / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-stopped:
+				return
+			case <-t.C:
+			}
+			if time.Since(time.Unix(0, progress.Load())) < stallCheck {
+				continue
+			}
+			if err := b.stalled(ctx, pt.p, next.Load()); err != nil {
+				stalled.Store(err)
+				return
+			}
+			progress.Store(time.Now().UnixNano())
 		}
-		it.Stop()
 	}()
 	lag := b.l.m.lag.WithLabelValues(strconv.Itoa(pt.p))
 	for {
-		msg, err := it.Next(jetstream.NextMaxWait(stallCheck))
-		if errors.Is(err, nats.ErrTimeout) {
-			// Nothing for a while: an idle partition, or a consumer that no longer delivers
-			// (seen after a NATS server's kill -9: the ordered consumer's server gone and its
-			// own reset never resuming). Ask the server; if it cannot say, or holds messages
-			// it is not delivering, start a new consumer where this one stopped.
-			if stuck := b.stalled(ctx, cons); stuck != nil {
-				return from, stuck
-			}
-			continue
-		}
+		msg, err := it.Next()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if ctx.Err() != nil {
+				return from, nil
+			}
+			if why, ok := stalled.Load().(error); ok {
+				return from, why
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return from, nil
 			}
 			return from, err
 		}
+		progress.Store(time.Now().UnixNano())
 		meta, err := msg.Metadata()
 		if err != nil {
 			return from, fmt.Errorf("message metadata: %w", err)
@@ -105,6 +127,7 @@ func (b *Builder) consume(ctx context.Context, pt *part, from uint64) (uint64, e
 		for waited := 0; b.o.Sink.HeadBytes() > b.o.MaxHeadBytes; waited++ {
 			// The head is full: wait for blocks to take traces out of it. The stream holds the
 			// rest, replicated, so nothing waits in this node's memory.
+			progress.Store(time.Now().UnixNano()) // waiting for room, not stalled
 			if waited%20 == 0 {
 				// Every second of the wait: the lag grows while nothing is consumed, and a
 				// gauge frozen at its last value would hide exactly the backlog to watch.
@@ -143,25 +166,26 @@ func (b *Builder) consume(ctx context.Context, pt *part, from uint64) (uint64, e
 		b.l.m.consumed.Inc()
 		lag.Set(float64(meta.NumPending))
 		from = seq + 1
+		next.Store(from)
 	}
 }
 
 // stallCheck is how long a consumer may deliver nothing before the server is asked why.
 const stallCheck = 2 * time.Second
 
-// stalled says why a consumer that delivered nothing for stallCheck must be replaced: the
-// server does not know it, or has messages for it that it did not deliver. nil: idle.
-func (b *Builder) stalled(ctx context.Context, cons jetstream.Consumer) error {
+// stalled says why a consumer of partition p that delivered nothing for stallCheck must be
+// replaced: the stream holds messages of p from sequence next on, or cannot say. nil: idle.
+func (b *Builder) stalled(ctx context.Context, p int, next uint64) error {
 	ictx, cancel := context.WithTimeout(ctx, stallCheck)
 	defer cancel()
-	info, err := cons.Info(ictx)
+	n, err := b.l.pendingAfter(ictx, p, next-1)
 	switch {
 	case ctx.Err() != nil:
 		return nil
 	case err != nil:
-		return fmt.Errorf("consumer delivers nothing and cannot be asked why: %w", err)
-	case info.NumPending > 0:
-		return fmt.Errorf("consumer delivers nothing with %d messages pending", info.NumPending)
+		return fmt.Errorf("consumer delivers nothing and the stream cannot say why: %w", err)
+	case n > 0:
+		return fmt.Errorf("consumer delivers nothing with %d messages after it in the stream", n)
 	}
 	return nil
 }

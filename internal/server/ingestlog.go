@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,10 @@ type jetLog struct {
 	pending *ingestlog.Pending
 	builder *ingestlog.Builder
 	nodeID  string
+
+	peersMu sync.Mutex
+	peers   []string // the last list of the other builders, read at peersAt
+	peersAt time.Time
 }
 
 func openJetLog(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*jetLog, error) {
@@ -88,17 +93,41 @@ func (j *jetLog) close(ctx context.Context) error {
 }
 
 // peerAddrs are the other block builders' query addresses, from the members bucket: query
-// nodes need no peer list.
+// nodes need no peer list. Listing the bucket costs a consumer on it and a read per member,
+// too much for every trace lookup, so the list is read at most once per peerListTTL; when it
+// cannot be read the last one is used and the answer marked partial.
 func (j *jetLog) peerAddrs(ctx context.Context) ([]string, error) {
-	ms, err := j.log.Members(ctx)
+	j.peersMu.Lock()
+	defer j.peersMu.Unlock()
+	if time.Since(j.peersAt) < peerListTTL {
+		return j.peers, nil
+	}
+	// Bounded: queries wait for it under the lock, and after a NATS server's death a listing
+	// can hang until the members bucket has a new leader.
+	lctx, cancel := context.WithTimeout(ctx, peerListTimeout)
+	defer cancel()
+	ms, err := j.log.Members(lctx)
+	if err != nil {
+		// Tried again after peerListTTL, not by every query meanwhile.
+		j.peersAt = time.Now()
+		return j.peers, err
+	}
 	var out []string
 	for _, m := range ms {
 		if m.ID != j.nodeID && m.Addr != "" {
 			out = append(out, m.Addr)
 		}
 	}
-	return out, err
+	j.peers, j.peersAt = out, time.Now()
+	return out, nil
 }
+
+// peerListTTL is how long a read of the members bucket serves queries: well under the member
+// TTL, so a new builder's head is searched within about a second of its joining.
+const peerListTTL = time.Second
+
+// peerListTimeout bounds one read of the members bucket for queries.
+const peerListTimeout = 2 * time.Second
 
 // advertise is the address peers reach addr (a bound listener) at: the configured one, or
 // addr with the host name when it binds every interface.
