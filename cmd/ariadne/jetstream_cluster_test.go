@@ -5,8 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net/http"
 	"math/rand/v2"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -122,7 +122,9 @@ func (l *load) waitAcks(t *testing.T, what string, n int64) {
 func checkFound(t *testing.T, acked map[string][]string, nodes ...*proc) {
 	t.Helper()
 	start := time.Now()
-	defer func() { t.Logf("checkFound: %d traces through %d nodes in %v", len(acked), len(nodes), time.Since(start)) }()
+	defer func() {
+		t.Logf("checkFound: %d traces through %d nodes in %v", len(acked), len(nodes), time.Since(start))
+	}()
 	for _, n := range nodes {
 		pending := map[string]bool{}
 		for tid := range acked {
