@@ -208,8 +208,16 @@ func spanIDs(t *testing.T, httpAddr, traceID string) []string {
 
 // readSpanIDs is spanIDs for goroutines other than the test's, which must not call t.Fatal.
 func readSpanIDs(httpAddr, traceID string) ([]string, error) {
+	return readSpanIDsAs(httpAddr, "", traceID)
+}
+
+// readSpanIDsAs reads the trace as tenant (X-Scope-OrgID; none when empty).
+func readSpanIDsAs(httpAddr, tenant, traceID string) ([]string, error) {
 	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/api/v2/traces/%s", httpAddr, traceID), nil)
 	req.Header.Set("Accept", "application/protobuf")
+	if tenant != "" {
+		req.Header.Set("X-Scope-OrgID", tenant)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err

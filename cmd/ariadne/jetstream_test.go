@@ -5,17 +5,27 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/ariadne-tracing/ariadne/internal/guidetrace"
 	"github.com/ariadne-tracing/ariadne/internal/ingestlog"
@@ -193,4 +203,95 @@ func TestJetStreamServeEndToEnd(t *testing.T) {
 	})
 	check("in the bucket")
 	checkStatusCommand(t, n.http, partitions)
+}
+
+// Multi-tenancy with ingest.log: jetstream: each tenant's requests go to subjects of its own
+// (<stream>.<tenant>.<partition>), a builder puts each message into its tenant's store, and a
+// tenant's trace whose spans reached two different nodes is found whole through either node
+// as that tenant, and not at all as another.
+func TestJetStreamMultiTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs nats-server, MinIO and two Ariadne processes")
+	}
+	c := startJSCluster(t, 1, "multitenancy_enabled: true\n")
+	nodes := []*proc{c.node(t), c.node(t)}
+	eventually(t, "the two nodes sharing the partitions", func() bool {
+		return metricValue(t, nodes[0].http, "ariadne_ingestlog_members") == 2 &&
+			metricValue(t, nodes[0].http, "ariadne_ingestlog_partitions_owned")+metricValue(t, nodes[1].http, "ariadne_ingestlog_partitions_owned") == partitions
+	})
+	rng := rand.New(rand.NewPCG(7, 7))
+	want := map[string]map[string][]string{} // tenant → trace → span IDs
+	for _, tenant := range []string{"team-a", "team-b"} {
+		req, spans := crashRequest(rng, 5, 4)
+		want[tenant] = spans
+		// Each trace's spans split over the two nodes: the first half of every trace to one,
+		// the rest to the other.
+		ss := req.ResourceSpans[0].ScopeSpans[0]
+		var first, second []*tracepb.Span
+		for i, sp := range ss.Spans {
+			if i%4 < 2 {
+				first = append(first, sp)
+			} else {
+				second = append(second, sp)
+			}
+		}
+		for i, part := range [][]*tracepb.Span{first, second} {
+			ss.Spans = part
+			conn, err := grpc.NewClient(nodes[i].grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "x-scope-orgid", tenant)
+			_, err = coltracepb.NewTraceServiceClient(conn).Export(ctx, req)
+			conn.Close()
+			if err != nil {
+				t.Fatalf("export as %s to node %d: %v", tenant, i, err)
+			}
+		}
+	}
+	// Subjects of each tenant in the stream.
+	nc, err := nats.Connect(c.nats.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	stream, err := js.Stream(ctx, "ariadne")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter("ariadne.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	perTenant := map[string]uint64{}
+	for subj, n := range info.State.Subjects {
+		perTenant[strings.Split(subj, ".")[1]] += n
+	}
+	if perTenant["team-a"] == 0 || perTenant["team-b"] == 0 || len(perTenant) != 2 {
+		t.Fatalf("messages per tenant subject %v, want team-a and team-b only", perTenant)
+	}
+	for tenant, traces := range want {
+		other := "team-b"
+		if tenant == other {
+			other = "team-a"
+		}
+		for tid, spans := range traces {
+			spans := append([]string(nil), spans...)
+			sort.Strings(spans)
+			for _, n := range nodes {
+				eventually(t, fmt.Sprintf("%s's trace %s whole through %s", tenant, tid, n.http), func() bool {
+					got, err := readSpanIDsAs(n.http, tenant, tid)
+					return err == nil && strings.Join(got, ",") == strings.Join(spans, ",")
+				})
+				if got, err := readSpanIDsAs(n.http, other, tid); err != nil || len(got) != 0 {
+					t.Fatalf("%s's trace %s read as %s through %s: %v, %v", tenant, tid, other, n.http, got, err)
+				}
+			}
+		}
+	}
 }
