@@ -133,7 +133,8 @@ func (c *Config) CheckCluster() error {
 	if c.Cluster.PeerToken == "" {
 		c.Cluster.PeerToken = os.Getenv("ARIADNE_PEER_TOKEN")
 	}
-	if c.Auth.Enabled && c.Cluster.PeerToken == "" && (len(c.Cluster.Peers) > 0 || c.Cluster.PeersDNS != "") {
+	// With the JetStream log every node has peers: the builders listed in the members bucket.
+	if c.Auth.Enabled && c.Cluster.PeerToken == "" && (len(c.Cluster.Peers) > 0 || c.Cluster.PeersDNS != "" || c.Ingest.Log == IngestLogJetStream) {
 		// Every peer request would be refused and every answer flagged partial.
 		return errors.New("config: auth.enabled with cluster peers needs cluster.peer_token (or $ARIADNE_PEER_TOKEN): a token whose SHA-256 the peers list with role internal")
 	}

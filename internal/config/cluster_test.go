@@ -62,6 +62,10 @@ func TestClusterSettingsRefused(t *testing.T) {
 			c.Storage.Backend, c.Storage.S3.Endpoint, c.Storage.S3.Bucket = "s3", "minio:9000", "b"
 			c.Storage.MaxDiskBytes = 10 << 30
 		}, "storage.max_disk_bytes is for local storage"},
+		{func(c *Config) {
+			c.Storage.Backend, c.Storage.S3.Endpoint, c.Storage.S3.Bucket = "s3", "minio:9000", "b"
+			c.Ingest.Log, c.NATS.URLs, c.Auth.Enabled = IngestLogJetStream, []string{"nats://n:4222"}, true
+		}, "needs cluster.peer_token"},
 	} {
 		cfg := Default()
 		c.mutate(&cfg)
