@@ -263,6 +263,14 @@ func (b *Builder) commit(ctx context.Context) {
 		pt.committed = max(pt.committed, to)
 		b.mu.Unlock()
 		b.l.m.committed.WithLabelValues(strconv.Itoa(pt.p)).Set(float64(to))
+		// What is committed is in the bucket: drop it from the stream rather than keep it
+		// (replicated) until nats.max_age, so the servers' disks hold the backlog, not a day
+		// of traffic. Nothing reads below the committed offset; a failure only leaves the
+		// messages to max_age, and the next commit purges them with its own.
+		if err := b.l.stream.Purge(ctx, jetstream.WithPurgeSubject(fmt.Sprintf("%s.*.%d", b.l.cfg.Stream, pt.p)),
+			jetstream.WithPurgeSequence(to+1)); err != nil {
+			b.l.log.Warn("ingest log: cannot purge committed messages", "partition", pt.p, "below", to+1, "err", err)
+		}
 	}
 }
 

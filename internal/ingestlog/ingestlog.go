@@ -13,7 +13,8 @@
 // request (a PubAck comes after a quorum of the stream's replicas stored it). A builder
 // acknowledges what it consumed by committing the partition's offset in a KV bucket (monotonic,
 // compare-and-set on the entry's revision) once every span at or before it is in a block in the
-// bucket (or dropped by tail sampling): in this mode the stream is the write-ahead log. The
+// bucket (or dropped by tail sampling): in this mode the stream is the write-ahead log, and like
+// a WAL's trimmed segments the partition's messages up to the offset are then purged. The
 // partition's next owner starts consuming after the committed offset; what it replays that was
 // already in a block is removed by span ID when read.
 //
@@ -44,8 +45,8 @@ type Config struct {
 	Partitions int    // default 16; fixed for the stream's life (changing it moves traces between partitions)
 	// Credentials: user and password, a token, or a creds file (JWT + NKey seed).
 	User, Password, Token, CredsFile string
-	// MaxAge is how long the stream keeps messages, acknowledged or not (default 24h): the
-	// longest a builder may stay behind before data is lost.
+	// MaxAge is how long the stream keeps messages not yet committed (default 24h): the
+	// longest a builder may stay behind before data is lost. Committed ones are purged.
 	MaxAge time.Duration
 	// MemberTTL is how long a member stays listed without a heartbeat (default 5s): how soon
 	// a dead builder's partitions are taken over.
