@@ -94,7 +94,7 @@ func startLoad(t *testing.T, seed uint64, nodes ...*proc) *load {
 				l.mu.Unlock()
 				l.spans.Add(12)
 				l.acks.Add(1)
-				time.Sleep(30 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond) // a steady trickle: every trace is read back through every node
 			}
 		})
 	}
