@@ -85,6 +85,9 @@ func (b *Builder) consume(ctx context.Context, pt *part, from uint64) (uint64, e
 		defer it.Stop()
 		t := time.NewTicker(stallCheck / 2)
 		defer t.Stop()
+		// Each question costs the stream a consumer, so an idle partition is asked less and
+		// less often (up to stallCheckMax apart); any delivery brings it back to stallCheck.
+		wait, asked := stallCheck, int64(0)
 		for {
 			select {
 			case <-ctx.Done():
@@ -93,14 +96,20 @@ func (b *Builder) consume(ctx context.Context, pt *part, from uint64) (uint64, e
 				return
 			case <-t.C:
 			}
-			if time.Since(time.Unix(0, progress.Load())) < stallCheck {
+			last := progress.Load()
+			if last != asked {
+				wait = stallCheck // delivered since the last question
+			}
+			if time.Since(time.Unix(0, last)) < wait {
 				continue
 			}
 			if err := b.stalled(ctx, pt.p, next.Load()); err != nil {
 				stalled.Store(err)
 				return
 			}
-			progress.Store(time.Now().UnixNano())
+			asked = time.Now().UnixNano()
+			progress.Store(asked)
+			wait = min(2*wait, stallCheckMax)
 		}
 	}()
 	lag := b.l.m.lag.WithLabelValues(strconv.Itoa(pt.p))
@@ -172,6 +181,9 @@ func (b *Builder) consume(ctx context.Context, pt *part, from uint64) (uint64, e
 
 // stallCheck is how long a consumer may deliver nothing before the server is asked why.
 const stallCheck = 2 * time.Second
+
+// stallCheckMax is the longest an idle partition goes without the question.
+const stallCheckMax = 16 * time.Second
 
 // stalled says why a consumer of partition p that delivered nothing for stallCheck must be
 // replaced: the stream holds messages of p from sequence next on, or cannot say. nil: idle.
