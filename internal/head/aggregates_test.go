@@ -168,4 +168,7 @@ func TestLazyIndexReadsAsEager(t *testing.T) {
 	if got, ok := aggTotals(t, lazy); !ok || len(got) != 0 {
 		t.Fatalf("empty head aggregates %v %v", got, ok)
 	}
+	if n := lazy.unindexed.Load(); n != 0 {
+		t.Fatalf("empty head counts %d bytes not indexed", n)
+	}
 }

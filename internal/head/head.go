@@ -39,6 +39,7 @@ type Head struct {
 
 	lastSweep atomic.Int64 // unix nanos of the last index sweep
 	readAt    atomic.Int64 // unix nanos of the last read of the index (see lazy.go)
+	unindexed atomic.Int64 // span bytes held and not yet indexed (see lazy.go)
 }
 
 type shard struct {
@@ -211,6 +212,7 @@ func (a *Appender) Commit() {
 		t.indexed = len(t.buf)
 	} else {
 		sh.listDirty(t)
+		a.h.unindexed.Add(int64(len(t.buf) - before))
 	}
 	if created || startSecond(t.Start) != sec {
 		sh.listStart(t)
@@ -555,6 +557,7 @@ func (h *Head) Release(ts []*Trace) {
 		if held {
 			sh.minDirty = true
 			sh.unlistDirty(t)
+			h.unindexed.Add(-int64(len(t.buf) - indexed))
 		}
 		if len(list) == 0 {
 			delete(sh.flushing, t.ID)

@@ -26,6 +26,12 @@ import (
 // eagerFor is how long after a read of the index appends keep it up to date as they go.
 const eagerFor = time.Minute
 
+// maxUnindexed bounds the backlog a first read has to index: past it appends index as they go
+// whether or not anyone reads. A head within the default budgets (48 MiB held) stays under it;
+// one configured to hold millions of spans (a long trace_idle) would otherwise make its first
+// search index them all (seconds).
+const maxUnindexed = 64 << 20
+
 // markRead notes that the index is being read, so that appends keep it current for a while.
 // The first read after a spell without any indexes the backlog on every core at once rather than
 // shard by shard as the reader goes.
@@ -54,7 +60,9 @@ func (h *Head) markRead() {
 }
 
 // eager reports whether an append at now keeps the index current as it goes.
-func (h *Head) eager(now int64) bool { return now-h.readAt.Load() < int64(eagerFor) }
+func (h *Head) eager(now int64) bool {
+	return now-h.readAt.Load() < int64(eagerFor) || h.unindexed.Load() > maxUnindexed
+}
 
 // listDirty lists t as having spans not yet indexed; runs under the shard lock.
 func (sh *shard) listDirty(t *Trace) {
@@ -110,6 +118,9 @@ func (h *Head) indexRest(sh *shard, t *Trace) {
 			st.add(t.groups[gi], &s, 1)
 		}
 		st.mu.Unlock()
+	}
+	if t.dirtyAt != 0 {
+		h.unindexed.Add(-int64(len(t.buf) - t.indexed))
 	}
 	t.indexed = len(t.buf)
 	sh.unlistDirty(t)
