@@ -383,7 +383,7 @@ func Default() Config {
 		Query: Query{
 			MaxMemoryBytes:            64 << 20,
 			MaxOutstandingPerTenant:   100,
-			CPUShare:                  0.5,
+			CPUShare:                  0.25,
 			Timeout:                   Duration(30 * time.Second),
 			MaxResultLimit:            1000,
 			MaxSpansPerSpanSet:        100,

@@ -32,7 +32,7 @@ type Config struct {
 	// with ErrQueueFull. 0 means 100.
 	MaxQueuedPerTenant int
 	// CPUShare is the fraction of the time each running query works while ingest is busy
-	// (see Yield); 0 means 0.5, 1 or more turns pacing off.
+	// (see Yield); 0 means 0.25, 1 or more turns pacing off.
 	CPUShare float64
 }
 
@@ -80,7 +80,7 @@ func New(cfg Config) *Scheduler {
 		cfg.MaxQueuedPerTenant = 100
 	}
 	if cfg.CPUShare <= 0 {
-		cfg.CPUShare = 0.5
+		cfg.CPUShare = 0.25
 	}
 	return &Scheduler{cfg: cfg, queues: map[string]*[]*waiter{}, avgRun: 100 * time.Millisecond}
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // newQueryScheduler is the process's query scheduler, its state exported on reg. By default half
-// the CPUs run queries, each working half the time while ingest is busy, so ingest keeps most
+// the CPUs run queries, each working a quarter of the time while ingest is busy, so ingest keeps most
 // of the CPU whatever the query load.
 func newQueryScheduler(qc config.Query, reg prometheus.Registerer) *queryscheduler.Scheduler {
 	concurrent := qc.MaxConcurrentQueries
