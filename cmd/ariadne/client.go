@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ariadne-tracing/ariadne/internal/tlsconfig"
+	"github.com/ariadne-tracing/ariadne/internal/serve/tlsconfig"
 )
 
 // defaultServer is where commands look for Ariadne when neither --server nor ARIADNE_SERVER is set.

@@ -16,7 +16,7 @@ import (
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 
-	"github.com/ariadne-tracing/ariadne/internal/miniotest"
+	"github.com/ariadne-tracing/ariadne/internal/testkit/miniotest"
 )
 
 // An ingest node killed with SIGKILL mid-ingest and restarted with its data folder loses

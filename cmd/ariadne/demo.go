@@ -14,10 +14,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ariadne-tracing/ariadne/internal/api"
-	"github.com/ariadne-tracing/ariadne/internal/config"
-	"github.com/ariadne-tracing/ariadne/internal/demo"
-	"github.com/ariadne-tracing/ariadne/internal/server"
+	"github.com/ariadne-tracing/ariadne/internal/serve/api"
+	"github.com/ariadne-tracing/ariadne/internal/serve/config"
+	"github.com/ariadne-tracing/ariadne/internal/serve/server"
+	"github.com/ariadne-tracing/ariadne/internal/tools/demo"
 )
 
 // demoCmd runs Ariadne and the guide's task service side by side with steady traffic, so a

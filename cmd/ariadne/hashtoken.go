@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ariadne-tracing/ariadne/internal/auth"
+	"github.com/ariadne-tracing/ariadne/internal/serve/auth"
 )
 
 // newHashTokenCmd prints what the configuration lists for a token. The token is read from

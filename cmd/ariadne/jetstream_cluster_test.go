@@ -25,11 +25,11 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 
-	"github.com/ariadne-tracing/ariadne/internal/block"
-	"github.com/ariadne-tracing/ariadne/internal/ingestlog"
-	"github.com/ariadne-tracing/ariadne/internal/miniotest"
-	"github.com/ariadne-tracing/ariadne/internal/s3store"
-	"github.com/ariadne-tracing/ariadne/internal/sampling"
+	"github.com/ariadne-tracing/ariadne/internal/pipeline/sampling"
+	"github.com/ariadne-tracing/ariadne/internal/storage/block"
+	"github.com/ariadne-tracing/ariadne/internal/storage/ingestlog"
+	"github.com/ariadne-tracing/ariadne/internal/storage/s3store"
+	"github.com/ariadne-tracing/ariadne/internal/testkit/miniotest"
 )
 
 // clusterSampling keeps every error, every trace of the load (resource attribute keep=yes, so

@@ -27,10 +27,10 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
-	"github.com/ariadne-tracing/ariadne/internal/guidetrace"
-	"github.com/ariadne-tracing/ariadne/internal/ingestlog"
-	"github.com/ariadne-tracing/ariadne/internal/miniotest"
-	"github.com/ariadne-tracing/ariadne/internal/natstest"
+	"github.com/ariadne-tracing/ariadne/internal/storage/ingestlog"
+	"github.com/ariadne-tracing/ariadne/internal/testkit/miniotest"
+	"github.com/ariadne-tracing/ariadne/internal/testkit/natstest"
+	"github.com/ariadne-tracing/ariadne/internal/tools/guidetrace"
 )
 
 // jsCluster is what the JetStream tests run Ariadne nodes against: real nats-server processes,

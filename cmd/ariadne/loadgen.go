@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ariadne-tracing/ariadne/internal/loadgen"
-	"github.com/ariadne-tracing/ariadne/internal/tlsconfig"
+	"github.com/ariadne-tracing/ariadne/internal/serve/tlsconfig"
+	"github.com/ariadne-tracing/ariadne/internal/tools/loadgen"
 )
 
 func newLoadgenCmd() *cobra.Command {

@@ -15,7 +15,7 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/ariadne-tracing/ariadne/internal/guidetrace"
+	"github.com/ariadne-tracing/ariadne/internal/tools/guidetrace"
 )
 
 // readmeExampleTraceID is the trace ID the README's examples use; the tests put a real trace's

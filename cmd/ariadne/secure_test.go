@@ -6,12 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ariadne-tracing/ariadne/internal/api"
-	"github.com/ariadne-tracing/ariadne/internal/auth"
-	"github.com/ariadne-tracing/ariadne/internal/config"
-	"github.com/ariadne-tracing/ariadne/internal/server"
-	"github.com/ariadne-tracing/ariadne/internal/tlsconfig"
-	"github.com/ariadne-tracing/ariadne/internal/tlsconfig/tlstest"
+	"github.com/ariadne-tracing/ariadne/internal/serve/api"
+	"github.com/ariadne-tracing/ariadne/internal/serve/auth"
+	"github.com/ariadne-tracing/ariadne/internal/serve/config"
+	"github.com/ariadne-tracing/ariadne/internal/serve/server"
+	"github.com/ariadne-tracing/ariadne/internal/serve/tlsconfig"
+	"github.com/ariadne-tracing/ariadne/internal/serve/tlsconfig/tlstest"
 )
 
 // TestCommandsWithTokenAndMutualTLS: against a server with authentication and mutual TLS on

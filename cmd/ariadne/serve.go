@@ -13,9 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ariadne-tracing/ariadne/internal/api"
-	"github.com/ariadne-tracing/ariadne/internal/config"
-	"github.com/ariadne-tracing/ariadne/internal/server"
+	"github.com/ariadne-tracing/ariadne/internal/serve/api"
+	"github.com/ariadne-tracing/ariadne/internal/serve/config"
+	"github.com/ariadne-tracing/ariadne/internal/serve/server"
 )
 
 // newServeCmd builds `ariadne serve`. Its flags are config.(*Config).RegisterFlags's Go flags,

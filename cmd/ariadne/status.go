@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/spf13/cobra"
 
-	"github.com/ariadne-tracing/ariadne/internal/ingestlog"
+	"github.com/ariadne-tracing/ariadne/internal/storage/ingestlog"
 )
 
 // statusCmd prints a summary of a running server's own metrics: the same figures /metrics gives

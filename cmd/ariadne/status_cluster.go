@@ -12,7 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/ariadne-tracing/ariadne/internal/ingestlog"
+	"github.com/ariadne-tracing/ariadne/internal/storage/ingestlog"
 )
 
 // jetStreamMode is whether the server's ingest log is JetStream (its metrics are registered

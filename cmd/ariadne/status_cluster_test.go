@@ -17,9 +17,9 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ariadne-tracing/ariadne/internal/ingestlog"
-	"github.com/ariadne-tracing/ariadne/internal/natstest"
-	"github.com/ariadne-tracing/ariadne/internal/store"
+	"github.com/ariadne-tracing/ariadne/internal/storage/ingestlog"
+	"github.com/ariadne-tracing/ariadne/internal/storage/store"
+	"github.com/ariadne-tracing/ariadne/internal/testkit/natstest"
 )
 
 type logSink struct{ *store.Store }

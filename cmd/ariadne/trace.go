@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ariadne-tracing/ariadne/internal/treeview"
+	"github.com/ariadne-tracing/ariadne/internal/insight/treeview"
 )
 
 func newTraceCmd() *cobra.Command {

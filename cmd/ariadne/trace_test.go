@@ -13,10 +13,10 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/ariadne-tracing/ariadne/internal/api"
-	"github.com/ariadne-tracing/ariadne/internal/config"
-	"github.com/ariadne-tracing/ariadne/internal/guidetrace"
-	"github.com/ariadne-tracing/ariadne/internal/server"
+	"github.com/ariadne-tracing/ariadne/internal/serve/api"
+	"github.com/ariadne-tracing/ariadne/internal/serve/config"
+	"github.com/ariadne-tracing/ariadne/internal/serve/server"
+	"github.com/ariadne-tracing/ariadne/internal/tools/guidetrace"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")

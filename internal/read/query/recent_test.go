@@ -1,0 +1,83 @@
+package query_test
+
+import (
+	"context"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/ariadne-tracing/ariadne/internal/read/query"
+	"github.com/ariadne-tracing/ariadne/internal/storage/store"
+)
+
+// Recent agrees with the full Summaries over a store of several real blocks and a head, for
+// every count, with and without a window.
+func TestRecentMatchesSummaries(t *testing.T) {
+	st, err := store.Open(store.Options{Dir: t.TempDir(), TraceIdle: time.Hour, BlockMaxWait: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	base := time.Now().Add(-time.Hour)
+	seq := 0
+	batch := func(traces int) {
+		ss := &tracepb.ScopeSpans{}
+		for range traces {
+			seq++
+			tid := make([]byte, 16)
+			binary.BigEndian.PutUint64(tid[8:], uint64(seq)*0x9e3779b97f4a7c15|1)
+			start := uint64(base.Add(time.Duration(seq) * time.Second).UnixNano())
+			ss.Spans = append(ss.Spans, &tracepb.Span{TraceId: tid, SpanId: []byte{1, 2, 3, 4, 5, 6, 7, byte(seq)}, Name: "op",
+				StartTimeUnixNano: start, EndTimeUnixNano: start + 1e6})
+		}
+		body, _ := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+			Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name",
+				Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "svc"}}}}},
+			ScopeSpans: []*tracepb.ScopeSpans{ss}}}})
+		if err := st.Append(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		batch(40)
+		if err := st.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch(15) // and some still in the head
+	if len(st.Blocks()) < 2 {
+		t.Fatalf("%d blocks; the test needs several", len(st.Blocks()))
+	}
+	q := query.New(st)
+	ctx := context.Background()
+	for _, tr := range []query.TimeRange{{}, {Start: base.Add(100 * time.Second)}, {Start: base.Add(30 * time.Second), End: base.Add(90 * time.Second)}} {
+		for _, n := range []int{1, 7, 40, 60, 500} {
+			want, err := q.Summaries(ctx, tr, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := q.Recent(ctx, tr, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("range %v n=%d: %d summaries, want %d", tr, n, len(got), len(want))
+			}
+			for i := range want {
+				if got[i].ID != want[i].ID || !got[i].Start.Equal(want[i].Start) {
+					t.Fatalf("range %v n=%d: #%d is %x at %v, want %x at %v", tr, n, i, got[i].ID, got[i].Start, want[i].ID, want[i].Start)
+				}
+			}
+		}
+	}
+	if _, err := q.Recent(ctx, query.TimeRange{}, 0); err == nil {
+		t.Fatal("Recent(0) accepted")
+	}
+}
