@@ -87,7 +87,8 @@ func (c *Cluster) URLs() string {
 }
 
 // Start runs n servers (1 or 3) until the test ends and waits until JetStream answers on each.
-func Start(tb testing.TB, n int) *Cluster {
+// extraConf is appended to every server's configuration file (an authorization block, say).
+func Start(tb testing.TB, n int, extraConf ...string) *Cluster {
 	tb.Helper()
 	exe := Need(tb)
 	if n != 1 && n != 3 {
@@ -113,6 +114,7 @@ func Start(tb testing.TB, n int) *Cluster {
 			}
 			conf += fmt.Sprintf("cluster {\n  name: ariadne-test\n  listen: %q\n  routes: [%s]\n}\n", addrs[3*i+1], strings.Join(routes, ", "))
 		}
+		conf += strings.Join(extraConf, "\n")
 		s.conf = filepath.Join(dir, s.Name+".conf")
 		if err := os.WriteFile(s.conf, []byte(conf), 0o644); err != nil {
 			tb.Fatal(err)
