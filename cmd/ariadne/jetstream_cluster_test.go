@@ -5,8 +5,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"os/exec"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -30,15 +33,18 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/storage/ingestlog"
 	"github.com/ariadne-tracing/ariadne/internal/storage/s3store"
 	"github.com/ariadne-tracing/ariadne/internal/testkit/miniotest"
+	"github.com/ariadne-tracing/ariadne/internal/tools/guidetrace"
 )
 
-// clusterSampling keeps every error, every trace of the load (resource attribute keep=yes, so
-// that the loss checks see every span) and half of the rest by trace ID.
+// clusterSampling keeps every error, every trace of the load (resource attribute keep=yes) and
+// of the guide's services (deployment.environment=development), so that the loss checks see
+// every span, and half of the rest (ariadne loadgen's) by trace ID.
 const clusterSampling = `tail_sampling:
   decision_wait: 1s
   policies:
     - {name: errors, type: status_code, status_codes: [ERROR]}
     - {name: load, type: string_attribute, key: keep, values: ["yes"]}
+    - {name: guide, type: string_attribute, key: deployment.environment, values: [development]}
     - {name: half, type: probabilistic, ratio: 0.5}
 `
 
@@ -216,6 +222,96 @@ func problems(logs string) string {
 	return strings.Join(out, "\n")
 }
 
+// backgroundLoadgen runs `ariadne loadgen` against a node for the length of a fault, as the
+// issue's cluster runs under it: traffic the loss checks do not track (half of it is sampled
+// away), so that faults land on nodes and NATS servers busy with ordinary load. wait returns its
+// summary once it has finished, and fails the test if it got nothing acknowledged.
+func backgroundLoadgen(t *testing.T, n *proc, d time.Duration) (wait func()) {
+	t.Helper()
+	var out syncBuffer
+	cmd := exec.Command(ariadneBinary(t), "loadgen", "--endpoint", n.grpcAddr, "--profile", "small",
+		"--rate", "4000", "--concurrency", "2", "--duration", d.String())
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return func() {
+		t.Helper()
+		err := cmd.Wait()
+		summary := out.String()
+		t.Logf("ariadne loadgen against %s: %v\n%s", n.grpcAddr, err, summary)
+		m := regexp.MustCompile(`: (\d+) spans acknowledged`).FindStringSubmatch(summary)
+		if m == nil || m[1] == "0" {
+			t.Fatalf("ariadne loadgen against %s got nothing acknowledged", n.grpcAddr)
+		}
+	}
+}
+
+// ackedExporter passes the SDK's exports through and records the span IDs of each one the
+// server acknowledged, so a test knows which of the real SDK's spans it may demand back.
+type ackedExporter struct {
+	sdktrace.SpanExporter
+	mu    *sync.Mutex // shared by the exporters writing one acked map
+	acked map[string][]string
+}
+
+func (e ackedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	err := e.SpanExporter.ExportSpans(ctx, spans)
+	if err == nil {
+		e.mu.Lock()
+		for _, s := range spans {
+			tid := s.SpanContext().TraceID().String()
+			e.acked[tid] = append(e.acked[tid], s.SpanContext().SpanID().String())
+		}
+		e.mu.Unlock()
+	}
+	return err
+}
+
+// sendGuide emits the guide's traces through the real OpenTelemetry SDK, each service's spans
+// exported over OTLP/gRPC to its own node (the notify trace crosses from task-api on one to
+// notification-service on the other), and returns the spans the nodes acknowledged.
+func sendGuide(t *testing.T, taskAPI, notification *proc) map[string][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	acked := map[string][]string{}
+	exporter := func(n *proc) sdktrace.TracerProviderOption {
+		exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(n.grpcAddr), otlptracegrpc.WithInsecure())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sdktrace.WithSyncer(ackedExporter{SpanExporter: exp, mu: &mu, acked: acked})
+	}
+	p := guidetrace.Providers{
+		TaskAPI:      guidetrace.NewTracerProvider(guidetrace.ServiceTaskAPI, exporter(taskAPI)),
+		Notification: guidetrace.NewTracerProvider(guidetrace.ServiceNotification, exporter(notification)),
+	}
+	traces, err := guidetrace.EmitAll(ctx, p, time.Now().Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Shutdown(ctx); err != nil {
+		t.Logf("guide providers' shutdown: %v", err)
+	}
+	spans, n := 0, 0
+	for _, tr := range traces {
+		spans += tr.SpanCount
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, ids := range acked {
+		n += len(ids)
+	}
+	t.Logf("guide traces: %d of %d spans acknowledged", n, spans)
+	if n == 0 {
+		t.Fatal("no guide span acknowledged")
+	}
+	return acked
+}
+
 func sumMetric(t *testing.T, name string, nodes ...*proc) float64 {
 	t.Helper()
 	s := 0.0
@@ -244,22 +340,30 @@ func TestJetStreamCluster(t *testing.T) {
 
 	t.Run("trace across three nodes is tail-sampled once, whole", func(t *testing.T) { jsTailSampling(t, c, nodes) })
 	t.Run("kill -9 of a NATS server mid-load", func(t *testing.T) {
+		waitLoadgen := backgroundLoadgen(t, nodes[0], 12*time.Second)
 		l := startLoad(t, 1, nodes...)
 		l.waitAcks(t, "load acknowledged", 15)
 		c.nats.Servers[1].Kill()
 		before := l.acks.Load()
+		guide := sendGuide(t, nodes[1], nodes[2]) // with a NATS server dead
 		l.waitAcks(t, "ingest to go on with a NATS server dead", 30)
 		acked := l.stop()
+		waitLoadgen()
+		maps.Copy(acked, guide)
 		t.Logf("%d requests acknowledged (%d after the kill), %d refused", l.acks.Load(), l.acks.Load()-before, l.fails.Load())
 		checkFound(t, acked, nodes...)
 		c.nats.Servers[1].Restart()
 	})
 	t.Run("kill -9 of an Ariadne node mid-load", func(t *testing.T) {
+		waitLoadgen := backgroundLoadgen(t, nodes[0], 12*time.Second)
 		l := startLoad(t, 2, nodes...)
+		guide := sendGuide(t, nodes[2], nodes[1]) // task-api's spans to the node about to die
 		l.waitAcks(t, "load acknowledged", 30)
 		nodes[2].kill9(t)
 		l.waitAcks(t, "ingest to go on through the other nodes", 15)
 		acked := l.stop()
+		waitLoadgen()
+		maps.Copy(acked, guide)
 		t.Logf("%d requests acknowledged, %d refused", l.acks.Load(), l.fails.Load())
 		nodes = nodes[:2]
 		eventually(t, "the dead node's partitions taken over", func() bool {
