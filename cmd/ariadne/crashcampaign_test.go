@@ -50,7 +50,7 @@ func TestKill9Campaign(t *testing.T) {
 	// Short waits and eager compaction, so that a kill lands while blocks are being written,
 	// merged and the WAL trimmed, not only during appends.
 	cfgPath := filepath.Join(t.TempDir(), "ariadne.yaml")
-	cfgYAML := "storage:\n  trace_idle: 100ms\n  block_max_wait: 150ms\n  compact_min_blocks: 2\n  wal_segment_bytes: 65536\n"
+	cfgYAML := "storage:\n  trace_idle: 100ms\n  block_max_wait: 150ms\n  compact_min_blocks: 2\n  compact_fresh_age: -1s\n  wal_segment_bytes: 65536\n"
 	if err := os.WriteFile(cfgPath, []byte(cfgYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -280,6 +280,10 @@ type Storage struct {
 	CompactMinBlocks   int      `yaml:"compact_min_blocks"`
 	CompactTargetBytes int64    `yaml:"compact_target_bytes"`
 	CompactWindow      Duration `yaml:"compact_window"`
+	// A block from the head waits CompactFreshAge before it is merged (negative: no wait),
+	// unless more than CompactFreshBlocks such blocks are waiting.
+	CompactFreshAge    Duration `yaml:"compact_fresh_age"`
+	CompactFreshBlocks int      `yaml:"compact_fresh_blocks"`
 	// MaxDiskBytes caps the data directory's blocks and WAL; the oldest blocks go first. 0: off.
 	MaxDiskBytes int64 `yaml:"max_disk_bytes"`
 	// Backend is where blocks live: "local" (data_dir/blocks) or "s3" (S3 below).
@@ -364,6 +368,8 @@ func Default() Config {
 			CompactMinBlocks:   8,
 			CompactTargetBytes: 4 << 30,
 			CompactWindow:      Duration(24 * time.Hour),
+			CompactFreshAge:    Duration(2 * time.Minute),
+			CompactFreshBlocks: 256,
 			Backend:            "local",
 		},
 		Server: Server{

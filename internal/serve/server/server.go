@@ -214,6 +214,8 @@ func openCore(cfg config.Config, dir string, build api.BuildInfo, log *slog.Logg
 		CompactMinBlocks:   o.cluster.compactMinBlocks(cfg.Storage.CompactMinBlocks),
 		CompactTargetBytes: cfg.Storage.CompactTargetBytes,
 		CompactWindow:      time.Duration(cfg.Storage.CompactWindow),
+		CompactFreshAge:    time.Duration(cfg.Storage.CompactFreshAge),
+		CompactFreshBlocks: cfg.Storage.CompactFreshBlocks,
 		MaxDiskBytes:       cfg.Storage.MaxDiskBytes,
 		WAL: wal.Options{SegmentBytes: cfg.Storage.WALSegment, FS: o.fs,
 			ObserveFsync: func(d time.Duration) { fsync.Observe(d.Seconds()) }},

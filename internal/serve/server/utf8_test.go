@@ -204,7 +204,7 @@ func TestOldDataWithInvalidUTF8StillReads(t *testing.T) {
 	w.Close()
 
 	cfg := testConfig(dir)
-	cfg.Storage.CompactMinBlocks = 1
+	cfg.Storage.CompactMinBlocks, cfg.Storage.CompactFreshAge = 1, -1
 	s := startServer(t, cfg)
 	base := "http://" + s.HTTPAddr
 	for id := byte(1); id <= 3; id++ {

@@ -25,7 +25,7 @@ func simulateBlocks(t *testing.T, spansPerSec float64, days int) (maxBlocks, set
 	)
 	var o Options
 	o.defaults()
-	p := compactPolicy{fanout: o.CompactMinBlocks, maxBytes: o.CompactTargetBytes, window: o.CompactWindow}
+	p := (&Store{opts: o}).policy()
 	interval := time.Duration(float64(o.BlockMaxBytes) / (spansPerSec * wireBytesPerSpan) * float64(time.Second))
 	interval = min(interval, o.BlockMaxWait)
 	spansPerBlock := spansPerSec * interval.Seconds()

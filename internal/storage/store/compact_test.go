@@ -87,7 +87,7 @@ func closeWindows(s *Store) {
 
 func TestCompaction(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, func(o *Options) { o.CompactMinBlocks = 4 })
+	s := open(t, dir, func(o *Options) { o.CompactMinBlocks, o.CompactFreshAge = 4, -1 })
 	want := writeSmallBlocks(t, s)
 	old := blockIDs(s)
 	if len(old) != 6 {
@@ -184,7 +184,7 @@ func TestCompactionAfterCrash(t *testing.T) {
 
 // TestCompactionFromLoop checks the flush loop runs the compactor.
 func TestCompactionFromLoop(t *testing.T) {
-	s := open(t, t.TempDir(), func(o *Options) { o.FlushInterval, o.CompactMinBlocks = 10*time.Millisecond, 4 })
+	s := open(t, t.TempDir(), func(o *Options) { o.FlushInterval, o.CompactMinBlocks, o.CompactFreshAge = 10*time.Millisecond, 4, -1 })
 	defer s.Close()
 	want := writeSmallBlocks(t, s)
 	deadline := time.Now().Add(10 * time.Second)
@@ -195,4 +195,39 @@ func TestCompactionFromLoop(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	assertWhole(t, s, want)
+}
+
+// Fresh blocks wait: level-0 blocks younger than freshAge are not merged while no more than
+// freshBlocks of them wait; the oldest beyond that count, or once old enough, merge as before.
+func TestPlanFreshBlocksWait(t *testing.T) {
+	p := compactPolicy{fanout: 4, maxBytes: 1 << 30, window: 24 * time.Hour, freshAge: 2 * time.Minute, freshBlocks: 6}
+	day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var metas []block.Meta
+	cut := func(n int, at time.Time) {
+		for range n {
+			at = at.Add(time.Second)
+			metas = append(metas, block.Meta{ID: block.NewID(at), Created: at, Bytes: 1 << 20})
+		}
+	}
+	cut(5, day.Add(time.Hour))
+	now := day.Add(time.Hour + 10*time.Second)
+	if run := planCompaction(metas, now, p); run != nil {
+		t.Fatalf("5 fresh blocks, cap 6: merged %v", run)
+	}
+	if run := planCompaction(metas, now, compactPolicy{fanout: 4, maxBytes: 1 << 30, window: 24 * time.Hour}); len(run) != 4 {
+		t.Fatalf("without waiting: run %v, want the oldest 4", run)
+	}
+	// Past the cap, the oldest beyond it become mergeable: 10 waiting, cap 6, so 4 may go.
+	cut(5, day.Add(time.Hour+5*time.Second))
+	if run := planCompaction(metas, now, p); !slices.Equal(run, []int{0, 1, 2, 3}) {
+		t.Fatalf("10 fresh blocks, cap 6: run %v, want the oldest 4", run)
+	}
+	// Below the cap again, age alone decides: the oldest four are two minutes old at +2m7s.
+	metas = metas[3:]
+	if run := planCompaction(metas, now, p); run != nil {
+		t.Fatalf("7 fresh blocks, cap 6, fanout 4: merged %v", run)
+	}
+	if run := planCompaction(metas, day.Add(time.Hour+2*time.Minute+7*time.Second), p); !slices.Equal(run, []int{0, 1, 2, 3}) {
+		t.Fatalf("old enough: run %v, want the oldest 4", run)
+	}
 }

@@ -46,7 +46,7 @@ func TestFlushAndStatsWhileCompactionIsStuck(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := &stuckMerges{Store: local, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	s, err := OpenWith(Options{Dir: dir, FlushInterval: 10 * time.Millisecond, CompactMinBlocks: 2}, st)
+	s, err := OpenWith(Options{Dir: dir, FlushInterval: 10 * time.Millisecond, CompactMinBlocks: 2, CompactFreshAge: -1}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestFlushAndStatsWhileCompactionIsStuck(t *testing.T) {
 // stood aside) compaction still runs.
 func TestCompactionProgressesUnderLoad(t *testing.T) {
 	s := open(t, t.TempDir(), func(o *Options) {
-		o.FlushInterval, o.CompactMinBlocks = 10*time.Millisecond, 2
+		o.FlushInterval, o.CompactMinBlocks, o.CompactFreshAge = 10*time.Millisecond, 2, -1
 		o.HeadMaxBytes = 1 << 20
 		o.TraceIdle = time.Hour // nothing completes by itself: the head stays full
 		o.BlockMaxWait = time.Hour

@@ -68,7 +68,7 @@ func TestDamagedPageAtQueryTime(t *testing.T) {
 	}
 	corruptMiddle(t, filepath.Join(dir, "blocks", bad, "spans.parquet"))
 
-	s = open(t, dir, func(o *Options) { o.CompactMinBlocks = 1 })
+	s = open(t, dir, func(o *Options) { o.CompactMinBlocks, o.CompactFreshAge = 1, -1 })
 	defer s.Close()
 	if st := s.Stats(); st.Blocks != 2 || st.BlocksQuarantined != 0 {
 		t.Fatalf("%d blocks, %d quarantined at open; the damage should only show on read", st.Blocks, st.BlocksQuarantined)

@@ -15,7 +15,7 @@ import (
 // A block that compaction retires while a query holds it stays readable until that query
 // releases it, and closes its files then: not on a timer, and not before.
 func TestRetiredBlockClosesWithLastReader(t *testing.T) {
-	s := open(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks = 1 })
+	s := open(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks, o.CompactFreshAge = 1, -1 })
 	defer s.Close()
 	writeSmallBlocks(t, s)
 	held, release := s.AcquireBlocks()

@@ -59,6 +59,11 @@ type Options struct {
 	CompactMinBlocks   int
 	CompactTargetBytes int64
 	CompactWindow      time.Duration
+	// CompactFreshAge is how long a block from the head waits before it may be merged
+	// (default 2m; negative: no wait), unless more than CompactFreshBlocks blocks from the head
+	// are waiting (default 256): see compact.go.
+	CompactFreshAge    time.Duration
+	CompactFreshBlocks int
 
 	// ExternalLog means the store keeps no write-ahead log: the caller's replicated log (the
 	// JetStream ingest log) is the durable copy, appends come through AppendLogged with the
@@ -110,6 +115,12 @@ func (o *Options) defaults() {
 	}
 	if o.CompactWindow <= 0 {
 		o.CompactWindow = defaultCompactWindow
+	}
+	if o.CompactFreshAge == 0 {
+		o.CompactFreshAge = defaultCompactFreshAge
+	}
+	if o.CompactFreshBlocks <= 0 {
+		o.CompactFreshBlocks = defaultCompactFreshBlocks
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -216,7 +216,7 @@ func TestSamplingHookDropsTraces(t *testing.T) {
 // TestSplitTracesAreMarked checks that a trace whose spans arrive after an earlier part went to a
 // block is marked split in its own block, and that compaction keeps the mark.
 func TestSplitTracesAreMarked(t *testing.T) {
-	s := open(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks = 1; o.CompactTargetBytes = 1 << 30 })
+	s := open(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks = 1; o.CompactFreshAge = -1; o.CompactTargetBytes = 1 << 30 })
 	defer s.Close()
 	now := time.Now()
 	splitIn := func(m block.Meta) map[byte]bool {
