@@ -544,6 +544,9 @@ func (p *plan) result(t *trace, sets []spanset, spss int) Trace {
 // part of the block, the rest is read in one pass.
 func scanNewestFirst(ctx context.Context, b *block.Reader, opts block.ScanOptions, limit int, have func() int,
 	scan func(block.ScanOptions) error, enough func() (int64, bool)) error {
+	if runs := b.Runs(); len(runs) > 1 {
+		return scanRunsNewestFirst(runs, opts, scan, enough)
+	}
 	n := int(b.Meta().Traces)
 	chunk := max(4*limit, 64)
 	if chunk*8 > n {
@@ -600,6 +603,28 @@ func scanNewestFirst(ctx context.Context, b *block.Reader, opts block.ScanOption
 			return err
 		}
 		i = j
+	}
+	return nil
+}
+
+// scanRunsNewestFirst reads a block written in runs (format 5, block.Run) a run at a time, the
+// run whose traces started last first, each run whole and in row order, until enough says no
+// older trace is needed: a run's pages hold only its traces, so reading the newest runs decodes
+// only their pages, where chunks of a block sorted by trace ID alone decode every page.
+func scanRunsNewestFirst(runs []block.RunRange, opts block.ScanOptions, scan func(block.ScanOptions) error,
+	enough func() (int64, bool)) error {
+	slices.SortStableFunc(runs, func(a, b block.RunRange) int { return cmp.Compare(b.MaxStart, a.MaxStart) })
+	for _, run := range runs {
+		if oldest, ok := enough(); ok && run.MaxStart < oldest {
+			return nil // runs after it started earlier still
+		}
+		if (opts.MinStart != 0 && run.MaxStart < opts.MinStart) || (opts.MaxStart != 0 && run.MinStart > opts.MaxStart) {
+			continue
+		}
+		opts.From, opts.To = run.From, run.To
+		if err := scan(opts); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -4,7 +4,7 @@
 // A block is one folder, blocks/<id>/, of flat Parquet files that share row order, so that a
 // trace is one contiguous row range in every file:
 //
-//	traces.parquet       one row per trace, sorted by trace ID: the search summary (start,
+//	traces.parquet       one row per trace, sorted by trace ID within each run: the search summary (start,
 //	                     duration, root service and name, span and error counts) and the first
 //	                     row of the trace in each other file.
 //	spans.parquet        one row per span, by trace and then start time. The parent is an index
@@ -85,11 +85,13 @@ import (
 //   - 2: the Parquet files, bloom filter and meta.json described above.
 //   - 3: adds the index file (see index.go): span aggregates for TraceQL metrics and the
 //     distinct values of span attributes, so neither is computed from the columns.
-const FormatVersion = 3
+//   - 5: rows may be in time-ordered runs (Meta.Runs, see Run). A block without the list is
+//     one run sorted by trace ID, as every block of formats 2 and 3. (4 is another change's.)
+const FormatVersion = 5
 
-// minFormatVersion is the oldest format this code reads: version 2 blocks are read as they
-// always were, without an index.
-const minFormatVersion = 2
+// knownFormat reports whether this code reads blocks of format v: version 2 blocks are read
+// as they always were, without an index; 3 adds the index; 5 the runs.
+func knownFormat(v int) bool { return v == 2 || v == 3 || v == FormatVersion }
 
 // Prefix is the folder holding all blocks in a store.
 const Prefix = "blocks/"
@@ -149,6 +151,27 @@ type Meta struct {
 	// Level is the block's compaction level: 0 from the head, one more than its inputs'
 	// highest once merged.
 	Level int `json:"level,omitempty"`
+	// Runs (format 5) splits the rows into runs, in this order; empty means one run of every
+	// trace. See Run.
+	Runs []Run `json:"runs,omitempty"`
+}
+
+// Run is a contiguous range of a block's rows (the next Traces rows of traces.parquet, and
+// their rows in every other file), sorted by trace ID within it, whose traces started between
+// MinStart and MaxStart (unix nanoseconds). A block sorted by trace ID alone puts its newest
+// few thousand traces on every page, so a search for the newest traces would decode the whole
+// block; compaction instead writes its inputs' runs grouped by start time (MergeRuns), so that
+// such a search reads only the newest runs, and a search of a time range only the runs in it.
+// Each run after the first starts a row group of traces.parquet, so that the trace-ID page
+// index is sorted within each run, and a trace lookup searches each run (a handful).
+//
+// A trace's parts can sit in two runs of one block (a split trace whose parts compaction put in
+// different runs); readers treat them as they treat parts in two blocks, and the block's Split
+// list names such traces as it names any split trace.
+type Run struct {
+	Traces   int64 `json:"traces"`
+	MinStart int64 `json:"minStartUnixNano"`
+	MaxStart int64 `json:"maxStartUnixNano"`
 }
 
 // ErrDamaged is wrapped by errors that come from a block's content: a missing, truncated or
@@ -312,8 +335,8 @@ func readMeta(ctx context.Context, store objstore.Store, id string) (Meta, error
 	if err := json.NewDecoder(rc).Decode(&m); err != nil {
 		return Meta{}, fmt.Errorf("block %s: decode meta: %w", id, damaged(err))
 	}
-	if m.Version < minFormatVersion || m.Version > FormatVersion {
-		return Meta{}, fmt.Errorf("block %s: %w: format version %d, want %d to %d", id, ErrDamaged, m.Version, minFormatVersion, FormatVersion)
+	if !knownFormat(m.Version) {
+		return Meta{}, fmt.Errorf("block %s: %w: format version %d, want 2, 3 or %d", id, ErrDamaged, m.Version, FormatVersion)
 	}
 	if m.ID != id {
 		return Meta{}, fmt.Errorf("block %s: %w: meta.json names block %q", id, ErrDamaged, m.ID)

@@ -26,39 +26,49 @@ const encodedChunk = 4096
 // its whole read. It reports whether the block holds the trace; an error from fn stops the
 // read and is returned as is.
 func (r *Reader) FindTraceEncoded(ctx context.Context, id [16]byte, fn func(spans []Span) error) (bool, error) {
-	row, err := r.findRow(id)
-	if err != nil || row < 0 {
+	rows, err := r.findRows(id)
+	if err != nil || len(rows) == 0 {
 		return false, r.wrap(err)
 	}
-	if err := ctx.Err(); err != nil {
-		return false, err
+	// Parts in several runs are read one after the other, as parts in several blocks are.
+	for _, row := range rows {
+		if err := ctx.Err(); err != nil {
+			return true, err
+		}
+		if err := r.findEncodedRow(ctx, id, row, fn); err != nil {
+			return true, err
+		}
 	}
+	return true, nil
+}
+
+func (r *Reader) findEncodedRow(ctx context.Context, id [16]byte, row int64, fn func(spans []Span) error) error {
 	t, err := r.traceRows(row)
 	if err != nil {
-		return false, r.wrap(err)
+		return r.wrap(err)
 	}
 	ch, err := r.newTraceChunks(t)
 	if err != nil {
-		return false, r.wrap(err)
+		return r.wrap(err)
 	}
 	groups := r.wireGroups()
 	for a := t.spans[0]; a < t.spans[1]; a += encodedChunk {
 		b := min(a+encodedChunk, t.spans[1])
 		spans, err := ch.read(a, b, groups, id)
 		if err != nil {
-			return true, r.wrap(fmt.Errorf("trace %x: %w", id, err))
+			return r.wrap(fmt.Errorf("trace %x: %w", id, err))
 		}
 		if err := fn(spans); err != nil {
-			return true, err
+			return err
 		}
 		if b < t.spans[1] {
 			if err := ctx.Err(); err != nil {
-				return true, err
+				return err
 			}
 			runtime.Gosched()
 		}
 	}
-	return true, nil
+	return nil
 }
 
 // traceChunks reads one trace's span rows in chunks. The parents of a chunk's spans may be

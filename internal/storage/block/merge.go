@@ -2,36 +2,88 @@ package block
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
-// Merge reads the run's traces in ID order, one batch per input at a time, and passes
-// each trace ID once to add, its entries from every input joined (MergeEntries): memory holds a
-// batch of traces per input, whatever the blocks' sizes. The store's compaction and the
-// bucket's compactor both merge with it. It returns the spans passed to add.
+// Merge reads the run's traces in ID order, one batch per input run (see Run) at a time, and
+// passes each trace ID once to add, its entries from every input joined (MergeEntries): memory
+// holds a batch of traces per input run, whatever the blocks' sizes. It returns the spans
+// passed to add. Compaction uses MergeRuns, which keeps the traces in runs by start time.
 func Merge(ctx context.Context, run []*Reader, add func(Trace) error) (spans int, err error) {
-	its := make([]*Iter, len(run))
-	heads := make([]Trace, len(run))
-	live := make([]bool, len(run))
+	var parts []runPart
+	for _, r := range run {
+		for _, rr := range r.runs {
+			parts = append(parts, runPart{r, rr})
+		}
+	}
+	return mergeParts(ctx, parts, add)
+}
+
+// inRuns reports whether any of the runs holds a part of trace id: the bloom filters and ID
+// prefixes answer from memory but for the few that may.
+func inRuns(runs []runPart, id [16]byte) (bool, error) {
+	for _, p := range runs {
+		if !p.r.MayContain(id) {
+			continue
+		}
+		p.r.idPrefixOnce.Do(p.r.loadIDPrefixes)
+		if p.r.idPrefixErr == nil && len(p.r.idPrefix) == int(p.r.traces.rows) {
+			if _, found := slices.BinarySearch(p.r.idPrefix[p.run.row0:p.run.row1], binary.BigEndian.Uint32(id[:4])); !found {
+				continue
+			}
+		}
+		row, err := p.r.findInRun(p.run, id)
+		if err != nil {
+			return false, p.r.wrap(err)
+		}
+		if row >= 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// runPart is one run of one input.
+type runPart struct {
+	r   *Reader
+	run runRows
+}
+
+// mergeBatchTraces bounds the traces a merge holds decoded across all its inputs' batches;
+// each input reads at least minMergeBatch at a time, at most readAllTraces.
+const (
+	mergeBatchTraces = 8192
+	minMergeBatch    = 64
+)
+
+// mergeParts k-way merges the parts by trace ID into add.
+func mergeParts(ctx context.Context, in []runPart, add func(Trace) error) (spans int, err error) {
+	batch := int64(min(max(mergeBatchTraces/max(len(in), 1), minMergeBatch), readAllTraces))
+	its := make([]*Iter, len(in))
+	heads := make([]Trace, len(in))
+	live := make([]bool, len(in))
 	next := func(i int) error {
 		heads[i], live[i] = its[i].Next(ctx)
 		if !live[i] {
 			if err := its[i].Err(); err != nil {
-				return fmt.Errorf("read block %s: %w", run[i].Meta().ID, err)
+				return fmt.Errorf("read block %s: %w", in[i].r.Meta().ID, err)
 			}
 		}
 		return nil
 	}
-	for i, r := range run {
-		its[i] = r.Iter()
+	for i, p := range in {
+		its[i] = p.r.iterRows(p.run.row0, p.run.row1, batch)
 		if err := next(i); err != nil {
 			return 0, err
 		}
 	}
 	var parts []Trace
 	for {
-		// Inputs are few (at most the fanout), so a linear scan for the least ID is as good
+		// Inputs are few (the fanout's runs), so a linear scan for the least ID is as good
 		// as a heap and simpler.
 		lo := -1
 		for i := range heads {
@@ -58,6 +110,72 @@ func Merge(ctx context.Context, run []*Reader, add func(Trace) error) (spans int
 			return spans, err
 		}
 	}
+}
+
+// MaxRuns is about how many runs MergeRuns gives a block: runs of a few thousand traces at
+// least, and no more than this many, so that a lookup by trace ID (a page per run) stays cheap
+// however big compaction makes a block. A merge of runs that are already about that size
+// keeps them as they are.
+const MaxRuns = 16
+
+// minRunTraces is the default WriteOptions.RunTraces.
+const minRunTraces = 8192
+
+// MergeRuns merges the inputs into sw in runs by start time: the inputs' runs, sorted by
+// the start of their traces, are grouped in that order until a group holds a MaxRuns-th of the
+// traces (or minRunTraces), and each group is k-way merged by trace ID (as Merge) into one run
+// of sw. Every input run is read once, in row order, as Merge reads it. A trace with parts in
+// runs of different groups (a split trace) keeps a part in each output run, as it would in two
+// blocks; the parts are merged where their runs fall in one group, which is most of the time,
+// since its parts started together. It returns the spans written.
+func MergeRuns(ctx context.Context, inputs []*Reader, sw *StreamWriter) (spans int, err error) {
+	var parts []runPart
+	var total int64
+	for _, r := range inputs {
+		for _, rr := range r.runs {
+			if rr.row1 > rr.row0 {
+				parts = append(parts, runPart{r, rr})
+				total += rr.row1 - rr.row0
+			}
+		}
+	}
+	slices.SortStableFunc(parts, func(a, b runPart) int {
+		return cmp.Or(cmp.Compare(a.run.minStart, b.run.minStart), cmp.Compare(a.run.maxStart, b.run.maxStart))
+	})
+	least := sw.opts.RunTraces
+	if least <= 0 {
+		least = minRunTraces
+	}
+	target := max(total/MaxRuns, least)
+	for lo := 0; lo < len(parts); {
+		hi, n := lo, int64(0)
+		for hi < len(parts) && n < target {
+			n += parts[hi].run.row1 - parts[hi].run.row0
+			hi++
+		}
+		later := parts[hi:]
+		s, err := mergeParts(ctx, parts[lo:hi], func(t Trace) error {
+			// A part in a later run makes the trace split within the block: the Split list
+			// must name it, or a search would count its parts as two traces.
+			if !t.Split {
+				in, err := inRuns(later, t.ID)
+				if err != nil {
+					return err
+				}
+				t.Split = in
+			}
+			return sw.Add(t)
+		})
+		spans += s
+		if err != nil {
+			return spans, err
+		}
+		if err := sw.EndRun(); err != nil {
+			return spans, err
+		}
+		lo = hi
+	}
+	return spans, nil
 }
 
 // MergeEntries joins the parts of one trace. A span already present byte for byte is dropped:

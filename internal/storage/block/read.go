@@ -43,6 +43,10 @@ type Reader struct {
 	pageIDLen []uint8 // bytes of pageID that are real, 16 unless the writer truncated
 	pageRow   []int64
 
+	// runs are the block's runs (Meta.Runs, or one run of every trace), each with its pages of
+	// the trace_id column.
+	runs []runRows
+
 	// idPrefix holds the first four bytes of every trace ID, in order, built on the first
 	// HasTrace: it answers the bloom filter's false positives (1% per block) from memory, at
 	// four bytes per trace, instead of reading a trace_id page for each.
@@ -282,7 +286,64 @@ func Open(ctx context.Context, store objstore.Store, id string) (_ *Reader, err 
 	if err := r.loadPageIndex(); err != nil {
 		return nil, fmt.Errorf("block %s: %w", id, err)
 	}
+	if err := r.loadRuns(); err != nil {
+		return nil, fmt.Errorf("block %s: %w", id, err)
+	}
 	return r, nil
+}
+
+// runRows is one run: traces.parquet rows [row0, row1) and trace_id pages [page0, page1).
+type runRows struct {
+	row0, row1         int64
+	page0, page1       int
+	minStart, maxStart int64
+}
+
+// loadRuns lays the meta's runs over the rows and checks that each starts a trace_id page,
+// which the lookup by trace ID needs.
+func (r *Reader) loadRuns() error {
+	if len(r.meta.Runs) == 0 {
+		r.runs = []runRows{{row1: r.traces.rows, page1: len(r.pageID), minStart: r.meta.MinStart, maxStart: r.meta.MaxEnd}}
+		return nil
+	}
+	var row int64
+	for i, run := range r.meta.Runs {
+		if run.Traces <= 0 || row+run.Traces > r.traces.rows {
+			return fmt.Errorf("meta: run %d of %d traces past the %d traces", i, run.Traces, r.traces.rows)
+		}
+		p0, ok := slices.BinarySearch(r.pageRow, row)
+		if !ok {
+			return fmt.Errorf("meta: run %d starts at row %d, inside a trace_id page", i, row)
+		}
+		r.runs = append(r.runs, runRows{row0: row, row1: row + run.Traces, page0: p0, minStart: run.MinStart, maxStart: run.MaxStart})
+		row += run.Traces
+	}
+	if row != r.traces.rows {
+		return fmt.Errorf("meta: runs hold %d traces, the block %d", row, r.traces.rows)
+	}
+	for i := range r.runs {
+		r.runs[i].page1 = len(r.pageID)
+		if i+1 < len(r.runs) {
+			r.runs[i].page1 = r.runs[i+1].page0
+		}
+	}
+	return nil
+}
+
+// RunRange is a run of a block (see Run) as rows of its traces.parquet, for ScanOptions.
+type RunRange struct {
+	From, To           int64 // rows [From, To)
+	MinStart, MaxStart int64 // the traces' starts, unix nanoseconds
+}
+
+// Runs returns the block's runs in row order; a block written without runs is one, from its
+// meta's time range.
+func (r *Reader) Runs() []RunRange {
+	out := make([]RunRange, len(r.runs))
+	for i, run := range r.runs {
+		out[i] = RunRange{From: run.row0, To: run.row1, MinStart: run.minStart, MaxStart: run.maxStart}
+	}
+	return out
 }
 
 func loadBloom(ctx context.Context, store objstore.Store, meta Meta) (*bloom.BloomFilter, error) {
@@ -418,17 +479,25 @@ func (r *Reader) HasTrace(id [16]byte) (bool, error) {
 		return false, nil
 	}
 	r.idPrefixOnce.Do(r.loadIDPrefixes)
-	if r.idPrefixErr == nil {
+	if r.idPrefixErr == nil && len(r.idPrefix) == int(r.traces.rows) {
 		p := binary.BigEndian.Uint32(id[:4])
-		if i, found := slices.BinarySearch(r.idPrefix, p); !found || i >= len(r.idPrefix) {
+		in := false
+		for _, run := range r.runs {
+			if _, found := slices.BinarySearch(r.idPrefix[run.row0:run.row1], p); found {
+				in = true
+				break
+			}
+		}
+		if !in {
 			return false, nil
 		}
 	}
-	row, err := r.findRow(id)
-	return row >= 0, r.wrap(err)
+	rows, err := r.findRows(id)
+	return len(rows) > 0, r.wrap(err)
 }
 
-// loadIDPrefixes reads the trace_id column once. Trace IDs are sorted, so their prefixes are.
+// loadIDPrefixes reads the trace_id column once. Trace IDs are sorted within each run, so
+// their prefixes are.
 func (r *Reader) loadIDPrefixes() {
 	out := make([]uint32, 0, r.traces.rows)
 	err := r.traces.readColumn(tID, 0, r.traces.rows, func(_ int64, v parquet.Value) {
@@ -440,23 +509,40 @@ func (r *Reader) loadIDPrefixes() {
 	r.idPrefix, r.idPrefixErr = out, err
 }
 
-// findRow returns the traces.parquet row of id, or -1.
-func (r *Reader) findRow(id [16]byte) (int64, error) {
+// findRows returns the traces.parquet rows of id, one per run that holds a part of it
+// (mostly none or one).
+func (r *Reader) findRows(id [16]byte) ([]int64, error) {
 	if !r.MayContain(id) {
-		return -1, nil
+		return nil, nil
 	}
-	p := sort.Search(len(r.pageID), func(i int) bool { return bytes.Compare(r.pageID[i][:], id[:]) > 0 }) - 1
+	var rows []int64
+	for _, run := range r.runs {
+		row, err := r.findInRun(run, id)
+		if err != nil {
+			return nil, err
+		}
+		if row >= 0 {
+			rows = append(rows, row)
+		}
+	}
+	return rows, nil
+}
+
+// findInRun returns the traces.parquet row of id within run, or -1.
+func (r *Reader) findInRun(run runRows, id [16]byte) (int64, error) {
+	pageID, pageIDLen := r.pageID[run.page0:run.page1], r.pageIDLen[run.page0:run.page1]
+	p := sort.Search(len(pageID), func(i int) bool { return bytes.Compare(pageID[i][:], id[:]) > 0 }) - 1
 	if p < 0 {
 		return -1, nil
 	}
 	// A truncated minimum is only a prefix of the page's first ID, so IDs sharing that prefix
 	// may still sit at the end of the page before.
-	for p > 0 && r.pageIDLen[p] < 16 && bytes.Equal(r.pageID[p][:r.pageIDLen[p]], id[:r.pageIDLen[p]]) {
+	for p > 0 && pageIDLen[p] < 16 && bytes.Equal(pageID[p][:pageIDLen[p]], id[:pageIDLen[p]]) {
 		p--
 	}
-	found, err := r.searchPage(p, id)
+	found, err := r.searchPage(run.page0+p, id)
 	if err != nil {
-		return -1, fmt.Errorf("%s: trace_id page %d: %w", fileTraces, p, err)
+		return -1, fmt.Errorf("%s: trace_id page %d: %w", fileTraces, run.page0+p, err)
 	}
 	return found, nil
 }
@@ -493,20 +579,30 @@ func (r *Reader) searchPage(p int, id [16]byte) (int64, error) {
 // FindTrace returns the part of trace id stored in this block, as OTLP ResourceSpans, or nil
 // when the block does not hold it. Spans keep every field they were written with; resources and
 // scopes are grouped as they were, in order of each group's first span by start time.
+//
+// Parts of the trace in several runs come one after the other, as parts in several blocks do;
+// the caller merges them.
 func (r *Reader) FindTrace(ctx context.Context, id [16]byte) ([]*tracepb.ResourceSpans, error) {
-	row, err := r.findRow(id)
-	if err != nil || row < 0 {
+	rows, err := r.findRows(id)
+	if err != nil || len(rows) == 0 {
 		return nil, r.wrap(err)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	var out []*tracepb.ResourceSpans
+	for _, row := range rows {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		t, err := r.traceRows(row)
+		if err != nil {
+			return nil, r.wrap(err)
+		}
+		rs, err := r.rebuild(id, t)
+		if err != nil {
+			return nil, r.wrap(err)
+		}
+		out = append(out, rs...)
 	}
-	t, err := r.traceRows(row)
-	if err != nil {
-		return nil, r.wrap(err)
-	}
-	rs, err := r.rebuild(id, t)
-	return rs, r.wrap(err)
+	return out, nil
 }
 
 // wrap names the block in a read error and, when the error is the block's fault, marks it

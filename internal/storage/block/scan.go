@@ -47,6 +47,8 @@ type ScanOptions struct {
 	// Rows, when not nil, are the traces.parquet rows to read (ascending), instead of all: a
 	// part of StartOrder, for reading the newest traces first.
 	Rows []int32
+	// From and To, when To > 0, read only traces.parquet rows [From, To): a run (Reader.Runs).
+	From, To int64
 	// Require, when set, skips traces without a span attribute it accepts. It is tested on the
 	// key and value columns before any span column is read, so a selective attribute condition
 	// reads spans only for the traces that can match.
@@ -269,7 +271,8 @@ func (a *attrReader) any(from, to int64, match func(int32, string, int64, float6
 }
 
 // Scan calls fn with the block's traces whose start is within the options' bounds, a batch at
-// a time in trace ID order, reading only the columns asked for. It stops when fn returns false.
+// a time in row order (trace ID order within each run), reading only the columns asked for and
+// skipping runs whose traces all started outside the bounds. It stops when fn returns false.
 // The batch is reused: fn must copy what it keeps.
 func (r *Reader) Scan(ctx context.Context, opts ScanOptions, fn func(*ScanBatch) bool) error {
 	err := r.scan(ctx, opts, fn)
@@ -467,11 +470,26 @@ func (r *Reader) scan(ctx context.Context, opts ScanOptions, fn func(*ScanBatch)
 	}
 
 	b.reset()
-	n := tp.rows
+	// The rows to read: the runs within From and To whose traces may start within the bounds,
+	// or the rows listed.
+	var segs [][2]int64
 	if opts.Rows != nil {
-		n = int64(len(opts.Rows))
+		segs = [][2]int64{{0, int64(len(opts.Rows))}}
+	} else {
+		from, to := opts.From, opts.To
+		if to <= 0 || to > tp.rows {
+			to = tp.rows
+		}
+		for _, run := range r.runs {
+			if (opts.MinStart != 0 && run.maxStart < opts.MinStart) || (opts.MaxStart != 0 && run.minStart > opts.MaxStart) {
+				continue
+			}
+			if lo, hi := max(from, run.row0), min(to, run.row1); lo < hi {
+				segs = append(segs, [2]int64{lo, hi})
+			}
+		}
 	}
-	for i := int64(0); i < n; i++ {
+	for i := range rowsOf(segs) {
 		if i%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -540,6 +558,19 @@ func (r *Reader) scan(ctx context.Context, opts ScanOptions, fn func(*ScanBatch)
 		fn(b)
 	}
 	return nil
+}
+
+// rowsOf yields the rows of segments [lo, hi) in order.
+func rowsOf(segs [][2]int64) func(func(int64) bool) {
+	return func(yield func(int64) bool) {
+		for _, sg := range segs {
+			for i := sg[0]; i < sg[1]; i++ {
+				if !yield(i) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // Group is one resource and scope pair of a block, as spans refer to it by ScanSpans.Group.

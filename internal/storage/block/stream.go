@@ -17,20 +17,25 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/wire/otlpwire"
 )
 
-// Iter reads a block's traces in trace ID order, one batch at a time, in the form Write takes
-// (see ReadAll). It is what lets compaction merge many blocks holding only a batch of each.
+// Iter reads a block's traces in row order, one batch at a time, in the form Write takes (see
+// ReadAll): in trace ID order within each run (see Run), so a merge iterates each run apart.
+// It is what lets compaction merge many blocks holding only a batch of each.
 type Iter struct {
-	r      *Reader
-	groups []*otlpwire.Group
-	split  map[string]bool
-	row    int64
-	batch  []Trace
-	err    error
+	r        *Reader
+	groups   []*otlpwire.Group
+	split    map[string]bool
+	row, end int64
+	n        int64 // traces per batch
+	batch    []Trace
+	err      error
 }
 
 // Iter returns an iterator over the block's traces.
-func (r *Reader) Iter() *Iter {
-	it := &Iter{r: r, groups: r.wireGroups(), split: map[string]bool{}}
+func (r *Reader) Iter() *Iter { return r.iterRows(0, r.traces.rows, readAllTraces) }
+
+// iterRows returns an iterator over traces.parquet rows [from, to), batch traces at a time.
+func (r *Reader) iterRows(from, to, batch int64) *Iter {
+	it := &Iter{r: r, groups: r.wireGroups(), split: map[string]bool{}, row: from, end: to, n: batch}
 	for _, st := range r.meta.Split {
 		it.split[st.ID] = true
 	}
@@ -44,15 +49,14 @@ func (it *Iter) Next(ctx context.Context) (Trace, bool) {
 		return Trace{}, false
 	}
 	if len(it.batch) == 0 {
-		rows := it.r.traces.rows
-		if it.row >= rows {
+		if it.row >= it.end {
 			return Trace{}, false
 		}
 		if err := ctx.Err(); err != nil {
 			it.err = err
 			return Trace{}, false
 		}
-		n := min(readAllTraces, rows-it.row)
+		n := min(it.n, it.end-it.row)
 		batch, err := it.r.readBatch(it.row, n, it.groups)
 		if err != nil {
 			it.err = it.r.wrap(fmt.Errorf("traces [%d,%d): %w", it.row, it.row+n, err))
@@ -150,8 +154,8 @@ func NewStreamWriter(scratch string, traces int, opts WriteOptions) (_ *StreamWr
 	return sw, nil
 }
 
-// Add writes one trace. Traces must come in ascending ID order, each ID once (merge entries
-// of one ID first).
+// Add writes one trace. Traces must come in ascending ID order within a run, each ID once
+// (merge entries of one ID first).
 func (sw *StreamWriter) Add(t Trace) error {
 	if sw.started && string(t.ID[:]) <= string(sw.lastID[:]) {
 		return fmt.Errorf("block %s: trace %x added after %x", sw.opts.ID, t.ID, sw.lastID)
@@ -159,6 +163,17 @@ func (sw *StreamWriter) Add(t Trace) error {
 	sw.started, sw.lastID = true, t.ID
 	one := []Trace{t}
 	return sw.w.add(one, []int32{0})
+}
+
+// EndRun closes the run of the traces added since the last EndRun (see Run); the next Add
+// starts a new one, whose IDs start over. Runs should come in order of their traces' start
+// times, which is what lets a search for the newest traces read only the newest runs.
+func (sw *StreamWriter) EndRun() error {
+	if err := sw.w.endRun(); err != nil {
+		return fmt.Errorf("block %s: write: %w", sw.opts.ID, err)
+	}
+	sw.started = false
+	return nil
 }
 
 // Finish completes the files, makes them durable and publishes the block to store, as Write

@@ -40,6 +40,9 @@ type WriteOptions struct {
 	// Level is recorded in meta.json for compaction: 0 for a block from the head, one more
 	// than its inputs' highest for a merged block.
 	Level int
+	// RunTraces is the least traces MergeRuns puts in a run of this block when it can choose;
+	// default 8192 (below it a run's pages are mostly overhead).
+	RunTraces int64
 }
 
 const (
@@ -164,6 +167,7 @@ type fileWriter struct {
 	rows    int64           // rows written in total
 	rgRows  int64           // rows in the current row group
 	rgLimit int64
+	cut     bool // end the row group at the next flush, whatever its size (endRowGroup)
 
 	bg      *fileEncoder  // the encoder goroutine while a pipelined block is written
 	batches []*valueBatch // the pipeline's batches, kept from block to block
@@ -200,7 +204,7 @@ func (f *fileWriter) reset(rgLimit int64) {
 // resetTo starts a file that goes to out instead of the in-memory buffer.
 func (f *fileWriter) resetTo(out io.Writer, rgLimit int64) {
 	f.w.Reset(out)
-	f.rows, f.rgRows, f.rgLimit, f.n = 0, 0, rgLimit, 0
+	f.rows, f.rgRows, f.rgLimit, f.n, f.cut = 0, 0, rgLimit, 0, false
 }
 
 // set stores column c of the current row. Indexed stores into a fixed batch were measurably
@@ -221,11 +225,11 @@ func (f *fileWriter) endRow() error {
 }
 
 func (f *fileWriter) flushBatch() error {
-	if f.n == 0 {
+	if f.n == 0 && !f.cut {
 		return nil
 	}
-	n, endRG := f.n, f.rgRows >= f.rgLimit
-	f.n = 0
+	n, endRG := f.n, f.cut || f.rgRows >= f.rgLimit
+	f.n, f.cut = 0, false
 	if endRG {
 		f.rgRows = 0
 	}
@@ -234,6 +238,16 @@ func (f *fileWriter) flushBatch() error {
 		return nil
 	}
 	return f.encode(f.vals, n, endRG)
+}
+
+// endRowGroup ends the row group after the rows set so far, so that the next row starts a
+// row group (and so a page) of its own.
+func (f *fileWriter) endRowGroup() error {
+	if f.rgRows == 0 {
+		return nil
+	}
+	f.cut = true
+	return f.flushBatch()
 }
 
 // encode hands n rows of vals to parquet-go, and ends the row group after them with endRG.
@@ -320,10 +334,15 @@ type writer struct {
 	keyBuf     []byte
 
 	// The block being written: begin, add per trace, end.
-	meta   Meta
-	bf     *bloom.BloomFilter
-	first  bool
-	lastID [16]byte
+	meta         Meta
+	bf           *bloom.BloomFilter
+	first        bool
+	minID, maxID [16]byte
+	// The run being written (see Run): its first traces.parquet row and its traces' start
+	// range; runs are what endRun closed.
+	runRow         int64
+	runMin, runMax int64
+	runs           []Run
 }
 
 type sortKey struct {
@@ -442,6 +461,7 @@ func (w *writer) begin(opts WriteOptions, traces int) {
 	w.meta = Meta{ID: opts.ID, Version: FormatVersion, Created: opts.Now.UTC(), Level: opts.Level}
 	w.bf = bloom.NewWithEstimates(uint(max(traces, 1)), opts.BloomFPRate)
 	w.first = true
+	w.runRow, w.runs = 0, nil
 	w.attrRowCount = 0
 	w.idx.reset()
 	w.startPipeline()
@@ -464,22 +484,56 @@ func (w *writer) add(traces []Trace, entries []int32) error {
 		}
 	}
 	w.bf.Add(id[:])
+	if w.traces.rows-1 == w.runRow {
+		w.runMin, w.runMax = start, start
+	}
+	w.runMin, w.runMax = min(w.runMin, start), max(w.runMax, start)
 	if w.first {
-		w.meta.MinTraceID = hex.EncodeToString(id[:])
+		w.minID, w.maxID = id, id
 		w.meta.MinStart, w.meta.MaxEnd = start, end
 		w.first = false
 	}
-	w.lastID = id
+	// IDs ascend within a run only: the block's least and greatest are kept apart.
+	if bytes.Compare(id[:], w.minID[:]) < 0 {
+		w.minID = id
+	}
+	if bytes.Compare(id[:], w.maxID[:]) > 0 {
+		w.maxID = id
+	}
 	w.meta.MinStart = min(w.meta.MinStart, start)
 	w.meta.MaxEnd = max(w.meta.MaxEnd, end)
 	return nil
 }
 
+// endRun closes the run of the traces added since the last one: the next trace starts a row
+// group of traces.parquet, so that no page of trace IDs holds two runs. A run without traces
+// is none.
+func (w *writer) endRun() error {
+	n := w.traces.rows - w.runRow
+	if n == 0 {
+		return nil
+	}
+	w.runs = append(w.runs, Run{Traces: n, MinStart: w.runMin, MaxStart: w.runMax})
+	w.runRow = w.traces.rows
+	return w.traces.endRowGroup()
+}
+
 // end finishes every file and returns the meta, without Files and Checksums.
 func (w *writer) end() (Meta, error) {
+	if len(w.runs) > 0 {
+		// The last run needs no row group of its own: the file ends there.
+		if n := w.traces.rows - w.runRow; n > 0 {
+			w.runs = append(w.runs, Run{Traces: n, MinStart: w.runMin, MaxStart: w.runMax})
+		}
+	}
 	meta := w.meta
+	if len(w.runs) > 1 {
+		// One run is the layout every block had before runs: it needs no list.
+		meta.Runs = slices.Clone(w.runs)
+	}
 	if !w.first {
-		meta.MaxTraceID = hex.EncodeToString(w.lastID[:])
+		meta.MinTraceID = hex.EncodeToString(w.minID[:])
+		meta.MaxTraceID = hex.EncodeToString(w.maxID[:])
 	}
 	if err := w.writeGroups(); err != nil {
 		return Meta{}, err

@@ -381,7 +381,7 @@ func pickRun(blocks []block.Meta, minBlocks int, target int64) []block.Meta {
 
 // merge streams the run's blocks from the bucket into one: each input is read in order through
 // ranged GETs of mergeChunk bytes (readahead), traces are merged by ID a batch per input at a
-// time (block.Merge, which drops spans stored twice: a crash between a merge and its marks
+// time (block.MergeRuns, which drops spans stored twice: a crash between a merge and its marks
 // leaves them side by side), the output's Parquet files are encoded to scratch files in WorkDir
 // and uploaded from them (multipart when large). Memory is a few chunks and a batch of traces
 // per input plus a row group's pages per output file, whatever the blocks' sizes; local disk
@@ -414,7 +414,7 @@ func (c *Compactor) merge(ctx context.Context, st *s3store.Store, held func() er
 	if err != nil {
 		return block.Meta{}, fmt.Errorf("compactor: %w", err)
 	}
-	spans, err := block.Merge(ctx, readers, sw.Add)
+	spans, err := block.MergeRuns(ctx, readers, sw)
 	if err == nil {
 		err = held()
 	}

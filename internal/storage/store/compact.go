@@ -30,9 +30,10 @@ import (
 //     are merged, smallest first and CompactMinBlocks at a time, until no two of them fit in
 //     CompactTargetBytes together.
 //
-// A merge streams: a k-way merge by trace ID over the inputs' iterators into a StreamWriter, so
-// memory is a batch of traces per input plus a row group's pages per output file, whatever the
-// sizes. It runs in its own goroutine, outside the flush lock, so flushes never wait for it and
+// A merge streams: k-way merges by trace ID over the inputs' runs into a StreamWriter, the runs
+// grouped by start time so that the merged block keeps its traces in runs by time
+// (block.MergeRuns), so memory is a batch of traces per input run plus a row group's pages per
+// output file, whatever the sizes. It runs in its own goroutine, outside the flush lock, so flushes never wait for it and
 // it never waits for quiet: under sustained load it keeps pace as long as it gets its share of
 // the CPU (each span is rewritten once per level, about log_fanout of the blocks per window,
 // plus once when the window closes). docs/architecture.md gives the bound on the block count.
@@ -243,7 +244,7 @@ func (s *Store) compactRun(ctx context.Context, run []*block.Reader) error {
 	if err != nil {
 		return fmt.Errorf("store: compact: %w", err)
 	}
-	spans, err := block.Merge(ctx, run, sw.Add)
+	spans, err := block.MergeRuns(ctx, run, sw)
 	if err != nil {
 		sw.Abort()
 		return fmt.Errorf("store: compact: %w", err)
