@@ -2,9 +2,11 @@
 // complete traces take once they leave the head.
 //
 // A block is one folder, blocks/<id>/, of flat Parquet files that share row order, so that a
-// trace is one contiguous row range in every file:
+// trace is one contiguous row range in every file. Rows are sorted by trace ID, within each
+// run when the block has runs (format 5, see Run: time-ordered row ranges, which compaction
+// writes so that a search for the newest traces reads only the newest runs):
 //
-//	traces.parquet       one row per trace, sorted by trace ID within each run: the search summary (start,
+//	traces.parquet       one row per trace, sorted by trace ID: the search summary (start,
 //	                     duration, root service and name, span and error counts) and the first
 //	                     row of the trace in each other file.
 //	spans.parquet        one row per span, by trace and then start time. The parent is an index
@@ -52,9 +54,9 @@
 //     4/8/16/32 KiB pages gave 25.1/23.1/22.1/21.6 bytes per span, and FindTrace stays well
 //     under a millisecond at 32 KiB, so size won.
 //   - Trace lookup tests the in-memory bloom filter, binary-searches the first trace ID of each
-//     trace_id page (from the Parquet column index, loaded at open), and binary-searches that
-//     one page in its encoded form; the trace's rows are then read from the one or two pages
-//     that hold them in each column.
+//     trace_id page (from the Parquet column index, loaded at open) of each run, and
+//     binary-searches that one page in its encoded form; the trace's rows are then read from
+//     the one or two pages that hold them in each column.
 //
 // Measured on the benchmark shape (10-span traces, two short attributes per span, random IDs,
 // log-normal durations) on 2 vCPUs: about 21.6 bytes per span on disk, 1.3 to 1.6 million spans
