@@ -140,9 +140,9 @@ func startNodeAt(t *testing.T, dataDir, httpAddr string, extra ...string) *proc 
 }
 
 // waitReady polls /ready until it answers 200, the server reports it could not start, or a
-// minute passes.
+// minute and a half passes (a JetStream node may wait up to a minute for its cluster).
 func (p *proc) waitReady() bool {
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://" + p.http + "/ready")
 		if err == nil {

@@ -130,6 +130,14 @@ func TestBusyConnectionsAreNotEvicted(t *testing.T) {
 			t.Fatalf("a busy request was cut off: %v", err)
 		}
 	}
-	// With the requests done, their connections are free again.
+	// With the requests done, their connections are free again once the server has closed
+	// them, which it does just after the clients read their answers.
+	deadline := time.Now().Add(10 * time.Second)
+	for ll.Open() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still open after their requests were answered", ll.Open())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	get(t, addr)
 }

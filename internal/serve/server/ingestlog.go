@@ -41,7 +41,8 @@ func openJetLog(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 	// A new ID per process start: a restarted node is a new member, and the old one's entries
 	// are recognisably dead.
 	id := fmt.Sprintf("%s-%s", sanitizeID(host), block.NewID(time.Now()))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Long enough for a NATS cluster started alongside to elect its leaders: Open retries.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	l, err := ingestlog.Open(ctx, ingestlog.Config{URLs: n.URLs, Stream: n.Stream, Replicas: n.Replicas, Partitions: n.Partitions,
 		User: n.User, Password: n.Password, Token: n.Token, CredsFile: n.CredsFile, MaxAge: time.Duration(n.MaxAge),

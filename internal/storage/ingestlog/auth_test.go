@@ -117,3 +117,47 @@ func operatorMode(t *testing.T) (conf, good, wrong string) {
 		opJWT, sysPub, sysPub, sysJWT, appPub, appJWT)
 	return conf, creds(appKP, "app.creds"), creds(strangerKP, "stranger.creds")
 }
+
+// A node started while its NATS cluster has no quorum waits for it instead of failing its start:
+// with two of three servers down, Open retries until they are back, then creates the stream and
+// buckets with their replicas. A configuration the servers refuse fails at once.
+func TestOpenWaitsForQuorum(t *testing.T) {
+	nc := natstest.Start(t, 3)
+	nc.Servers[1].Kill()
+	nc.Servers[2].Kill()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		l, err := Open(ctx, Config{URLs: []string{nc.Servers[0].URL}, Partitions: 2})
+		if err == nil {
+			defer l.Close()
+			err = l.Publish(ctx, "team-a", request(t, 0, 4, 2))
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Open returned without a quorum: %v", err)
+	case <-time.After(3 * time.Second):
+	}
+	nc.Servers[1].Restart()
+	nc.Servers[2].Restart()
+	if err := <-done; err != nil {
+		t.Fatalf("Open once the quorum was back: %v", err)
+	}
+
+	single := natstest.Start(t, 1)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l, err := Open(ctx, Config{URLs: []string{single.URLs()}, Replicas: 3, Partitions: 2})
+	if err == nil {
+		l.Close()
+		t.Fatal("replicas 3 on one server opened")
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatalf("a refused configuration took %v to fail: %v", time.Since(start), err)
+	}
+	t.Logf("replicas 3 on one server: %v", err)
+}

@@ -137,18 +137,24 @@ func (l *Log) setup(ctx context.Context) error {
 		return fmt.Errorf("ingestlog: %w", err)
 	}
 	c := l.cfg
-	l.stream, err = l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: c.Stream, Subjects: []string{c.Stream + ".>"}, Replicas: c.Replicas,
-		Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
-		MaxAge: c.MaxAge, Duplicates: time.Minute,
-		Description: "Ariadne's ingest log: OTLP trace requests by tenant and trace-ID partition",
+	err = l.untilReady(ctx, "stream", func(ctx context.Context) (err error) {
+		l.stream, err = l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: c.Stream, Subjects: []string{c.Stream + ".>"}, Replicas: c.Replicas,
+			Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
+			MaxAge: c.MaxAge, Duplicates: time.Minute,
+			Description: "Ariadne's ingest log: OTLP trace requests by tenant and trace-ID partition",
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("ingestlog: stream %s (replicas %d): %w", c.Stream, c.Replicas, err)
 	}
-	kv := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
-		b, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: c.Stream + "_" + name, History: 1,
-			TTL: ttl, Replicas: c.Replicas, Storage: jetstream.FileStorage})
+	kv := func(name string, ttl time.Duration) (b jetstream.KeyValue, err error) {
+		err = l.untilReady(ctx, "KV bucket "+name, func(ctx context.Context) (err error) {
+			b, err = l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: c.Stream + "_" + name, History: 1,
+				TTL: ttl, Replicas: c.Replicas, Storage: jetstream.FileStorage})
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("ingestlog: KV bucket %s_%s: %w", c.Stream, name, err)
 		}
@@ -162,6 +168,48 @@ func (l *Log) setup(ctx context.Context) error {
 	}
 	l.offsets, err = kv("offsets", 0)
 	return err
+}
+
+// untilReady runs create until it succeeds, fails for good, or ctx ends. A JetStream cluster
+// without a meta leader (servers started together with the nodes, or a quorum coming back)
+// drops or refuses API requests for a while; one request waiting out the whole start deadline
+// for an answer that never comes would fail a start that a retry seconds later completes.
+func (l *Log) untilReady(ctx context.Context, what string, create func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := create(actx)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		l.log.Warn("ingest log: JetStream not ready, retrying", "what", what, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(min(time.Duration(attempt)*250*time.Millisecond, 2*time.Second)):
+		}
+	}
+}
+
+// transient tells a cluster not ready yet (no meta leader, too few servers up for the
+// replicas, a request nobody answered) from a configuration the servers refuse (JetStream off,
+// more replicas than a single server can hold, a stream of that name with other subjects),
+// which no retry mends.
+func transient(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case 10005, // no suitable peers for placement
+		10008, // JetStream system temporarily unavailable
+		10023: // insufficient resources
+		return true
+	}
+	return apiErr.Code == 503
 }
 
 // Close drains nothing: a caller stops its Builder first.
