@@ -472,6 +472,37 @@ func (r *Reader) MayContain(id [16]byte) bool {
 	return r.bloom == nil || r.bloom.Test(id[:])
 }
 
+// A Probe is a trace ID with its bloom filter locations hashed once, for asking many blocks
+// whether they may hold it: the store asks every block about every new trace (split checks),
+// and hashing the ID again for each block made that cost grow with the block count.
+type Probe struct {
+	id   [16]byte
+	locs []uint64
+}
+
+// probeLocs covers the filters' k: 7 at the 1% false positive rate blocks are written with.
+const probeLocs = 16
+
+// NewProbe hashes id for MayContainProbe.
+func NewProbe(id [16]byte) *Probe {
+	return &Probe{id: id, locs: bloom.Locations(id[:], probeLocs)}
+}
+
+// MayContainProbe is MayContain(p's ID), without hashing it again: a filter's i-th location is
+// the same hash modulo its size, whatever the size.
+func (r *Reader) MayContainProbe(p *Probe) bool {
+	if r.meta.Traces == 0 || bytes.Compare(p.id[:], r.minID[:]) < 0 || bytes.Compare(p.id[:], r.maxID[:]) > 0 {
+		return false
+	}
+	if r.bloom == nil {
+		return true
+	}
+	if k := r.bloom.K(); k <= uint(len(p.locs)) {
+		return r.bloom.TestLocations(p.locs[:k])
+	}
+	return r.bloom.Test(p.id[:])
+}
+
 // HasTrace reports whether the block holds part of trace id, from memory unless the trace may
 // really be here: the bloom filter, then the trace IDs' first four bytes, then one trace_id page.
 func (r *Reader) HasTrace(id [16]byte) (bool, error) {

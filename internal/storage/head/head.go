@@ -334,41 +334,48 @@ func (t *Trace) snapshot() *Trace {
 	return &c
 }
 
-// CheckSplits settles Split for every live trace begun since the last call: inBlocks reports
-// whether blocks already hold part of a trace. It runs off the ingest path (the store calls it
-// from its flush loop), so appending a span never waits for block lookups.
-func (h *Head) CheckSplits(inBlocks func(id [16]byte) bool) {
-	var found [][16]byte
+// CheckSplits settles Split for every live trace begun since the last call: inBlocks sets
+// found[i] when blocks already hold part of trace ids[i]. It runs off the ingest path (the store
+// calls it from its flush loop), so appending a span never waits for block lookups, and it is
+// given every shard's new traces at once so that the store can test them block by block: one
+// block's bloom filter stays in cache for all of them, where testing each trace against every
+// block in turn missed the cache once per block.
+func (h *Head) CheckSplits(inBlocks func(ids [][16]byte, found []bool)) {
+	counts := make([]int, len(h.shards))
+	var ids [][16]byte
 	for i := range h.shards {
 		sh := &h.shards[i]
 		// The IDs stay listed until they are marked, so that SplitSummaries sees them meanwhile.
 		sh.mu.Lock()
-		ids := slices.Clone(sh.unchecked)
+		ids = append(ids, sh.unchecked...)
+		counts[i] = len(sh.unchecked)
 		sh.mu.Unlock()
-		if len(ids) == 0 {
+	}
+	if len(ids) == 0 {
+		return
+	}
+	found := make([]bool, len(ids))
+	inBlocks(ids, found)
+	off := 0
+	for i, n := range counts {
+		if n == 0 {
 			continue
 		}
-		found = found[:0]
-		for _, id := range ids {
-			if inBlocks(id) {
-				found = append(found, id)
-			}
-		}
+		sh := &h.shards[i]
 		sh.mu.Lock()
-		for _, id := range ids {
+		for j, id := range ids[off : off+n] {
 			if t := sh.live[id]; t != nil {
 				t.SplitChecked = true
-			}
-		}
-		for _, id := range found {
-			if t := sh.live[id]; t != nil {
-				t.Split = true
-				sh.splitIDs[id] = struct{}{}
+				if found[off+j] {
+					t.Split = true
+					sh.splitIDs[id] = struct{}{}
+				}
 			}
 		}
 		// Only this loop takes IDs off, and appends go to the end.
-		sh.unchecked = slices.Clone(sh.unchecked[len(ids):])
+		sh.unchecked = slices.Clone(sh.unchecked[n:])
 		sh.mu.Unlock()
+		off += n
 	}
 }
 

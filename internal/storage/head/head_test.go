@@ -212,9 +212,11 @@ func TestSplitMarks(t *testing.T) {
 		t.Fatalf("before CheckSplits: split %v checked %v", tr.Split, tr.SplitChecked)
 	}
 	var asked []byte
-	h.CheckSplits(func(id [16]byte) bool {
-		asked = append(asked, id[0])
-		return id[0] == 2
+	h.CheckSplits(func(ids [][16]byte, found []bool) {
+		for i, id := range ids {
+			asked = append(asked, id[0])
+			found[i] = id[0] == 2
+		}
 	})
 	slices.Sort(asked)
 	if asked = slices.Compact(asked); !slices.Equal(asked, []byte{1, 2, 3}) {
@@ -226,7 +228,7 @@ func TestSplitMarks(t *testing.T) {
 	if tr := live(3); tr.Split || !tr.SplitChecked {
 		t.Fatalf("trace 3 after CheckSplits: split %v checked %v", tr.Split, tr.SplitChecked)
 	}
-	h.CheckSplits(func(id [16]byte) bool { t.Fatalf("asked again about %x", id); return false })
+	h.CheckSplits(func(ids [][16]byte, _ []bool) { t.Fatalf("asked again about %x", ids) })
 }
 
 // A reader of the whole head runs its callback outside the shard locks, so ingest can append

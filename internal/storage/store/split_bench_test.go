@@ -10,12 +10,13 @@ import (
 )
 
 // BenchmarkCheckSplits measures what looking for earlier parts of new traces costs the flush
-// loop, per new trace, with blocks holding 20,000 traces each: a bloom filter test per block,
+// loop, per new trace, with blocks holding 20,000 traces each (64 blocks: about what waits for
+// compaction in a busy minute, compact_fresh_age): a bloom filter test per block,
 // and, for the bloom's false positives (1% per block), the in-memory trace ID prefixes.
 //
 //	go test -run xxx -bench CheckSplits ./internal/storage/store/
 func BenchmarkCheckSplits(b *testing.B) {
-	for _, blocks := range []int{4, 16} {
+	for _, blocks := range []int{4, 16, 64} {
 		b.Run("blocks="+strconv.Itoa(blocks), func(b *testing.B) {
 			s := open(b, b.TempDir(), nil)
 			defer s.Close()

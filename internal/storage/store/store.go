@@ -548,20 +548,26 @@ func (s *Store) flush(all bool) error {
 	return err
 }
 
-// inBlocks reports whether some block holds part of trace id. A block that cannot be read
+// inBlocks sets found[i] when some block holds part of trace ids[i]. A block that cannot be read
 // counts as holding it: a trace wrongly taken as split is only judged more slowly.
-func (s *Store) inBlocks(id [16]byte) bool {
-	s.blocksMu.RLock()
-	defer s.blocksMu.RUnlock()
-	for _, b := range s.blocks {
-		if !b.MayContain(id) {
-			continue
-		}
-		if ok, err := b.HasTrace(id); ok || err != nil {
-			return true
+func (s *Store) inBlocks(ids [][16]byte, found []bool) {
+	blocks, release := s.AcquireBlocks()
+	defer release()
+	probes := make([]*block.Probe, len(ids))
+	for i, id := range ids {
+		probes[i] = block.NewProbe(id)
+	}
+	// Block by block, so each bloom filter is read from cache for every trace.
+	for _, b := range blocks {
+		for i, p := range probes {
+			if found[i] || !b.MayContainProbe(p) {
+				continue
+			}
+			if ok, err := b.HasTrace(ids[i]); ok || err != nil {
+				found[i] = true
+			}
 		}
 	}
-	return false
 }
 
 func (s *Store) trimWAL() error {
