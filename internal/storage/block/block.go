@@ -111,6 +111,9 @@ type Trace struct {
 	// Split marks a trace known to have other parts outside this block (an earlier part cut
 	// from the head before these spans arrived). The block lists such traces in Meta.Split.
 	Split bool
+	// Start is the earliest start of the spans (unix nanoseconds) when the caller knows it, as
+	// the head does; 0 has Write read it from the spans when it puts a block in runs.
+	Start uint64
 }
 
 // Span is one span in wire form.

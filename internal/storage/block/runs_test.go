@@ -126,3 +126,70 @@ func TestRunsKeepSplitTracesWhole(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteInRuns writes a block from the head big enough for runs: they come in start order,
+// each sorted by trace ID, every trace is found by ID and read back whole, and a trace given
+// in two entries is merged into one.
+func TestWriteInRuns(t *testing.T) {
+	ctx := context.Background()
+	store := newStore(t)
+	r := rand.New(rand.NewPCG(7, 18))
+	g := &otlpwire.Group{}
+	base := uint64(1_800_000_000) * 1e9
+	traces := timedTraces(t, r, g, base, 95)
+	// A second entry of one trace, earlier than its first: the trace starts then.
+	twice := traces[50].ID
+	traces = append(traces, Trace{ID: twice, Spans: []Span{timedSpan(t, r, g, base+2)}})
+	r.Shuffle(len(traces), func(i, j int) { traces[i], traces[j] = traces[j], traces[i] })
+	// The head gives the start; blocks from other writers leave it to the spans.
+	for i := range traces[:40] {
+		traces[i].Start, _ = traceStart(&traces[i])
+	}
+	m, err := Write(ctx, store, traces, WriteOptions{RunTraces: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Runs) != 9 || m.Traces != 95 {
+		t.Fatalf("%d runs, %d traces", len(m.Runs), m.Traces)
+	}
+	br, err := Open(ctx, store, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	runs := br.Runs()
+	for i, run := range runs {
+		if i > 0 && run.MinStart < runs[i-1].MaxStart {
+			t.Errorf("run %d %+v starts before run %d ends %+v", i, run, i-1, runs[i-1])
+		}
+	}
+	it := br.Iter()
+	var prev [16]byte
+	row, spans := int64(0), 0
+	for tr, ok := it.Next(ctx); ok; tr, ok = it.Next(ctx) {
+		first := slices.ContainsFunc(runs, func(rr RunRange) bool { return rr.From == row })
+		if !first && string(tr.ID[:]) <= string(prev[:]) {
+			t.Fatalf("row %d: %x after %x within a run", row, tr.ID, prev)
+		}
+		prev, row, spans = tr.ID, row+1, spans+len(tr.Spans)
+		if has, err := br.HasTrace(tr.ID); !has || err != nil {
+			t.Fatalf("trace %x: %v, %v", tr.ID, has, err)
+		}
+	}
+	if it.Err() != nil || row != 95 || spans != 96 {
+		t.Fatalf("read %d traces, %d spans: %v", row, spans, it.Err())
+	}
+	// The trace of two entries is one, in the first run (it starts first).
+	rs, err := br.FindTrace(ctx, twice)
+	if err != nil || len(rs) != 1 || len(rs[0].ScopeSpans[0].Spans) != 2 {
+		t.Fatalf("merged trace: %v, %v", rs, err)
+	}
+	var in bool
+	err = br.Scan(ctx, ScanOptions{From: runs[0].From, To: runs[0].To}, func(b *ScanBatch) bool {
+		in = in || slices.ContainsFunc(b.Traces, func(st ScanTrace) bool { return st.ID == twice })
+		return true
+	})
+	if err != nil || !in {
+		t.Fatalf("trace of two entries not in the first run: %v", err)
+	}
+}

@@ -323,6 +323,7 @@ type writer struct {
 
 	keys     []sortKey
 	order    []int32 // trace entries sorted by ID
+	units    []unit  // order's trace IDs, in the order they are written
 	perm     []int32 // span order within the current trace
 	parentOf []int32
 	ids      []uint64
@@ -433,24 +434,109 @@ func (w *writer) write(ctx context.Context, traces []Trace, opts WriteOptions) (
 		w.order = append(w.order, k.idx)
 	}
 
-	for i, k := 0, 0; i < len(w.order); k++ {
-		if k%1024 == 0 {
-			if err := ctx.Err(); err != nil {
-				return Meta{}, err
-			}
-		}
+	// Each trace ID's entries are one unit, in ID order.
+	w.units = w.units[:0]
+	for i := 0; i < len(w.order); {
 		j := i + 1
 		id := traces[w.order[i]].ID
 		for j < len(w.order) && traces[w.order[j]].ID == id {
 			j++
 		}
-		err := w.add(traces, w.order[i:j])
+		w.units = append(w.units, unit{int32(i), int32(j), 0})
 		i = j
-		if err != nil {
+	}
+	runs, err := w.runsOf(traces, opts)
+	if err != nil {
+		return Meta{}, err
+	}
+	for k, u := range w.units {
+		if k%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return Meta{}, err
+			}
+		}
+		if len(runs) > 0 && k == runs[0] {
+			runs = runs[1:]
+			if err := w.endRun(); err != nil {
+				return Meta{}, err
+			}
+		}
+		if err := w.add(traces, w.order[u.i:u.j]); err != nil {
 			return Meta{}, err
 		}
 	}
 	return w.end()
+}
+
+// unit is one trace ID's entries, order[i:j], and its earliest span start once known.
+type unit struct {
+	i, j  int32
+	start uint64
+}
+
+// runsOf puts a block of enough traces in runs by start time (see Run), as compaction would:
+// it reorders w.units by start, cuts them into runs of at least RunTraces (at most MaxRuns),
+// sorts each run by trace ID again and returns the indexes in w.units where runs after the
+// first begin. Fewer than two runs' worth of traces stay one run, sorted by ID, unchanged.
+func (w *writer) runsOf(traces []Trace, opts WriteOptions) ([]int, error) {
+	least := opts.RunTraces
+	if least <= 0 {
+		least = minRunTraces
+	}
+	n := int64(len(w.units))
+	if n < 2*least {
+		return nil, nil
+	}
+	for k := range w.units {
+		u := &w.units[k]
+		for _, e := range w.order[u.i:u.j] {
+			st, err := traceStart(&traces[e])
+			if err != nil {
+				return nil, fmt.Errorf("trace %x: %w", traces[e].ID, err)
+			}
+			if e == w.order[u.i] || st < u.start {
+				u.start = st
+			}
+		}
+	}
+	// Stable: units of one start keep their ID order.
+	slices.SortStableFunc(w.units, func(a, b unit) int { return cmp.Compare(a.start, b.start) })
+	r := min(n/least, MaxRuns)
+	var cuts []int
+	for k := int64(0); k < r; k++ {
+		lo, hi := int(k*n/r), int((k+1)*n/r)
+		// Units were in ID order before the sort, so their positions order them by ID.
+		slices.SortFunc(w.units[lo:hi], func(a, b unit) int { return cmp.Compare(a.i, b.i) })
+		if k > 0 {
+			cuts = append(cuts, lo)
+		}
+	}
+	return cuts, nil
+}
+
+// traceStart is the earliest start of a trace's spans: Trace.Start when the caller set it,
+// else read from the spans' wire form.
+func traceStart(t *Trace) (uint64, error) {
+	if t.Start != 0 {
+		return t.Start, nil
+	}
+	var start uint64
+	for i, sp := range t.Spans {
+		for b := sp.Raw; len(b) > 0; {
+			num, typ, _, x, rest, err := next(b, "span")
+			if err != nil {
+				return 0, err
+			}
+			b = rest
+			if num == spanStart && typ == protowire.Fixed64Type {
+				if i == 0 || x < start {
+					start = x
+				}
+				break
+			}
+		}
+	}
+	return start, nil
 }
 
 // begin starts a block: the file writers are reset by the caller (to memory or to files).

@@ -114,7 +114,7 @@ func (s *Store) writeBlock(job blockJob) error {
 		t.Spans(func(g *otlpwire.Group, raw []byte) {
 			slab = append(slab, block.Span{Group: g, Raw: raw})
 		})
-		traces[i] = block.Trace{ID: t.ID, Spans: slab[from:len(slab):len(slab)], SampleRatio: job.ratios[i], Truncated: t.Truncated, Split: t.Split}
+		traces[i] = block.Trace{ID: t.ID, Spans: slab[from:len(slab):len(slab)], SampleRatio: job.ratios[i], Truncated: t.Truncated, Split: t.Split, Start: t.Start}
 	}
 	spans := len(slab)
 	defer func() {
