@@ -138,10 +138,12 @@ type Store struct {
 	head *head.Head
 	objs objstore.Store
 
-	// appendMu orders WAL trimming against appends: an append holds it shared from the WAL write
-	// until its spans are in the head, so trimming never deletes a segment whose spans the head
-	// has not seen yet.
-	appendMu sync.RWMutex
+	// inflight orders WAL trimming against appends without making either wait for the other:
+	// an append is registered from before its WAL write until its spans are in the head, so
+	// trimming never deletes a segment whose spans the head has not seen yet (see trimWAL).
+	inflight inflightAppends
+	// afterWALWrite, when set (by tests), runs in Append between the WAL write and the head.
+	afterWALWrite func()
 
 	// blocksMu guards the list only: it is held for no I/O, so readers never wait on storage.
 	// The list holds one reference to each reader (block.Reader.Retain); a retired block's
@@ -314,8 +316,8 @@ func (s *Store) startLoops() {
 // without writing them to a WAL: with Options.ExternalLog they are durable in the caller's log
 // at position seq, which the head remembers per trace (MinSegment) until a block holds them.
 func (s *Store) AppendLogged(seq uint64, payload []byte) error {
-	s.appendMu.RLock()
-	defer s.appendMu.RUnlock()
+	// Nothing to order against: with an external log the store trims no WAL, and the caller
+	// commits offsets from head.MinSegment, which holds seq from the moment the spans are in.
 	_, err := s.appendHead(seq, payload)
 	return err
 }
@@ -323,11 +325,13 @@ func (s *Store) AppendLogged(seq uint64, payload []byte) error {
 // Append makes the spans of one ExportTraceServiceRequest (already validated, protobuf wire
 // form) durable and readable. payload may be reused when Append returns.
 func (s *Store) Append(payload []byte) error {
-	s.appendMu.RLock()
-	defer s.appendMu.RUnlock()
+	defer s.inflight.leave(s.inflight.enter(s.wal.ActiveSegment()))
 	seq, err := s.wal.Append(payload)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
+	}
+	if s.afterWALWrite != nil {
+		s.afterWALWrite()
 	}
 	_, err = s.appendHead(seq, payload)
 	return err
@@ -337,8 +341,7 @@ func (s *Store) Append(payload []byte) error {
 // valid): the head takes the spans from the batch instead of scanning payload again. payload
 // is what goes to the WAL, and spans must be its scan.
 func (s *Store) AppendBatch(payload []byte, spans *otlpwire.Batch) error {
-	s.appendMu.RLock()
-	defer s.appendMu.RUnlock()
+	defer s.inflight.leave(s.inflight.enter(s.wal.ActiveSegment()))
 	seq, err := s.wal.Append(payload)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
@@ -574,13 +577,62 @@ func (s *Store) trimWAL() error {
 	if s.wal == nil {
 		return nil
 	}
-	s.appendMu.Lock()
-	seq, ok := s.head.MinSegment()
-	if !ok {
-		seq = s.wal.ActiveSegment()
+	// Every segment from the lowest of three bounds on is kept, read in this order:
+	//  1. the active segment: an append that writes to the WAL after this reading writes here
+	//     or later (segments only grow);
+	//  2. the appends in flight: one that wrote before (1) and has not reached the head is
+	//     registered, with a segment no later than the one it wrote to;
+	//  3. the head: an append that left the registry before (2) has its spans in the head, or
+	//     in a block already.
+	// Trimming used to exclude appends while it walked the head (an RWMutex taken exclusively):
+	// every export then waited for the walk and for the group commit in flight, the largest
+	// item of the server's mutex profile with queries running.
+	seq := s.wal.ActiveSegment()
+	if f, ok := s.inflight.min(); ok && f < seq {
+		seq = f
 	}
-	s.appendMu.Unlock()
+	if h, ok := s.head.MinSegment(); ok && h < seq {
+		seq = h
+	}
 	return s.wal.RemoveBefore(seq)
+}
+
+// inflightAppends counts the appends between their WAL write and the head, by the segment that
+// was active when each began: a lower bound of the segment it writes to. The lock is held for a
+// map update, never across I/O, and there are a few distinct segments in it at most.
+type inflightAppends struct {
+	mu     sync.Mutex
+	counts map[uint64]int
+}
+
+func (f *inflightAppends) enter(seq uint64) uint64 {
+	f.mu.Lock()
+	if f.counts == nil {
+		f.counts = make(map[uint64]int)
+	}
+	f.counts[seq]++
+	f.mu.Unlock()
+	return seq
+}
+
+func (f *inflightAppends) leave(seq uint64) {
+	f.mu.Lock()
+	if f.counts[seq]--; f.counts[seq] == 0 {
+		delete(f.counts, seq)
+	}
+	f.mu.Unlock()
+}
+
+// min is the lowest segment an append in flight may have written to.
+func (f *inflightAppends) min() (seq uint64, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s := range f.counts {
+		if !ok || s < seq {
+			seq, ok = s, true
+		}
+	}
+	return seq, ok
 }
 
 func (s *Store) applyRetention() error {

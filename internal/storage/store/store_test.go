@@ -3,8 +3,10 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,5 +255,71 @@ func TestSplitTracesAreMarked(t *testing.T) {
 	}
 	if got := splitIn(s.Blocks()[0].Meta()); !got[1] {
 		t.Fatalf("compacted block lists split traces %v, want trace 1", got)
+	}
+}
+
+// An append between its WAL write and the head while the flush loop trims the WAL: the trim
+// neither waits for it (nor do other appends and flushes) nor deletes the segment it wrote to,
+// so a crash right after it is acknowledged replays it.
+func TestTrimKeepsSegmentsOfAppendsInFlight(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, func(o *Options) { o.CompactMinBlocks = -1 })
+	var hold atomic.Bool
+	reached, release := make(chan struct{}), make(chan struct{})
+	s.afterWALWrite = func() {
+		if hold.CompareAndSwap(true, false) {
+			close(reached)
+			<-release
+		}
+	}
+	now := time.Now()
+	hold.Store(true)
+	appended := make(chan error, 1)
+	go func() { appended <- s.Append(req(t, "a", sp(1, 1, 0, now), sp(1, 2, 1, now))) }()
+	<-reached
+	inFlight := s.wal.ActiveSegment()
+
+	// Meanwhile another export lands in the next segment (the flush rolled the WAL), and a
+	// flush writes it to a block and trims. Neither waits for the append in flight.
+	others := make(chan error, 1)
+	go func() {
+		err := s.Flush()
+		if err == nil {
+			err = s.Append(req(t, "b", sp(2, 1, 0, now)))
+		}
+		if err == nil {
+			err = s.Flush()
+		}
+		others <- err
+	}()
+	select {
+	case err := <-others:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		close(release)
+		t.Fatal("flushing and appending waited for an append in flight")
+	}
+	if s.wal.ActiveSegment() == inFlight {
+		t.Fatal("the WAL did not move to a new segment; the test checks nothing")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "wal", fmt.Sprintf("%016d.wal", inFlight))); err != nil {
+		ents, _ := os.ReadDir(filepath.Join(dir, "wal"))
+		t.Fatalf("the segment of the append in flight was trimmed (%v); the WAL holds %v", err, ents)
+	}
+	close(release)
+	if err := <-appended; err != nil {
+		t.Fatal(err)
+	}
+	// The process dies with trace 1 acknowledged, in the head and the WAL only.
+	s.wal.Close()
+	s2 := open(t, dir, func(o *Options) { o.CompactMinBlocks = -1 })
+	defer s2.Close()
+	if h, _ := spansOf(t, s2, 1); h != 2 {
+		t.Fatalf("after the crash trace 1 has %d spans in the head, want 2 (replayed %d)", h, s2.Stats().ReplayedSpans)
+	}
+	if _, b := spansOf(t, s2, 2); b != 1 {
+		t.Fatalf("trace 2 has %d spans in blocks, want 1", b)
 	}
 }
