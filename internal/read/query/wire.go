@@ -68,7 +68,10 @@ func (q *Querier) FindTraceWire(ctx context.Context, id [16]byte, tr TimeRange, 
 			continue
 		}
 		_, err := b.FindTraceEncoded(ctx, id, func(spans []block.Span) error {
-			queryscheduler.Yield(ctx) // a large trace leaves ingest its share of the CPU
+			// A large trace leaves ingest its share of the CPU, and stops when its client is gone.
+			if err := queryscheduler.Yield(ctx); err != nil {
+				return err
+			}
 			for _, sp := range spans {
 				if err := w.addGroupSpan(sp.Group, sp.Raw); err != nil {
 					return fmt.Errorf("span: %w", err)

@@ -58,20 +58,24 @@ func (s *Scheduler) Pace(ctx context.Context) context.Context {
 // pauses the query once it has worked paceSlice since its last pause, for as long as keeps its
 // work to Config.CPUShare of the time while ingest is busy, and otherwise lets other goroutines
 // run. A pause ends early when ctx does. Outside a paced query (no Pace in ctx) it does nothing.
-func Yield(ctx context.Context) {
+//
+// It returns ctx's error once ctx is done (checked at least every paceSlice of work), and the
+// caller stops there: the loops that call Yield are the ones that run long, so this is where a
+// query whose client went away or whose timeout passed stops reading.
+func Yield(ctx context.Context) error {
 	p, _ := ctx.Value(paceKey{}).(*pace)
 	if p == nil {
-		return
+		return ctx.Err()
 	}
 	now := nanotime()
 	ran := now - p.last.Load()
 	if ran < int64(paceSlice) {
-		return
+		return nil
 	}
 	if !p.s.ingestBusy(now) {
 		runtime.Gosched()
 		p.last.Store(nanotime())
-		return
+		return ctx.Err()
 	}
 	share := p.s.cfg.CPUShare
 	pause := time.Duration(min(float64(ran)*(1-share)/share, float64(maxPause)))
@@ -84,6 +88,7 @@ func Yield(ctx context.Context) {
 	end := nanotime()
 	p.s.paused.Add(end - now)
 	p.last.Store(end)
+	return ctx.Err()
 }
 
 var epoch = time.Now()

@@ -44,6 +44,9 @@ type Stats struct {
 	Rejected      int64
 	// Paused is the time queries have spent pausing for ingest, added up.
 	Paused time.Duration
+	// Canceled and TimedOut count admitted queries that stopped before their answer: their
+	// client went away, or their timeout passed (see NoteStopped).
+	Canceled, TimedOut int64
 }
 
 // Scheduler is safe for concurrent use.
@@ -63,6 +66,8 @@ type Scheduler struct {
 
 	ingestAt atomic.Int64 // nanotime of the last NoteIngest
 	paused   atomic.Int64 // nanoseconds queries spent in Yield's pauses
+	canceled atomic.Int64
+	timedOut atomic.Int64
 }
 
 type waiter struct {
@@ -246,5 +251,17 @@ func (s *Scheduler) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Stats{Running: s.running, Queued: s.queued, ReservedBytes: s.reserved, Rejected: s.rejected,
-		Paused: time.Duration(s.paused.Load())}
+		Paused: time.Duration(s.paused.Load()), Canceled: s.canceled.Load(), TimedOut: s.timedOut.Load()}
+}
+
+// NoteStopped records why an admitted query stopped early, from the error its reading returned:
+// context.Canceled when its client went away, context.DeadlineExceeded when its timeout passed.
+// Other errors are not counted. It shows that a query whose client is gone stops reading.
+func (s *Scheduler) NoteStopped(err error) {
+	switch {
+	case errors.Is(err, context.Canceled):
+		s.canceled.Add(1)
+	case errors.Is(err, context.DeadlineExceeded):
+		s.timedOut.Add(1)
+	}
 }

@@ -396,7 +396,11 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 		if whole[c.id] {
 			continue
 		}
-		queryscheduler.Yield(ctx) // ingest's share of the CPU, between traces
+		// Ingest's share of the CPU, between traces; and where a query over a large head stops
+		// when its client goes away or its time is up.
+		if err := queryscheduler.Yield(ctx); err != nil {
+			return err
+		}
 		hts := h.Get(c.id)
 		if len(hts) == 0 {
 			continue // released to a block since the summary was taken: the block has it
@@ -465,8 +469,11 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 		}
 		scan := func(opts block.ScanOptions) error {
 			var last int64
-			return b.Scan(ctx, opts, func(sb *block.ScanBatch) bool {
-				queryscheduler.Yield(ctx) // ingest's share of the CPU, between batches
+			var stopped error
+			err := b.Scan(ctx, opts, func(sb *block.ScanBatch) bool {
+				if stopped = queryscheduler.Yield(ctx); stopped != nil { // ingest's share of the CPU, between batches
+					return false
+				}
 				m.InspectedBytes += sb.Bytes - last
 				last = sb.Bytes
 				_, err := batchTraces(sb, res, func(t *trace) bool {
@@ -477,6 +484,10 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 				})
 				return err == nil
 			})
+			if err == nil {
+				err = stopped
+			}
+			return err
 		}
 		if p.limit > 0 && !e.fullScan {
 			err = scanNewestFirst(ctx, b, opts, p.limit, p.have, scan, enough)

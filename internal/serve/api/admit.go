@@ -123,6 +123,9 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, cost int64, h htt
 // queryFailed answers a query that returned err: 504 when it ran out of time, nothing when its
 // client went away, 500 otherwise.
 func (s *Server) queryFailed(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if s.sched != nil {
+		s.sched.NoteStopped(err)
+	}
 	switch {
 	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
 		s.log.Debug(what+": client went away", "err", err)

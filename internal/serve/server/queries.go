@@ -37,6 +37,10 @@ func newQueryScheduler(qc config.Query, reg prometheus.Registerer) *queryschedul
 			stat(func(s queryscheduler.Stats) float64 { return float64(s.Rejected) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ariadne_query_paused_seconds_total", Help: "Time running queries paused to leave ingest its share of the CPU."},
 			stat(func(s queryscheduler.Stats) float64 { return s.Paused.Seconds() })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ariadne_query_canceled_total", Help: "Queries that stopped reading because their client went away."},
+			stat(func(s queryscheduler.Stats) float64 { return float64(s.Canceled) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ariadne_query_timed_out_total", Help: "Queries stopped at query.timeout while running (HTTP 504, gRPC DeadlineExceeded)."},
+			stat(func(s queryscheduler.Stats) float64 { return float64(s.TimedOut) })),
 	)
 	return sch
 }

@@ -43,7 +43,8 @@ const streamQueryCost = 8 << 20
 // admitStreams makes every streaming call wait for a slot in sch, in its tenant's queue (the
 // x-scope-orgid metadata, which the auth gate has already checked or set). A full queue, or a
 // wait as long as timeout, is ResourceExhausted: the server is busy, and Grafana shows the
-// message; a client that hangs up while waiting leaves the queue.
+// message; a client that hangs up while waiting leaves the queue. A call still running at its
+// timeout ends with DeadlineExceeded.
 func admitStreams(sch *queryscheduler.Scheduler, timeout time.Duration) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx := ss.Context()
@@ -69,7 +70,12 @@ func admitStreams(sch *queryscheduler.Scheduler, timeout time.Duration) grpc.Str
 			return status.FromContextError(ctx.Err()).Err()
 		}
 		defer release()
-		return handler(srv, pacedStream{ss, sch.Pace(ctx)})
+		// The call runs under the same timeout, queueing included, as an HTTP query does.
+		err = handler(srv, pacedStream{ss, sch.Pace(wait)})
+		if err != nil {
+			sch.NoteStopped(wait.Err())
+		}
+		return err
 	}
 }
 

@@ -185,7 +185,8 @@ func (s *service) search(req *streamingpb.SearchRequest, st grpc.ServerStream) e
 func (s *service) failed(what, q string, err error) error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.Errorf(codes.DeadlineExceeded, "%s took longer than %s", what, queryTimeout)
+		// The deadline is this package's or, sooner, the caller's (the server's query.timeout).
+		return status.Errorf(codes.DeadlineExceeded, "%s ran out of time (query timeout)", what)
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
 	}
