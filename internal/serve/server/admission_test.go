@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,5 +194,46 @@ func TestQueriesPauseForIngest(t *testing.T) {
 	}
 	if v := metricValue(scrape(t, s), "ariadne_query_paused_seconds_total", nil); v <= 0 {
 		t.Fatalf("paused %v s reading 20,000 spans while ingest was busy", v)
+	}
+}
+
+// The queues are per tenant, as the API names them (X-Scope-OrgID with multi-tenancy on):
+// tenant a with its queue full is refused while tenant b's query still waits its turn and is
+// answered. The order queues are served in is the scheduler's TestTenantsServedInTurn.
+func TestQueueIsPerTenant(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.MultitenancyEnabled = true
+	cfg.Query.MaxConcurrentQueries = 1
+	cfg.Query.MaxOutstandingPerTenant = 1
+	s := startServer(t, cfg)
+	hold, err := s.Queries.Acquire(t.Context(), "someone", 0) // the one slot, held
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release := func() { once.Do(hold) }
+	defer release()
+	search := "http://" + s.HTTPAddr + "/api/search?q=%7B%7D"
+	answered := make(chan string, 2)
+	for _, tenant := range []string{"a", "b"} {
+		go func() {
+			resp, body := tenantGet(t, search, tenant)
+			answered <- fmt.Sprintf("%s %d %s", tenant, resp.StatusCode, body)
+		}()
+		waitGauge(t, s, "ariadne_query_queued", map[string]float64{"a": 1, "b": 2}[tenant])
+	}
+	// Each tenant has one query waiting: a's next is refused, though b's was queued after a's
+	// queue was already full.
+	if resp, body := tenantGet(t, search, "a"); resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, `tenant "a"`) {
+		t.Fatalf("tenant a past its queue: %d %s", resp.StatusCode, body)
+	}
+	release()
+	for range 2 {
+		if got := <-answered; !strings.Contains(got, " 200 ") {
+			t.Fatalf("a queued query once the slot was free: %.200s", got)
+		}
+	}
+	if v := metricValue(scrape(t, s), "ariadne_query_rejected_total", nil); v != 1 {
+		t.Fatalf("rejected %v, want 1 (tenant a's third query only)", v)
 	}
 }
