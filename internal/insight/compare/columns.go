@@ -423,13 +423,41 @@ type attrRows struct {
 	dbls  []float64
 	bools []bool
 	raws  *block.StringColumn
+	// Strings of high-cardinality keys (block.ValueStringPlain and ValueStringPlainNew) are in
+	// raws too: counting needs only their types, and raws is read when some value must be
+	// shown or compared (loadRaws).
+	c  *block.ColumnReader
+	rg int
+	b  *bufs
+}
+
+// isPlain reports whether typ is a string kept out of the dictionary.
+func isPlain(typ int32) bool {
+	return typ == block.ValueStringPlain || typ == block.ValueStringPlainNew
+}
+
+// loadRaws reads the row group's raw column, once.
+func (a *attrRows) loadRaws() error {
+	if a.raws != nil {
+		return nil
+	}
+	if err := a.c.Strings(a.rg, "raw", &a.b.raws); err != nil {
+		return err
+	}
+	if len(a.b.raws.Index) != len(a.owner) {
+		return fmt.Errorf("compare: attribute columns of unequal length")
+	}
+	a.raws = &a.b.raws
+	return nil
 }
 
 // readAttrs reads row group rg of an attributes file into b's buffers; the value columns only
-// when some row has their type.
-func readAttrs(c *block.ColumnReader, rg int, b *bufs) (*attrRows, error) {
+// when some row has their type, the plain strings only with plain (else on first use,
+// loadRaws).
+func readAttrs(c *block.ColumnReader, rg int, b *bufs, plain bool) (*attrRows, error) {
 	a := &b.attrs
-	*a = attrRows{owner: a.owner[:0], types: a.types[:0], ints: a.ints[:0], dbls: a.dbls[:0], bools: a.bools[:0], keys: &b.keys}
+	*a = attrRows{owner: a.owner[:0], types: a.types[:0], ints: a.ints[:0], dbls: a.dbls[:0], bools: a.bools[:0],
+		keys: &b.keys, c: c, rg: rg, b: b}
 	var err error
 	if a.owner, err = c.Int64s(rg, "owner", a.owner); err != nil {
 		return nil, err
@@ -440,9 +468,9 @@ func readAttrs(c *block.ColumnReader, rg int, b *bufs) (*attrRows, error) {
 	if a.types, err = c.Int32s(rg, "type", a.types); err != nil {
 		return nil, err
 	}
-	var has [block.ValueRaw + 1]bool
+	var has [block.ValueStringPlainNew + 1]bool
 	for _, t := range a.types {
-		if t >= 0 && t <= block.ValueRaw {
+		if t >= 0 && t <= block.ValueStringPlainNew {
 			has[t] = true
 		}
 	}
@@ -467,9 +495,8 @@ func readAttrs(c *block.ColumnReader, rg int, b *bufs) (*attrRows, error) {
 			return nil, err
 		}
 	}
-	if has[block.ValueRaw] {
-		a.raws = &b.raws
-		if err = c.Strings(rg, "raw", a.raws); err != nil {
+	if has[block.ValueRaw] || plain && (has[block.ValueStringPlain] || has[block.ValueStringPlainNew]) {
+		if err := a.loadRaws(); err != nil {
 			return nil, err
 		}
 	}
@@ -481,11 +508,13 @@ func readAttrs(c *block.ColumnReader, rg int, b *bufs) (*attrRows, error) {
 	return a, nil
 }
 
-// value is row i's value as the engine reads it.
+// value is row i's value as the engine reads it. A plain string must be loaded (loadRaws).
 func (a *attrRows) value(i int) search.Value {
 	switch a.types[i] {
 	case block.ValueString:
 		return search.Value{Type: "string", String: a.strs.String(a.strs.Index[i])}
+	case block.ValueStringPlain, block.ValueStringPlainNew:
+		return search.Value{Type: "string", String: a.raws.String(a.raws.Index[i])}
 	case block.ValueInt:
 		return search.Value{Type: "int", Int: a.ints[i]}
 	case block.ValueDouble:
@@ -604,7 +633,8 @@ func (f *colFilter) evaluateAttrs(bs *blockSpans, vals [][]uint8, has [][]bool) 
 	decided := make([][]bool, len(f.leaves)) // the span's first row of the key was seen
 	ac := bs.r.Columns(block.FileSpanAttrs)
 	for rg := range ac.RowGroups() {
-		a, err := readAttrs(ac, rg, bs.buf)
+		// Filters compare values, so plain strings are read too.
+		a, err := readAttrs(ac, rg, bs.buf, true)
 		if err != nil {
 			return err
 		}
@@ -969,11 +999,13 @@ func (x *exampler) add(ex *[examples][16]byte, n *uint8, bs *blockSpans, span in
 	*n++
 }
 
-// counted is a value's count on one side of a block, with its examples.
+// counted is a value's count on one side of a block, with its examples, and for a pair the
+// attribute row it was first seen in (where a plain string's value is read).
 type counted struct {
 	n   int64
 	ex  [examples][16]byte
 	nex uint8
+	row int32
 }
 
 func (c *counted) add(x *exampler, bs *blockSpans, span int, sd uint8) {
@@ -1062,6 +1094,14 @@ type attrCounter struct {
 	// values the row group has given it
 	acc      [3][]*keyAcc
 	distinct [3][]int
+	// plainNew counts the plain strings marked new in the row group per key entry and side:
+	// they are distinct values among themselves, so past maxDistinct the key is an identifier
+	// for certain, and no string of it need be read. Until then the plain rows wait in
+	// pending, and flush reads their strings for the keys still counted.
+	plainNew [3][]int
+	pending  []pendingRow
+	// plain strings by content, to a number for pairKey
+	plainIDs map[string]int32
 	// string values by dictionary entry: the key entry that owns the entry (-1 none yet) and
 	// the counts per side; an entry under a second key goes to pairs
 	strKey   []int32
@@ -1077,6 +1117,7 @@ func newAttrCounter(bs *blockSpans, x *exampler, a *attrRows, sides [3]*side, sc
 	for sd := sideSel; sd <= sideBase; sd++ {
 		c.acc[sd] = make([]*keyAcc, nk)
 		c.distinct[sd] = make([]int, nk)
+		c.plainNew[sd] = make([]int, nk)
 	}
 	if a.strs != nil {
 		c.strKey = make([]int32, a.strs.Dict)
@@ -1100,11 +1141,13 @@ func (c *attrCounter) keyAcc(sd uint8, ke int32) *keyAcc {
 	return k
 }
 
-// newValue notes a distinct value of key entry ke on side sd; past twice maxDistinct in one
-// row group (an entry past the dictionary may repeat one in it) the key is an identifier.
+// newValue notes a distinct value of key entry ke on side sd; past three times maxDistinct in
+// one row group the key is an identifier: a value may be counted up to three times, as a
+// dictionary entry, as an entry past the dictionary (written plainly once it was full) and as
+// a plain string (once its key passed block.MaxIndexValues values).
 func (c *attrCounter) newValue(sd uint8, ke int32, k *keyAcc) {
 	c.distinct[sd][ke]++
-	if c.distinct[sd][ke] > 2*maxDistinct {
+	if c.distinct[sd][ke] > 3*maxDistinct {
 		k.values, k.highCard = nil, true
 	}
 }
@@ -1114,7 +1157,7 @@ func (c *attrCounter) row(i int, span int, sd uint8) {
 	a := c.a
 	ke := a.keys.Index[i]
 	var k *keyAcc
-	if t := a.types[i]; t >= block.ValueString && t < block.ValueRaw {
+	if t := a.types[i]; t >= block.ValueString && t != block.ValueRaw && t <= block.ValueStringPlainNew {
 		// A raw value may be one the engine does not count (an array, a map): its key is
 		// made only if it is counted, below.
 		k = c.keyAcc(sd, ke)
@@ -1135,7 +1178,7 @@ func (c *attrCounter) row(i int, span int, sd uint8) {
 			} else {
 				c.plain[string(b)] = e
 			}
-			c.pair(pairKey{sd, block.ValueString, ke, uint64(e)}, k, span)
+			c.pair(pairKey{sd, block.ValueString, ke, uint64(e)}, k, span, i)
 			return
 		}
 		switch c.strKey[e] {
@@ -1143,7 +1186,7 @@ func (c *attrCounter) row(i int, span int, sd uint8) {
 			c.strKey[e] = ke
 		case ke:
 		default:
-			c.pair(pairKey{sd, block.ValueString, ke, uint64(e)}, k, span)
+			c.pair(pairKey{sd, block.ValueString, ke, uint64(e)}, k, span, i)
 			return
 		}
 		cnt := &c.strCount[sd][e]
@@ -1151,13 +1194,25 @@ func (c *attrCounter) row(i int, span int, sd uint8) {
 			c.newValue(sd, ke, k)
 		}
 		cnt.add(c.x, c.bs, span, sd)
+	case block.ValueStringPlain, block.ValueStringPlainNew:
+		// Counted once the row group is read, if the key is still counted then (flush).
+		if k.values == nil {
+			return
+		}
+		if a.types[i] == block.ValueStringPlainNew {
+			if c.plainNew[sd][ke]++; c.plainNew[sd][ke] > maxDistinct {
+				k.values, k.highCard = nil, true
+				return
+			}
+		}
+		c.pending = append(c.pending, pendingRow{side: sd, key: ke, row: int32(i), span: int32(span)})
 	case block.ValueInt:
 		n := a.ints[i]
 		k.numSeen++
 		k.hist.add(float64(n), 1)
 		c.numExample(k, span, sd)
 		if k.values != nil {
-			c.pair(pairKey{sd, block.ValueInt, ke, uint64(n)}, k, span)
+			c.pair(pairKey{sd, block.ValueInt, ke, uint64(n)}, k, span, i)
 		}
 	case block.ValueDouble:
 		k.numSeen++
@@ -1169,7 +1224,7 @@ func (c *attrCounter) row(i int, span int, sd uint8) {
 			if a.bools[i] {
 				bit = 1
 			}
-			c.pair(pairKey{sd, block.ValueBool, ke, bit}, k, span)
+			c.pair(pairKey{sd, block.ValueBool, ke, bit}, k, span, i)
 		}
 	case block.ValueRaw:
 		v := a.value(i)
@@ -1196,19 +1251,46 @@ func (c *attrCounter) numExample(k *keyAcc, span int, sd uint8) {
 	}
 }
 
-func (c *attrCounter) pair(pk pairKey, k *keyAcc, span int) {
+// pair counts the value of attribute row i, of span, under pk.
+func (c *attrCounter) pair(pk pairKey, k *keyAcc, span, i int) {
 	p := c.pairs[pk]
 	if p == nil {
-		p = &counted{}
+		p = &counted{row: int32(i)}
 		c.pairs[pk] = p
 		c.newValue(pk.side, pk.key, k)
 	}
 	p.add(c.x, c.bs, span, pk.side)
 }
 
+// pendingRow is a plain string row waiting for flush.
+type pendingRow struct {
+	side      uint8
+	key       int32
+	row, span int32
+}
+
 // flush hands the row group's counts to the sides, building a string per counted pair.
-func (c *attrCounter) flush() {
+func (c *attrCounter) flush() error {
 	a := c.a
+	for _, p := range c.pending {
+		k := c.acc[p.side][p.key]
+		if k.values == nil {
+			continue
+		}
+		if err := a.loadRaws(); err != nil {
+			return err
+		}
+		if c.plainIDs == nil {
+			c.plainIDs = map[string]int32{}
+		}
+		b := a.raws.Bytes(a.raws.Index[p.row])
+		id, ok := c.plainIDs[string(b)]
+		if !ok {
+			id = int32(len(c.plainIDs))
+			c.plainIDs[string(b)] = id
+		}
+		c.pair(pairKey{p.side, block.ValueStringPlain, p.key, uint64(id)}, k, int(p.span), int(p.row))
+	}
 	for sd := sideSel; sd <= sideBase; sd++ {
 		for e, cnt := range c.strCount[sd] {
 			if cnt.n == 0 {
@@ -1231,6 +1313,8 @@ func (c *attrCounter) flush() {
 		switch pk.typ {
 		case block.ValueString:
 			v = search.Value{Type: "string", String: a.strs.String(int32(pk.v))}
+		case block.ValueStringPlain:
+			v = search.Value{Type: "string", String: a.raws.String(a.raws.Index[cnt.row])}
 		case block.ValueInt:
 			v = search.Value{Type: "int", Int: int64(pk.v)}
 		case block.ValueBool:
@@ -1238,6 +1322,7 @@ func (c *attrCounter) flush() {
 		}
 		k.addValue(keyOf(v), v, cnt.n, cnt.ex[:cnt.nex])
 	}
+	return nil
 }
 
 // countAttrs counts the span attributes of the block's counted spans.
@@ -1245,7 +1330,7 @@ func countAttrs(bs *blockSpans, sideOf []uint8, sides [3]*side, x *exampler) err
 	ac := bs.r.Columns(block.FileSpanAttrs)
 	defer func() { bs.bytes += ac.Bytes() }()
 	for rg := range ac.RowGroups() {
-		a, err := readAttrs(ac, rg, bs.buf)
+		a, err := readAttrs(ac, rg, bs.buf, false)
 		if err != nil {
 			return err
 		}
@@ -1258,7 +1343,9 @@ func countAttrs(bs *blockSpans, sideOf []uint8, sides [3]*side, x *exampler) err
 				c.row(i, int(owner), sd)
 			}
 		}
-		c.flush()
+		if err := c.flush(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -1327,7 +1414,7 @@ func countEvents(bs *blockSpans, sideOf []uint8, sides [3]*side, x *exampler) er
 	}
 	var seenVals []seenVal
 	for rg := range eac.RowGroups() {
-		a, err := readAttrs(eac, rg, bs.buf)
+		a, err := readAttrs(eac, rg, bs.buf, true)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,9 +30,13 @@ func anyKV(k string, v *commonpb.AnyValue) *commonpb.KeyValue {
 
 // mixedTraces are traces with every kind of value compare counts: string, int, double, bool,
 // bytes, array and map attributes, repeated keys, events with attributes, three services in
-// two versions, and an identifier per span.
+// two versions, an identifier per span, a user per span except on slow spans (30 hot users
+// over 40ms, 30 others under)
+// and a session among 1300 that repeat: enough distinct values in a large block that the
+// writer keeps the last three keys out of the str dictionary (block.ValueStringPlain).
 func mixedTraces(r *rand.Rand, n int, base time.Time) []*tracepb.ResourceSpans {
 	var out []*tracepb.ResourceSpans
+	seq := 0
 	for i := range n {
 		svc := []string{"api", "db", "cache"}[r.IntN(3)]
 		version := []string{"1.0", "1.1"}[r.IntN(2)]
@@ -62,6 +67,15 @@ func mixedTraces(r *rand.Rand, n int, base time.Time) []*tracepb.ResourceSpans {
 				anyKV("cached", &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: r.IntN(2) == 0}}),
 				kv("req.id", fmt.Sprint(r.Uint64())),
 			}
+			seq++
+			user := fmt.Sprint("u-", r.Uint64())
+			switch {
+			case slow && dur > 40e6:
+				user = fmt.Sprint("u-hot-", r.IntN(30))
+			case slow:
+				user = fmt.Sprint("u-warm-", r.IntN(30))
+			}
+			sp.Attributes = append(sp.Attributes, kv("user", user), kv("session", fmt.Sprint("s-", seq*7%1300)))
 			switch r.IntN(5) {
 			case 0:
 				sp.Attributes = append(sp.Attributes, anyKV("blob", &commonpb.AnyValue{Value: &commonpb.AnyValue_BytesValue{BytesValue: []byte{1, byte(r.IntN(3))}}}))
@@ -110,8 +124,9 @@ func appendHead(t testing.TB, h *head.Head, rss []*tracepb.ResourceSpans) {
 	a.Commit()
 }
 
-// mixedSource holds mixed traces in two blocks (small row groups and pages, so that columns
-// cross them) and the head, with one trace split between a block and the head.
+// mixedSource holds mixed traces in three blocks (small row groups and pages, so that columns
+// cross them; the third large enough for plain strings) and the head, with one trace split
+// between a block and the head.
 func mixedSource(t testing.TB, base time.Time) *blocktest.Source {
 	t.Helper()
 	ctx := context.Background()
@@ -121,8 +136,8 @@ func mixedSource(t testing.TB, base time.Time) *blocktest.Source {
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	src := &blocktest.Source{H: head.New()}
-	all := mixedTraces(r, 450, base)
-	for k, part := range [][]*tracepb.ResourceSpans{all[:150], all[150:300]} {
+	all := mixedTraces(r, 1000, base)
+	for k, part := range [][]*tracepb.ResourceSpans{all[:150], all[150:300], all[300:850]} {
 		h := head.New()
 		appendHead(t, h, part)
 		var traces []block.Trace
@@ -131,7 +146,8 @@ func mixedSource(t testing.TB, base time.Time) *blocktest.Source {
 			ht.Spans(func(g *otlpwire.Group, raw []byte) { bt.Spans = append(bt.Spans, block.Span{Group: g, Raw: raw}) })
 			traces = append(traces, bt)
 		}
-		meta, err := block.Write(ctx, store, traces, block.WriteOptions{PageSize: 2048, RowGroupRows: 300 + int64(k)*200})
+		// The third block in one row group, where a side sees a key's plain strings whole.
+		meta, err := block.Write(ctx, store, traces, block.WriteOptions{PageSize: 2048, RowGroupRows: []int64{300, 500, 1 << 20}[k]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +164,7 @@ func mixedSource(t testing.TB, base time.Time) *blocktest.Source {
 	for _, s := range late.ScopeSpans[0].Spans {
 		s.SpanId = append([]byte{0xee}, s.SpanId[1:]...)
 	}
-	appendHead(t, src.H, append(all[300:], late))
+	appendHead(t, src.H, append(all[850:], late))
 	return src
 }
 
@@ -171,7 +187,28 @@ func TestColumnsMatchScan(t *testing.T) {
 		{`{ span.m = nil && .route != "/dup" }`, ""},
 		{`{ }`, ""},
 		{`{ name != "op-3" && resource.pod.ord > 0 }`, `{ }`},
+		{`{ span.user = "u-hot-1" }`, ""},
+		{`{ duration > 40ms }`, `{ span.user =~ "u-(hot|warm)-.*" }`},
+		{`{ span.session =~ "s-1.*" && span.user != "u-warm-0" }`, `{ span.session != nil }`},
 	}
+	// The third block keeps user, session and req.id out of the str dictionary.
+	plain := 0
+	ac := src.Blocks[2].Columns(block.FileSpanAttrs)
+	for rg := range ac.RowGroups() {
+		types, err := ac.Int32s(rg, "type", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, typ := range types {
+			if isPlain(typ) {
+				plain++
+			}
+		}
+	}
+	if plain == 0 {
+		t.Fatal("no plain strings in the large block")
+	}
+	hot := false
 	for _, c := range cases {
 		sel, err := traceql.Parse(c.sel)
 		if err != nil {
@@ -202,6 +239,10 @@ func TestColumnsMatchScan(t *testing.T) {
 		if g, w := summary(got), summary(want); g != w {
 			t.Errorf("%s against %q:\ncolumns: %s\nscan:    %s", c.sel, c.baseline, g, w)
 		}
+		hot = hot || strings.Contains(summary(got), "span.user=u-hot-")
+	}
+	if !hot {
+		t.Error("no answer counts the hot users")
 	}
 }
 

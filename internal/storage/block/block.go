@@ -88,12 +88,18 @@ import (
 //   - 3: adds the index file (see index.go): span aggregates for TraceQL metrics and the
 //     distinct values of span attributes, so neither is computed from the columns.
 //   - 5: rows may be in time-ordered runs (Meta.Runs, see Run). A block without the list is
-//     one run sorted by trace ID, as every block of formats 2 and 3. (4 is another change's.)
-const FormatVersion = 5
+//     one run sorted by trace ID, as every block of formats 2 and 3.
+//   - 6: format 5, with string values of high-cardinality keys kept out of the str column's
+//     dictionary, in the raw column with types ValueStringPlain and ValueStringPlainNew (see
+//     attrsSchema), so that the dictionary holds the low-cardinality values and a reader can
+//     count them from dictionary indexes alone. The files' schemas are those of format 3.
+//     (4 was claimed for this change and never written.)
+const FormatVersion = 6
 
 // knownFormat reports whether this code reads blocks of format v: version 2 blocks are read
-// as they always were, without an index; 3 adds the index; 5 the runs.
-func knownFormat(v int) bool { return v == 2 || v == 3 || v == FormatVersion }
+// as they always were, without an index; 3 adds the index; 5 the runs; 6 the plain strings,
+// whose types no older block has, so that no reader needs to ask the version.
+func knownFormat(v int) bool { return v == 2 || v == 3 || v == 5 || v == FormatVersion }
 
 // Prefix is the folder holding all blocks in a store.
 const Prefix = "blocks/"

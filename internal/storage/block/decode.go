@@ -59,7 +59,16 @@ const (
 	ValueInt    = 3
 	ValueDouble = 4
 	ValueRaw    = 5 // AnyValue bytes in the raw column
+	// Format 6 on, a string of a high-cardinality key, its bytes in the raw column instead of
+	// str (see attrsSchema). ValueStringPlainNew says no earlier row of the row group has the
+	// value; ValueStringPlain, that one may have. Only readers of the type column itself
+	// (Columns) see them: Scan, FindTrace and ReadAll report such values as ValueString.
+	ValueStringPlain    = 6
+	ValueStringPlainNew = 7
 )
+
+// plainString reports whether typ is one of the plain string types.
+func plainString(typ int32) bool { return typ == ValueStringPlain || typ == ValueStringPlainNew }
 
 // attrRec is one decoded KeyValue. Byte slices point into the span's Raw bytes.
 type attrRec struct {

@@ -146,7 +146,19 @@ type valueAcc struct {
 	vals     map[string]struct{}
 	complete bool
 	raw      bool
+	// plain is set once the key has had more than MaxIndexValues distinct values, or its
+	// first plainRows rows nearly all had distinct values (an ID): its string values go to the
+	// raw column from then on (see attrsSchema). rows counts the key's rows until then.
+	plain bool
+	rows  int
 }
+
+// A key whose first plainRows rows had at most plainRows/64 repeated values is taken for an
+// identifier before MaxIndexValues: its values are kept out of the str dictionary from there,
+// which keeps a thousand IDs per key out of every block's dictionary and its indexes a few bits
+// narrower. A low-cardinality key cannot pass (300 routes drawn 128 times repeat about 27
+// times); a key it wrongly takes costs only reading its values as plain strings.
+const plainRows = 128
 
 func (x *indexBuilder) reset() {
 	x.width = aggWidths[0]
@@ -242,13 +254,21 @@ func (x *indexBuilder) coarsen() bool {
 	return true
 }
 
-// addAttr lists one span attribute's value.
-func (x *indexBuilder) addAttr(a *attrRec) {
+// addAttr lists one span attribute's value, and reports whether it is a non-empty string of
+// a key of high cardinality (valueAcc.plain), which the writer keeps out of the str column's
+// dictionary (ValueStringPlain). The writer asks before it writes the row, so the value that
+// passes the count is the first one kept out.
+func (x *indexBuilder) addAttr(a *attrRec) (plain bool) {
 	v := x.values[string(a.key)]
 	if v == nil {
 		v = &valueAcc{vals: map[string]struct{}{}, complete: true}
 		x.values[string(a.key)] = v
 	}
+	x.listAttr(v, a)
+	return v.plain && a.typ == ValueString && len(a.str) > 0
+}
+
+func (x *indexBuilder) listAttr(v *valueAcc, a *attrRec) {
 	if !v.complete {
 		return
 	}
@@ -273,6 +293,9 @@ func (x *indexBuilder) addAttr(a *attrRec) {
 		return
 	}
 	x.scratch = k
+	if !v.plain {
+		v.rows++
+	}
 	if bytes.Equal(k, v.last) && v.last != nil {
 		return
 	}
@@ -281,10 +304,13 @@ func (x *indexBuilder) addAttr(a *attrRec) {
 		return
 	}
 	if len(v.vals) >= MaxIndexValues {
-		v.complete, v.vals = false, nil
+		v.complete, v.vals, v.plain = false, nil, true
 		return
 	}
 	v.vals[string(k)] = struct{}{}
+	if !v.plain && v.rows >= plainRows && len(v.vals) >= v.rows-v.rows/64 {
+		v.plain = true
+	}
 }
 
 var (

@@ -176,10 +176,10 @@ func (w *writer) attrRows(c *idxChunk) error {
 	for i := range c.spans {
 		s := &c.spans[i]
 		for j := s.attr0; j < s.attr1; j++ {
-			if err := appendAttrRow(w.attrs, s.row, &c.attrs[j]); err != nil {
+			plain := w.idx.addAttr(&c.attrs[j])
+			if err := appendAttrRow(w.attrs, s.row, &c.attrs[j], plain); err != nil {
 				return err
 			}
-			w.idx.addAttr(&c.attrs[j])
 		}
 	}
 	return nil
@@ -200,10 +200,10 @@ func (w *writer) spanAttrs(s *spanRec, row int64, status int32, attrs []attrRec)
 	q := w.idxQ
 	if q == nil {
 		for i := range attrs {
-			if err := appendAttrRow(w.attrs, row, &attrs[i]); err != nil {
+			plain := w.idx.addAttr(&attrs[i])
+			if err := appendAttrRow(w.attrs, row, &attrs[i], plain); err != nil {
 				return err
 			}
-			w.idx.addAttr(&attrs[i])
 		}
 		w.idx.addSpan(s.group, s.name, status, s.kind, s.start, s.end)
 		return nil

@@ -702,7 +702,16 @@ func readAttrs(p *pfile, rng [2]int64) (*attrCols, error) {
 	errs[5] = p.readColumn(aDouble, row, n, func(i int64, v parquet.Value) { a.dbl[i] = v.Double() })
 	errs[6] = p.readColumn(aBool, row, n, func(i int64, v parquet.Value) { a.bools[i] = v.Boolean() })
 	a.raw, errs[7] = p.copies(aRaw, row, n)
-	return a, errors.Join(errs[:]...)
+	if err := errors.Join(errs[:]...); err != nil {
+		return a, err
+	}
+	// Strings kept out of the dictionary are strings like any other to every caller.
+	for i, t := range a.typ {
+		if plainString(t) {
+			a.typ[i], a.str[i], a.raw[i] = ValueString, validString(a.raw[i]), nil
+		}
+	}
+	return a, nil
 }
 
 // keyValues rebuilds the attributes whose owner column, from index *pos on, equals owner.

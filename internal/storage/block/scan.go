@@ -208,6 +208,9 @@ func (a *attrReader) read(b *ScanBatch, dst *ScanAttrs, from, to, shift int64) e
 		if err != nil {
 			return err
 		}
+		if plainString(typ) {
+			typ = ValueString
+		}
 		if typ == ValueRaw {
 			raw = b.keep(raw)
 		}
@@ -224,11 +227,16 @@ func (a *attrReader) read(b *ScanBatch, dst *ScanAttrs, from, to, shift int64) e
 }
 
 // valueAt decodes the value of an attribute row of type typ from its type's column; raw points
-// into the cursor's page and is valid until the cursor moves on.
+// into the cursor's page and is valid until the cursor moves on. A ValueStringPlain row's
+// value comes back in str, as a ValueString row's does.
 func (a *attrReader) valueAt(row int64, typ int32) (str string, num int64, dbl float64, bval bool, raw []byte, err error) {
 	switch typ {
 	case ValueString:
 		str, err = a.str.strAt(row)
+	case ValueStringPlain, ValueStringPlainNew:
+		var b []byte
+		b, err = a.rawCl.bytesAt(row)
+		str = string(b)
 	case ValueInt:
 		num, err = a.num.int64At(row)
 	case ValueDouble:
@@ -262,6 +270,9 @@ func (a *attrReader) any(from, to int64, match func(int32, string, int64, float6
 		str, num, dbl, bval, raw, err := a.valueAt(row, typ)
 		if err != nil {
 			return false, err
+		}
+		if plainString(typ) {
+			typ = ValueString
 		}
 		if match(typ, str, num, dbl, bval, raw) {
 			return true, nil
@@ -604,7 +615,7 @@ type DictColumn int
 const (
 	DictSpanName      DictColumn = iota + 1 // spans.parquet name
 	DictSpanAttrKey                         // attrs.parquet key
-	DictSpanAttrStr                         // attrs.parquet str (string values of every key)
+	DictSpanAttrStr                         // attrs.parquet str (string values; incomplete when some are plain)
 	DictEventName                           // events.parquet name
 	DictEventAttrKey                        // event_attrs.parquet key
 	DictLinkAttrKey                         // link_attrs.parquet key
@@ -644,6 +655,10 @@ func (r *Reader) dictColumn(c DictColumn) (*pfile, int) {
 func (r *Reader) Distinct(c DictColumn) (values []string, complete bool, err error) {
 	p, col := r.dictColumn(c)
 	if p == nil {
+		return nil, false, nil
+	}
+	// Strings of high-cardinality keys are not in the str column at all (format 6 on).
+	if c == DictSpanAttrStr && r.maxSpanAttrType() >= ValueStringPlain {
 		return nil, false, nil
 	}
 	leaf := p.fs.leaf[col]
@@ -687,22 +702,30 @@ func (r *Reader) Distinct(c DictColumn) (values []string, complete bool, err err
 // HasRawSpanAttrs reports whether any span attribute value may be stored raw (arrays, maps,
 // bytes), from the type column's statistics. A string inside an array is not in the str
 // column's dictionary, so ruling a block out by that dictionary is only sound without them.
-func (r *Reader) HasRawSpanAttrs() bool {
+// Blocks with plain strings (ValueStringPlain, a higher type) answer true: the statistics
+// keep only the highest type.
+func (r *Reader) HasRawSpanAttrs() bool { return r.maxSpanAttrType() >= ValueRaw }
+
+// maxSpanAttrType is the highest type of any span attribute row, from the type column's
+// statistics; without statistics, the highest type there is.
+func (r *Reader) maxSpanAttrType() int32 {
 	leaf := r.attrs.fs.leaf[aType]
+	var top int32
 	for _, rg := range r.attrs.f.RowGroups() {
 		if rg.NumRows() == 0 {
 			continue
 		}
 		fc, ok := rg.ColumnChunks()[leaf].(*parquet.FileColumnChunk)
 		if !ok {
-			return true
+			return ValueStringPlain
 		}
 		_, hi, ok := fc.Bounds()
-		if !ok || hi.Int32() >= ValueRaw {
-			return true
+		if !ok {
+			return ValueStringPlain
 		}
+		top = max(top, hi.Int32())
 	}
-	return false
+	return top
 }
 
 // MaxSpanCount is the most spans any trace of the block has, from the span_count column's

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/maphash"
 	"io"
 	"math"
 	"slices"
@@ -168,6 +169,8 @@ type fileWriter struct {
 	rgRows  int64           // rows in the current row group
 	rgLimit int64
 	cut     bool // end the row group at the next flush, whatever its size (endRowGroup)
+
+	seen seenFilter // attributes files: the plain strings of the current row group
 
 	bg      *fileEncoder  // the encoder goroutine while a pipelined block is written
 	batches []*valueBatch // the pipeline's batches, kept from block to block
@@ -879,7 +882,7 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 		for _, e := range d.events[s.event0:s.event1] {
 			ev := w.events
 			for _, a := range d.eventAttrs[e.attr0:e.attr1] {
-				if err := appendAttrRow(w.eventAttrs, ev.rows, &a); err != nil {
+				if err := appendAttrRow(w.eventAttrs, ev.rows, &a, false); err != nil {
 					return 0, 0, 0, err
 				}
 			}
@@ -894,7 +897,7 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 		for _, l := range d.links[s.link0:s.link1] {
 			lw := w.links
 			for _, a := range d.linkAttrs[l.attr0:l.attr1] {
-				if err := appendAttrRow(w.linkAttrs, lw.rows, &a); err != nil {
+				if err := appendAttrRow(w.linkAttrs, lw.rows, &a, false); err != nil {
 					return 0, 0, 0, err
 				}
 			}
@@ -938,11 +941,25 @@ func (w *writer) writeTrace(traces []Trace, entries []int32) (n int, start, end 
 	return n, saturate(trStart), saturate(trEnd), nil
 }
 
-func appendAttrRow(f *fileWriter, owner int64, a *attrRec) error {
+// appendAttrRow writes one attribute row; plain puts a string value in the raw column (see
+// attrsSchema).
+func appendAttrRow(f *fileWriter, owner int64, a *attrRec, plain bool) error {
+	typ, str, raw := int32(a.typ), a.str, a.raw
+	if plain {
+		if f.rgRows == 0 || f.seen.bits == nil {
+			f.seen.reset(f.rgLimit) // a row group's first row: every value is new again
+		}
+		typ, str, raw = ValueStringPlainNew, nil, a.str
+		if f.seen.seen(a.str) {
+			typ = ValueStringPlain
+		}
+	} else if f.rgRows == 0 && f.seen.used {
+		f.seen.reset(f.rgLimit)
+	}
 	f.set(aOwner, parquet.Int64Value(owner))
 	f.set(aKey, parquet.ByteArrayValue(a.key))
-	f.set(aType, parquet.Int32Value(int32(a.typ)))
-	f.set(aStr, parquet.ByteArrayValue(a.str))
+	f.set(aType, parquet.Int32Value(typ))
+	f.set(aStr, parquet.ByteArrayValue(str))
 	i, d := parquet.Int64Value(0), parquet.NullValue()
 	switch a.typ {
 	case ValueInt:
@@ -953,6 +970,46 @@ func appendAttrRow(f *fileWriter, owner int64, a *attrRec) error {
 	f.set(aInt, i)
 	f.set(aDouble, d)
 	f.set(aBool, parquet.BooleanValue(a.bool))
-	f.set(aRaw, parquet.ByteArrayValue(a.raw))
+	f.set(aRaw, parquet.ByteArrayValue(raw))
 	return f.endRow()
+}
+
+// seenFilter answers whether a plain string may have appeared earlier in the row group: a
+// bitset indexed by two halves of the value's hash, sized to eight bits per row of the row
+// group and cleared at its start. A false "seen" only weakens the mark (a reader will read the
+// values to count them); a false "new" cannot happen. It costs a hash and two bit tests a
+// value, where numbering the values exactly cost a map of them.
+type seenFilter struct {
+	bits []uint64
+	mask uint64
+	used bool
+}
+
+var seenSeed = maphash.MakeSeed()
+
+func (f *seenFilter) reset(rgLimit int64) {
+	n := uint64(64)
+	for n < 8*uint64(min(rgLimit, 1<<20)) {
+		n <<= 1
+	}
+	if uint64(len(f.bits))*64 != n {
+		f.bits, f.used = make([]uint64, n/64), false
+	}
+	if f.used {
+		clear(f.bits)
+		f.used = false
+	}
+	f.mask = n - 1
+}
+
+// seen marks v and reports whether it may have been marked before.
+func (f *seenFilter) seen(v []byte) bool {
+	f.used = true
+	h := maphash.Bytes(seenSeed, v)
+	a, b := h&f.mask, (h>>32)&f.mask
+	wa, ba, wb, bb := a/64, uint64(1)<<(a%64), b/64, uint64(1)<<(b%64)
+	old := f.bits[wa]&ba != 0 && f.bits[wb]&bb != 0
+	f.bits[wa] |= ba
+	f.bits[wb] |= bb
+	return old
 }
