@@ -178,13 +178,20 @@ func (r *Reader) readBatch(row, n int64, groups []*otlpwire.Group) ([]Trace, err
 // arena, so it is never grown by copying (the old array would stay alive beside the new one): a
 // full chunk is left to its spans and a new one started.
 func encodeSpan(arena *[]byte, s *tracepb.Span) ([]byte, error) {
-	size := marshalSpan.Size(s)
+	// spanenc.go writes proto's bytes without its reflection; what it does not know, proto does.
+	size, err := sizeSpan(s)
+	known := err == nil
+	if !known {
+		size = marshalSpan.Size(s)
+	}
 	if cap(*arena)-len(*arena) < size {
 		*arena = make([]byte, 0, max(arenaChunk, size))
 	}
 	from := len(*arena)
-	b, err := marshalSized.MarshalAppend(*arena, s)
-	if err != nil {
+	var b []byte
+	if known {
+		b = appendSpan(*arena, s)
+	} else if b, err = marshalSized.MarshalAppend(*arena, s); err != nil {
 		return nil, fmt.Errorf("encode span: %w", err)
 	}
 	*arena = b
