@@ -155,6 +155,19 @@ func (cf *colFilter) compile(e traceql.FieldExpr) (*fnode, bool) {
 	return nil, false
 }
 
+// tests reports whether the filter has a leaf on field f.
+func (cf *colFilter) tests(f fieldKind) bool {
+	if cf == nil {
+		return false
+	}
+	for _, l := range cf.leaves {
+		if l.field == f {
+			return true
+		}
+	}
+	return false
+}
+
 // readsSpanAttrs reports whether the filter tests span attributes.
 func (cf *colFilter) readsSpanAttrs() bool {
 	for _, l := range cf.leaves {
@@ -228,8 +241,11 @@ type bufs struct {
 func newBufs() *bufs { return &bufs{} }
 
 // loadSpans reads a block's trace and span columns and marks the spans in (lo, hi] of traces
-// that started in [minStart, maxStart] (0 leaves a bound open) and are not in skip.
-func loadSpans(r *block.Reader, skip map[[16]byte]bool, lo, hi, minStart, maxStart int64, b *bufs) (*blockSpans, error) {
+// that started in [minStart, maxStart] (0 leaves a bound open) and are not in skip. Without
+// all, kind and status are read only if filter tests them (the first pass, which evaluates the
+// selection alone); they are left empty otherwise.
+func loadSpans(r *block.Reader, skip map[[16]byte]bool, lo, hi, minStart, maxStart int64, b *bufs, all bool, filter *colFilter) (*blockSpans, error) {
+	readKind, readStatus := all || filter.tests(fKind), all || filter.tests(fStatus)
 	bs := &b.spans
 	*bs = blockSpans{r: r, buf: b, groups: r.Groups(), traceRow: bs.traceRow[:0], in: bs.in[:0], name: bs.name[:0],
 		dur: bs.dur[:0], kind: bs.kind[:0], status: bs.status[:0], group: bs.group[:0], ids: bs.ids[:0]}
@@ -274,11 +290,15 @@ func loadSpans(r *block.Reader, skip map[[16]byte]bool, lo, hi, minStart, maxSta
 		if bs.dur, err = sc.Int64s(rg, "duration_nano", bs.dur); err != nil {
 			return nil, err
 		}
-		if bs.kind, err = sc.Int32s(rg, "kind", bs.kind); err != nil {
-			return nil, err
+		if readKind {
+			if bs.kind, err = sc.Int32s(rg, "kind", bs.kind); err != nil {
+				return nil, err
+			}
 		}
-		if status, err = sc.Int64s(rg, "status", status); err != nil {
-			return nil, err
+		if readStatus {
+			if status, err = sc.Int64s(rg, "status", status); err != nil {
+				return nil, err
+			}
 		}
 		if bs.group, err = sc.Int32s(rg, "group", bs.group); err != nil {
 			return nil, err
@@ -305,8 +325,8 @@ func loadSpans(r *block.Reader, skip map[[16]byte]bool, lo, hi, minStart, maxSta
 		bs.status = append(bs.status, block.StatusCode(v))
 	}
 	bs.bytes = tc.Bytes() + sc.Bytes()
-	if len(offs) != total || len(bs.name) != total || len(bs.group) != total || len(bs.dur) != total || len(bs.kind) != total ||
-		len(bs.status) != total || len(rows) != len(starts) {
+	if len(offs) != total || len(bs.name) != total || len(bs.group) != total || len(bs.dur) != total || readKind && len(bs.kind) != total ||
+		readStatus && len(bs.status) != total || len(rows) != len(starts) {
 		return nil, fmt.Errorf("compare: block %s: span columns of unequal length", r.Meta().ID)
 	}
 	bs.traceRow = slices.Grow(bs.traceRow, total)[:total]
@@ -762,12 +782,15 @@ const (
 type blockResult struct {
 	sel, base *side
 	names     []string // span names of the selected spans
-	m         search.Metrics
-	err       error
+	// marks are the selection filter's answers per span, one bit each, from the first pass
+	// (default baseline), so that the counting pass does not evaluate the filter again.
+	marks []uint64
+	m     search.Metrics
+	err   error
 }
 
 // forBlocks runs fn on each block, on every core, and returns the results in block order.
-func forBlocks(ctx context.Context, blocks []hooked, fn func(h hooked, b *bufs) blockResult) []blockResult {
+func forBlocks(ctx context.Context, blocks []hooked, fn func(k int, h hooked, b *bufs) blockResult) []blockResult {
 	out := make([]blockResult, len(blocks))
 	var next sync.Mutex
 	i := 0
@@ -789,7 +812,7 @@ func forBlocks(ctx context.Context, blocks []hooked, fn func(h hooked, b *bufs) 
 					out[k].err = err
 					continue
 				}
-				out[k] = fn(blocks[k], b)
+				out[k] = fn(k, blocks[k], b)
 			}
 		}()
 	}
@@ -841,10 +864,11 @@ func compareByColumns(ctx context.Context, e *search.Engine, req Request, selF, 
 		maxStart = hi
 	}
 	var inSel map[string]bool
+	var selMarks [][]uint64
 	if req.Baseline == nil {
 		// The selection's span names, from every block, before any baseline span is counted.
-		res := forBlocks(ctx, blocks, func(h hooked, b *bufs) blockResult {
-			bs, err := loadSpans(h.r, h.skip, lo, hi, minStart, maxStart, b)
+		res := forBlocks(ctx, blocks, func(_ int, h hooked, b *bufs) blockResult {
+			bs, err := loadSpans(h.r, h.skip, lo, hi, minStart, maxStart, b, false, selF)
 			if err != nil {
 				return blockResult{err: err}
 			}
@@ -854,8 +878,11 @@ func compareByColumns(ctx context.Context, e *search.Engine, req Request, selF, 
 				return blockResult{err: err}
 			}
 			seen := make([]bool, len(bs.names))
-			var r blockResult
+			r := blockResult{marks: make([]uint64, (len(marks)+63)/64)}
 			for i, ok := range marks {
+				if ok {
+					r.marks[i/64] |= 1 << (i % 64)
+				}
 				if ok && bs.in[i] && !seen[bs.name[i]] {
 					seen[bs.name[i]] = true
 					r.names = append(r.names, bs.names[bs.name[i]])
@@ -863,6 +890,7 @@ func compareByColumns(ctx context.Context, e *search.Engine, req Request, selF, 
 			}
 			return r
 		})
+		selMarks = make([][]uint64, len(blocks))
 		inSel = cloneSet(selNames)
 		for _, r := range res {
 			if r.err != nil && !block.SkipDamaged(ctx, r.err) {
@@ -872,9 +900,16 @@ func compareByColumns(ctx context.Context, e *search.Engine, req Request, selF, 
 				inSel[n] = true
 			}
 		}
+		for k, r := range res {
+			selMarks[k] = r.marks
+		}
 	}
-	res := forBlocks(ctx, blocks, func(h hooked, b *bufs) blockResult {
-		return countBlock(h, b, selF, baseF, inSel, lo, hi, minStart, maxStart)
+	res := forBlocks(ctx, blocks, func(k int, h hooked, b *bufs) blockResult {
+		var marks []uint64
+		if selMarks != nil {
+			marks = selMarks[k]
+		}
+		return countBlock(h, b, selF, baseF, inSel, marks, lo, hi, minStart, maxStart)
 	})
 	base := newSide()
 	for _, r := range res {
@@ -906,14 +941,20 @@ func cloneSet(m map[string]bool) map[string]bool {
 	return out
 }
 
-// countBlock counts one block's selection and baseline spans from its columns.
-func countBlock(h hooked, b *bufs, selF, baseF *colFilter, inSel map[string]bool, lo, hi, minStart, maxStart int64) blockResult {
-	bs, err := loadSpans(h.r, h.skip, lo, hi, minStart, maxStart, b)
+// countBlock counts one block's selection and baseline spans from its columns; cached, when
+// not nil, is the selection filter's answer per span from the first pass.
+func countBlock(h hooked, b *bufs, selF, baseF *colFilter, inSel map[string]bool, cached []uint64, lo, hi, minStart, maxStart int64) blockResult {
+	bs, err := loadSpans(h.r, h.skip, lo, hi, minStart, maxStart, b, true, nil)
 	if err != nil {
 		return blockResult{err: err}
 	}
-	selMarks, err := selF.evaluate(bs, b.marks[0])
-	if err != nil {
+	var selMarks []bool
+	if cached != nil && len(cached) == (bs.n+63)/64 {
+		selMarks = slices.Grow(b.marks[0][:0], bs.n)[:bs.n]
+		for i := range selMarks {
+			selMarks[i] = cached[i/64]&(1<<(i%64)) != 0
+		}
+	} else if selMarks, err = selF.evaluate(bs, b.marks[0]); err != nil {
 		return blockResult{err: err}
 	}
 	b.marks[0] = selMarks
