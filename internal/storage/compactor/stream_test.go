@@ -22,8 +22,9 @@ import (
 // partBytes is the multipart part size the test lowers the upload budget to: S3's least.
 const partBytes = 5 << 20
 
-// randomBlock writes a block of n traces of 10 spans, each span carrying 1 KiB of random
-// (incompressible) attribute, so a few thousand spans make files larger than a part.
+// randomBlock writes a block of n traces of 10 spans, each span carrying an attribute of 768
+// random bytes in hex (1.5 KiB, of which zstd keeps about half: the writer's level for such
+// values finds the hex alphabet), so a few thousand spans make files larger than a part.
 // Trace IDs come from traceSeed, span IDs from spanSeed.
 func randomBlock(t *testing.T, st *s3store.Store, n int, traceSeed, spanSeed uint64) (block.Meta, map[[16]byte][]string) {
 	t.Helper()
@@ -39,7 +40,7 @@ func randomBlock(t *testing.T, st *s3store.Store, n int, traceSeed, spanSeed uin
 		for s := 0; s < 10; s++ {
 			sid := make([]byte, 8)
 			binary.BigEndian.PutUint64(sid, spanSeed<<40|uint64(i*10+s+1))
-			junk := make([]byte, 512)
+			junk := make([]byte, 768)
 			rand.Read(junk)
 			raw := mustMarshal(t, &tracepb.Span{TraceId: tid[:], SpanId: sid, Name: "op", StartTimeUnixNano: now, EndTimeUnixNano: now + 1000,
 				Attributes: []*commonpb.KeyValue{{Key: "junk", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: hex.EncodeToString(junk)}}}}})
