@@ -49,7 +49,9 @@
 //   - Low-cardinality strings that search compares (names, keys, string values, services) are
 //     dictionary-encoded, with dictionaries capped so a high-cardinality column falls back to
 //     plain instead of making every lookup read a huge dictionary page. Rare strings (status
-//     message, trace state) skip the dictionary.
+//     message, trace state) skip the dictionary. From format 6, string attribute values of
+//     high-cardinality keys (IDs) are kept out of the shared str dictionary altogether, in the
+//     raw column (see attrsSchema), so that they cannot fill it and push "GET" out of it.
 //   - Pages are cut at 32 KiB uncompressed (WriteOptions.PageSize). On the benchmark shape,
 //     4/8/16/32 KiB pages gave 25.1/23.1/22.1/21.6 bytes per span, and FindTrace stays well
 //     under a millisecond at 32 KiB, so size won.
