@@ -369,7 +369,7 @@ func Default() Config {
 			CompactTargetBytes: 4 << 30,
 			CompactWindow:      Duration(24 * time.Hour),
 			CompactFreshAge:    Duration(2 * time.Minute),
-			CompactFreshBlocks: 256,
+			CompactFreshBlocks: 64,
 			Backend:            "local",
 		},
 		Server: Server{

@@ -42,7 +42,7 @@ const (
 	defaultCompactTargetBytes = 4 << 30
 	defaultCompactWindow      = 24 * time.Hour
 	defaultCompactFreshAge    = 2 * time.Minute
-	defaultCompactFreshBlocks = 256
+	defaultCompactFreshBlocks = 64
 	compactWindowGrace        = time.Hour
 
 	compactBackoffMin = time.Second

@@ -61,7 +61,7 @@ type Options struct {
 	CompactWindow      time.Duration
 	// CompactFreshAge is how long a block from the head waits before it may be merged
 	// (default 2m; negative: no wait), unless more than CompactFreshBlocks blocks from the head
-	// are waiting (default 256): see compact.go.
+	// are waiting (default 64): see compact.go.
 	CompactFreshAge    time.Duration
 	CompactFreshBlocks int
 
