@@ -62,7 +62,9 @@ func (l *linter) start() {
 func (l *linter) round(from, to time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.every/2)
 	defer cancel()
-	sums, err := l.q.Summaries(ctx, query.TimeRange{Start: from, End: to}, l.perRound)
+	// Recent holds about twice perRound summaries; Summaries would hold one for every trace of
+	// the minute (a million at 100k spans/s of small traces, 119 MiB measured) to keep 200.
+	sums, err := l.q.Recent(ctx, query.TimeRange{Start: from, End: to}, l.perRound)
 	if err != nil {
 		return err
 	}
