@@ -492,6 +492,8 @@ func (e *Engine) scanAll(ctx context.Context, p *plan, m *Metrics, fn func(*trac
 		if p.limit > 0 && !e.fullScan {
 			err = scanNewestFirst(ctx, b, opts, p.limit, p.have, scan, enough)
 		} else {
+			// Every page once: not worth the shared page cache's room (nor its copies).
+			opts.NoCacheFill = true
 			err = scan(opts)
 		}
 		// A damaged block is left out, and the answer says it is partial; traces the scan

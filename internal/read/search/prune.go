@@ -228,7 +228,7 @@ func (c *pruneCache) values(ctx context.Context, r *block.Reader) (blockValues, 
 		return bv, nil
 	}
 	bv = blockValues{}
-	err := r.Scan(ctx, block.ScanOptions{Columns: block.ScanColumns{AllSpanAttrs: true}}, func(b *block.ScanBatch) bool {
+	err := r.Scan(ctx, block.ScanOptions{Columns: block.ScanColumns{AllSpanAttrs: true}, NoCacheFill: true}, func(b *block.ScanBatch) bool {
 		a := &b.Attrs
 		for i := range a.Owner {
 			kv := bv[a.Key[i]]

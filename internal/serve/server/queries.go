@@ -11,6 +11,7 @@ import (
 	"github.com/ariadne-tracing/ariadne/internal/read/queryscheduler"
 	"github.com/ariadne-tracing/ariadne/internal/serve/api"
 	"github.com/ariadne-tracing/ariadne/internal/serve/config"
+	"github.com/ariadne-tracing/ariadne/internal/storage/block"
 )
 
 // newQueryScheduler is the process's query scheduler, its state exported on reg. By default half
@@ -37,6 +38,8 @@ func newQueryScheduler(qc config.Query, reg prometheus.Registerer) *queryschedul
 			stat(func(s queryscheduler.Stats) float64 { return float64(s.Rejected) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ariadne_query_paused_seconds_total", Help: "Time running queries paused to leave ingest its share of the CPU."},
 			stat(func(s queryscheduler.Stats) float64 { return s.Paused.Seconds() })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ariadne_block_page_cache_bytes", Help: "Decoded block pages kept for limited searches, shared by all tenants."},
+			func() float64 { return float64(block.PageCacheBytes()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ariadne_query_canceled_total", Help: "Queries that stopped reading because their client went away."},
 			stat(func(s queryscheduler.Stats) float64 { return float64(s.Canceled) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ariadne_query_timed_out_total", Help: "Queries stopped at query.timeout while running (HTTP 504, gRPC DeadlineExceeded)."},

@@ -44,6 +44,7 @@ type cursor struct {
 	pageFirst []int64
 	shared    bool
 	stale     bool
+	noFill    bool // pages read are not added to the cache (ScanOptions.NoCacheFill)
 }
 
 func (c *cursor) cacheable() bool {
@@ -120,7 +121,7 @@ func (c *cursor) at(row int64) (int, error) {
 	if c.n == 0 {
 		return 0, c.fail(errors.New("empty page"))
 	}
-	if key.page >= 0 && int64(len(c.i64)+len(c.i32)) == c.n {
+	if key.page >= 0 && !c.noFill && int64(len(c.i64)+len(c.i32)) == c.n {
 		pages.put(&pageEntry{key: key, first: c.first, i64: slices.Clone(c.i64), i32: slices.Clone(c.i32)})
 	}
 	return int(row - c.first), nil

@@ -40,6 +40,13 @@ const pageCacheBytes = 48 << 20
 
 var pages = &pageCache{max: pageCacheBytes, lru: list.New(), m: map[pageKey]*list.Element{}}
 
+// PageCacheBytes is what the shared cache of decoded integer pages holds now, for /metrics.
+func PageCacheBytes() int64 {
+	pages.mu.Lock()
+	defer pages.mu.Unlock()
+	return pages.bytes
+}
+
 func (c *pageCache) get(k pageKey) *pageEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()

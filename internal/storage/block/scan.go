@@ -49,6 +49,10 @@ type ScanOptions struct {
 	Rows []int32
 	// From and To, when To > 0, read only traces.parquet rows [From, To): a run (Reader.Runs).
 	From, To int64
+	// NoCacheFill reads pages from the shared page cache without adding to it: for a scan that
+	// reads every page once (a metrics query, an unlimited search), which would otherwise evict
+	// the newest pages limited searches come back to and hold the cache at its bound for nothing.
+	NoCacheFill bool
 	// Require, when set, skips traces without a span attribute it accepts. It is tested on the
 	// key and value columns before any span column is read, so a selective attribute condition
 	// reads spans only for the traces that can match.
@@ -326,6 +330,11 @@ func (r *Reader) scan(ctx context.Context, opts ScanOptions, fn func(*ScanBatch)
 	all = append(all, require.cursors()...)
 	all = append(all, eventAttrs.cursors()...)
 	all = append(all, linkAttrs.cursors()...)
+	if opts.NoCacheFill {
+		for _, c := range all {
+			c.noFill = true
+		}
+	}
 	defer func() {
 		for _, c := range all {
 			c.close()
