@@ -22,6 +22,14 @@ func serveHTTP(srv *http.Server, l net.Listener, sc config.Server, tc *tls.Confi
 	connlimit.HTTPTimeouts{ReadHeader: time.Duration(sc.HTTPReadHeaderTimeout), Read: time.Duration(sc.HTTPReadTimeout),
 		Write: time.Duration(sc.HTTPWriteTimeout), Idle: time.Duration(sc.HTTPIdleTimeout)}.Apply(srv)
 	ll.WireHTTP(srv)
+	// HTTP/2 connections (Tempo's streaming gRPC on the query port, HTTP/2 over TLS) hold as
+	// many calls at once as OTLP/gRPC's do.
+	if sc.GRPCMaxConcurrentStreams > 0 {
+		if srv.HTTP2 == nil {
+			srv.HTTP2 = &http.HTTP2Config{}
+		}
+		srv.HTTP2.MaxConcurrentStreams = int(sc.GRPCMaxConcurrentStreams)
+	}
 	if tc != nil {
 		// TLS sits on top of the connection cap, which still sees (and may close) the socket.
 		srv.TLSConfig = tc

@@ -48,10 +48,16 @@ func dialH2(t *testing.T, addr string) *h2Conn {
 // openExport starts an Export call on stream id and sends no message, so the call stays open.
 func (h *h2Conn) openExport(t *testing.T, addr string, id uint32) {
 	t.Helper()
+	h.openCall(t, addr, id, "/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+}
+
+// openCall starts a gRPC call of method on stream id and sends no message.
+func (h *h2Conn) openCall(t *testing.T, addr string, id uint32, method string) {
+	t.Helper()
 	var hdr bytes.Buffer
 	enc := hpack.NewEncoder(&hdr)
 	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", addr},
-		{":path", "/opentelemetry.proto.collector.trace.v1.TraceService/Export"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+		{":path", method}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
 		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
 	if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hdr.Bytes(), EndHeaders: true}); err != nil {
@@ -78,11 +84,32 @@ func (h *h2Conn) next(t *testing.T, what string, want func(http2.Frame) bool) ht
 
 // A gRPC client may hold server.grpc_server_max_concurrent_streams calls open on one connection:
 // the server says so in its SETTINGS and refuses a stream past it (REFUSED_STREAM, which clients
-// retry) while the others stay open.
+// retry) while the others stay open. The query port's HTTP/2 (Tempo's streaming gRPC API) says
+// the same and resets the stream past it.
 func TestGRPCMaxConcurrentStreams(t *testing.T) {
 	cfg := testConfig(t.TempDir())
 	cfg.Server.GRPCMaxConcurrentStreams = 2
 	s := startServer(t, cfg)
+	t.Run("query port", func(t *testing.T) {
+		h := dialH2(t, s.HTTPAddr)
+		set := h.next(t, "the server's SETTINGS", func(f http2.Frame) bool {
+			s, ok := f.(*http2.SettingsFrame)
+			return ok && !s.IsAck()
+		}).(*http2.SettingsFrame)
+		if v, ok := set.Value(http2.SettingMaxConcurrentStreams); !ok || v != 2 {
+			t.Fatalf("query port SETTINGS_MAX_CONCURRENT_STREAMS %d (sent: %v), want 2", v, ok)
+		}
+		for _, id := range []uint32{1, 3, 5} {
+			h.openCall(t, s.HTTPAddr, id, "/tempopb.StreamingQuerier/Search")
+		}
+		rst := h.next(t, "a reset of the third stream", func(f http2.Frame) bool {
+			_, ok := f.(*http2.RSTStreamFrame)
+			return ok
+		}).(*http2.RSTStreamFrame)
+		if rst.StreamID != 5 {
+			t.Fatalf("RST_STREAM on stream %d with %v, want stream 5", rst.StreamID, rst.ErrCode)
+		}
+	})
 	h := dialH2(t, s.GRPCAddr)
 	set := h.next(t, "the server's SETTINGS", func(f http2.Frame) bool {
 		s, ok := f.(*http2.SettingsFrame)
