@@ -238,7 +238,24 @@ type bufs struct {
 	marks                      [2][]bool
 }
 
-func newBufs() *bufs { return &bufs{} }
+// bufPool keeps workers' buffers from pass to pass and comparison to comparison: a block's
+// columns are tens of megabytes, and allocating them afresh for every pass was a fifth of the
+// memory a comparison allocated.
+var bufPool = sync.Pool{New: func() any { return &bufs{} }}
+
+func getBufs() *bufs { return bufPool.Get().(*bufs) }
+
+// putBufs returns b to the pool without references to the blocks it read, which the pool would
+// otherwise keep alive.
+func putBufs(b *bufs) {
+	b.spans = blockSpans{traceRow: b.spans.traceRow[:0], in: b.spans.in[:0], name: b.spans.name[:0], dur: b.spans.dur[:0],
+		kind: b.spans.kind[:0], status: b.spans.status[:0], group: b.spans.group[:0], ids: b.spans.ids[:0]}
+	b.attrs = attrRows{owner: b.attrs.owner[:0], types: b.attrs.types[:0], ints: b.attrs.ints[:0], dbls: b.attrs.dbls[:0], bools: b.attrs.bools[:0]}
+	for _, c := range []*block.StringColumn{&b.names, &b.keys, &b.strs, &b.raws} {
+		c.Forget()
+	}
+	bufPool.Put(b)
+}
 
 // loadSpans reads a block's trace and span columns and marks the spans in (lo, hi] of traces
 // that started in [minStart, maxStart] (0 leaves a bound open) and are not in skip. Without
@@ -799,7 +816,8 @@ func forBlocks(ctx context.Context, blocks []hooked, fn func(k int, h hooked, b 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b := newBufs()
+			b := getBufs()
+			defer putBufs(b)
 			for {
 				next.Lock()
 				k := i

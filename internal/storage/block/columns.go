@@ -196,6 +196,12 @@ type StringColumn struct {
 	offs []uint32
 }
 
+// Forget drops the column's reference to its row group's dictionary, keeping its buffers, so
+// that a StringColumn kept for reuse does not keep a closed block's pages alive.
+func (s *StringColumn) Forget() {
+	s.Index, s.Dict, s.dict, s.data, s.offs = s.Index[:0], 0, nil, s.data[:0], s.offs[:0]
+}
+
 // Entries is how many entries the column has.
 func (s *StringColumn) Entries() int { return int(s.Dict) + max(len(s.offs)-1, 0) }
 
