@@ -546,8 +546,19 @@ func (r *Reader) findRows(id [16]byte) ([]int64, error) {
 	if !r.MayContain(id) {
 		return nil, nil
 	}
+	// With many runs, the ID prefixes (read once, four bytes a trace) rule out in memory the
+	// runs that cannot hold the trace, so a lookup reads about one page whatever the runs.
+	if len(r.runs) > prefixRuns {
+		r.idPrefixOnce.Do(r.loadIDPrefixes)
+	}
+	prefixes := r.idPrefixErr == nil && len(r.idPrefix) == int(r.traces.rows)
 	var rows []int64
 	for _, run := range r.runs {
+		if prefixes {
+			if _, found := slices.BinarySearch(r.idPrefix[run.row0:run.row1], binary.BigEndian.Uint32(id[:4])); !found {
+				continue
+			}
+		}
 		row, err := r.findInRun(run, id)
 		if err != nil {
 			return nil, err
@@ -558,6 +569,10 @@ func (r *Reader) findRows(id [16]byte) ([]int64, error) {
 	}
 	return rows, nil
 }
+
+// prefixRuns is how many runs a block may have before a lookup by ID reads the ID prefixes
+// rather than a trace_id page per run.
+const prefixRuns = 8
 
 // findInRun returns the traces.parquet row of id within run, or -1.
 func (r *Reader) findInRun(run runRows, id [16]byte) (int64, error) {
