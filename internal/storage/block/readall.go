@@ -178,8 +178,8 @@ func (r *Reader) readBatch(row, n int64, groups []*otlpwire.Group) ([]Trace, err
 // arena, so it is never grown by copying (the old array would stay alive beside the new one): a
 // full chunk is left to its spans and a new one started.
 func encodeSpan(arena *[]byte, s *tracepb.Span) ([]byte, error) {
-	// spanenc.go writes proto's bytes without its reflection; what it does not know, proto does.
-	size, err := sizeSpan(s)
+	// otlpwire.AppendSpan writes proto's bytes without its reflection; what it does not know, proto does.
+	size, err := otlpwire.SpanSize(s)
 	known := err == nil
 	if !known {
 		size = marshalSpan.Size(s)
@@ -190,7 +190,7 @@ func encodeSpan(arena *[]byte, s *tracepb.Span) ([]byte, error) {
 	from := len(*arena)
 	var b []byte
 	if known {
-		b = appendSpan(*arena, s)
+		b = otlpwire.AppendSpan(*arena, s)
 	} else if b, err = marshalSized.MarshalAppend(*arena, s); err != nil {
 		return nil, fmt.Errorf("encode span: %w", err)
 	}

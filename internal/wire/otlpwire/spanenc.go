@@ -1,4 +1,4 @@
-package block
+package otlpwire
 
 import (
 	"errors"
@@ -10,14 +10,15 @@ import (
 )
 
 // The span encoder below writes the bytes proto.MarshalOptions{Deterministic: true} writes for
-// the spans a block's reader builds (fields in number order, proto3 zero values left out, a set
+// a span built from decoded OTLP (the block reader's) (fields in number order, proto3 zero values left out, a set
 // oneof written even when zero), without reflection: rewriting a block (compaction, ReadAll)
 // re-encodes every span, and proto's generic marshaller, Size and MarshalAppend, was a third of
 // reading a block back. TestSpanEncodingIsProtos holds it to proto's bytes. A value it does not
-// know (a oneof case added to OTLP later) makes it answer errUnknownValue, and encodeSpan falls
+// know (a oneof case added to OTLP later) makes SpanSize answer ErrUnknownValue, and the caller falls
 // back to proto.
 
-var errUnknownValue = errors.New("span encoding: value of an unknown type")
+// ErrUnknownValue is SpanSize's answer for a span holding a value of a type it does not know.
+var ErrUnknownValue = errors.New("span encoding: value of an unknown type")
 
 func sizeBytesField(n int) int { return 1 + protowire.SizeVarint(uint64(n)) + n }
 
@@ -90,7 +91,7 @@ func sizeAnyValue(v *commonpb.AnyValue) (int, error) {
 		}
 		return sizeBytesField(n), nil
 	default:
-		return 0, errUnknownValue
+		return 0, ErrUnknownValue
 	}
 }
 
@@ -243,8 +244,8 @@ func sizeStatus(st *tracepb.Status) int {
 	return n
 }
 
-// sizeSpan is the encoded size of s, or errUnknownValue.
-func sizeSpan(s *tracepb.Span) (int, error) {
+// SpanSize is the encoded size of s, or ErrUnknownValue.
+func SpanSize(s *tracepb.Span) (int, error) {
 	n := 0
 	if len(s.TraceId) > 0 {
 		n += sizeBytesField(len(s.TraceId))
@@ -307,8 +308,8 @@ func sizeSpan(s *tracepb.Span) (int, error) {
 	return n, nil
 }
 
-// appendSpan appends s's encoding; sizeSpan(s) must have succeeded.
-func appendSpan(b []byte, s *tracepb.Span) []byte {
+// AppendSpan appends s's encoding; SpanSize(s) must have succeeded.
+func AppendSpan(b []byte, s *tracepb.Span) []byte {
 	if len(s.TraceId) > 0 {
 		b = appendBytesField(b, 1, s.TraceId)
 	}
